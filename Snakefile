@@ -1,0 +1,30 @@
+# tokencert: certified robustness through input sparsity.
+#   default study (embedded mnist5k):  snakemake --cores all
+#   full study:                        snakemake --cores all --configfile config/paper.yaml
+#   report only, from results:         snakemake --cores all report
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+validate(config, "schemas/params.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/vocab.smk"
+include: "rules/certify.smk"
+include: "rules/train.smk"
+include: "rules/smooth.smk"
+include: "rules/attack.smk"
+include: "rules/exact.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        TARGETS,

@@ -1,0 +1,1 @@
+# stage: attack (to be written)

@@ -1,0 +1,1 @@
+# stage: certify (to be written)

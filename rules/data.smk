@@ -1,0 +1,23 @@
+# Data stage: decode a named dataset into uint8 tensors and a manifest.
+
+
+rule data:
+    output:
+        train="data/{dataset}/train.pt",
+        test="data/{dataset}/test.pt",
+        manifest="data/{dataset}/manifest.json",
+    params:
+        spec=lambda w: config["datasets"][w.dataset],
+        cache_dir="data/.cache",
+    log:
+        "logs/data/{dataset}.log",
+    benchmark:
+        "benchmarks/rules/data/{dataset}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    script:
+        "../scripts/data.py"
+
+
+TARGETS += expand("data/{dataset}/manifest.json", dataset=DATASETS)

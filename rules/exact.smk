@@ -1,0 +1,1 @@
+# stage: exact (to be written)

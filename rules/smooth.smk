@@ -1,0 +1,1 @@
+# stage: smooth (to be written)

@@ -1,0 +1,1 @@
+# stage: train (to be written)

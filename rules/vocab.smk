@@ -1,0 +1,1 @@
+# stage: vocab (to be written)

@@ -1,0 +1,140 @@
+"""The ``imagefolder`` source: ``[root/]{train,test}/<class>/<image>`` in a directory or archive."""
+
+from __future__ import annotations
+
+import io
+import logging
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from ..io import atomic_path, sha256_file
+from .archive import is_archive, iter_files
+from .errors import DatasetError
+from .store import Split
+
+log = logging.getLogger("tokencert")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+MODES = {1: "L", 3: "RGB"}
+SPLITS = ("train", "test")
+
+
+def fetch(location: str, cache_dir: Path) -> Path:
+    """Local path of ``location``: a plain path, or a ``file://``/``http(s)://`` URL downloaded to ``cache_dir``."""
+    parsed = urllib.parse.urlparse(location)
+    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and location[1] == ":"):
+        path = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else location)
+        if not path.exists():
+            raise DatasetError(f"{path}: dataset path does not exist")
+        return path
+    if parsed.scheme not in ("http", "https"):
+        raise DatasetError(f"{location}: unsupported URL scheme '{parsed.scheme}' (file, http, https)")
+    name = Path(parsed.path).name or "dataset"
+    target = cache_dir / name
+    if not target.exists():
+        log.info("downloading %s -> %s", location, target)
+        try:
+            with urllib.request.urlopen(location, timeout=60) as resp, atomic_path(target) as tmp:
+                with open(tmp, "wb") as fh:
+                    while block := resp.read(1 << 20):
+                        fh.write(block)
+        except OSError as exc:
+            raise DatasetError(f"{location}: download failed ({exc})") from exc
+    return target
+
+
+def verify_sha256(path: Path, expected: str | None) -> None:
+    """Raise :class:`DatasetError` when ``path``'s sha256 differs from ``expected``."""
+    if expected is None:
+        return
+    if path.is_dir():
+        raise DatasetError(f"{path}: sha256 can only be checked for an archive file, not a directory")
+    actual = sha256_file(path)
+    if actual.lower() != expected.lower():
+        raise DatasetError(f"{path}: sha256 mismatch (expected {expected.lower()}, got {actual})")
+
+
+def _decode(name: str, data: bytes, channels: int, size: int) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            if img.mode != MODES[channels]:
+                raise DatasetError(
+                    f"{name}: image mode {img.mode} but the dataset declares {channels} channel(s) "
+                    f"(mode {MODES[channels]})"
+                )
+            if img.size != (size, size):
+                raise DatasetError(f"{name}: image size {img.size[0]}x{img.size[1]}, expected {size}x{size}")
+            arr = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DatasetError(f"{name}: cannot decode image ({exc})") from exc
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def read_imagefolder(source: Path, channels: int, image_size: int) -> dict[str, Split]:
+    """Decode every image of ``source`` into ``{"train": Split, "test": Split}``.
+
+    Classes are the sorted class folder names and must agree between the splits.
+    """
+    found: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {s: defaultdict(list) for s in SPLITS}
+    prefix: tuple[str, ...] | None = None
+    bar = tqdm(desc=f"decoding {source.name}", unit="img", mininterval=2.0)
+    for rel, data in iter_files(source):
+        if rel.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        split, cls, root = _locate(source, rel)
+        if prefix is None:
+            prefix = root
+        elif root != prefix:
+            raise DatasetError(f"{source}: images under two different roots ({'/'.join(prefix)!r}, {'/'.join(root)!r})")
+        found[split][cls].append((rel.name, _decode(f"{source}:{rel}", data, channels, image_size)))
+        bar.update()
+    bar.close()
+    return _assemble(source, found)
+
+
+def _locate(source: Path, rel: PurePosixPath) -> tuple[str, str, tuple[str, ...]]:
+    parts = rel.parts
+    if len(parts) < 3 or parts[-3] not in SPLITS:
+        raise DatasetError(f"{source}: image {rel} is not at <root>/{{train,test}}/<class>/<image>")
+    return parts[-3], parts[-2], parts[:-3]
+
+
+def _assemble(source: Path, found: dict[str, dict[str, list[tuple[str, np.ndarray]]]]) -> dict[str, Split]:
+    for split in SPLITS:
+        if not found[split]:
+            raise DatasetError(f"{source}: no images found for split '{split}'")
+    classes = sorted(found["train"])
+    if sorted(found["test"]) != classes:
+        raise DatasetError(
+            f"{source}: train classes {classes} differ from test classes {sorted(found['test'])}"
+        )
+    out = {}
+    for split in SPLITS:
+        images, labels = [], []
+        for label, cls in enumerate(classes):
+            members = sorted(found[split][cls], key=lambda item: item[0])
+            images.extend(arr for _, arr in members)
+            labels.extend([label] * len(members))
+        out[split] = Split(
+            images=torch.from_numpy(np.stack(images)),
+            labels=torch.tensor(labels, dtype=torch.int64),
+            classes=classes,
+        )
+    return out
+
+
+def load_imagefolder(location: str, channels: int, image_size: int, cache_dir: Path, sha256: str | None) -> dict[str, Split]:
+    """Fetch, verify and decode an imagefolder dataset."""
+    path = fetch(location, cache_dir)
+    if not path.is_dir() and not is_archive(path):
+        raise DatasetError(f"{path}: expected a directory or a .tar, .tar.gz, .tgz or .zip archive")
+    verify_sha256(path, sha256)
+    return read_imagefolder(path, channels, image_size)

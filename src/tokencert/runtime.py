@@ -1,0 +1,77 @@
+"""Plumbing shared by the workflow's scripts: logging to the rule's log, threads, seeds, device."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .device import select_device
+
+log = logging.getLogger("tokencert")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def derive_seed(seed: int, *keys: object) -> int:
+    """A stable per-job seed from the study seed and job keys (independent of PYTHONHASHSEED)."""
+    import hashlib
+
+    text = "/".join([str(seed), *map(str, keys)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+@dataclass
+class JobContext:
+    """What a rule's script needs besides its inputs: device, seed, thread count."""
+
+    device: torch.device
+    seed: int
+    threads: int
+
+
+@contextlib.contextmanager
+def job(smk: Any, *seed_keys: object) -> Iterator[JobContext]:
+    """Run a Snakemake script body: output to the rule's log, seeded, on the right device.
+
+    ``smk`` is the ``snakemake`` object of a ``script:`` directive. stdout, stderr and
+    the ``tokencert`` logger go to ``smk.log[0]`` when the rule declares a log. Errors are
+    logged with their message and re-raised, so the job fails with a non-zero exit code.
+    """
+    log_path = smk.log[0] if len(smk.log) else None
+    stream = open(log_path, "w", buffering=1, encoding="utf-8") if log_path else None
+    with contextlib.ExitStack() as stack:
+        if stream is not None:
+            stack.enter_context(stream)
+            stack.enter_context(contextlib.redirect_stdout(stream))
+            stack.enter_context(contextlib.redirect_stderr(stream))
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        try:
+            threads = int(getattr(smk, "threads", 1) or 1)
+            torch.set_num_threads(max(1, threads))
+            seed = derive_seed(int(smk.config.get("seed", 0)), smk.rule, *seed_keys)
+            seed_everything(seed)
+            gpus = int(getattr(smk.resources, "gpu", 0) or 0)
+            device = select_device(gpus, smk.config.get("device", "auto"))
+            log.info("rule %s: device=%s threads=%d seed=%d", smk.rule, device, threads, seed)
+            yield JobContext(device=device, seed=seed, threads=threads)
+        except Exception as exc:
+            log.error("%s: %s", type(exc).__name__, exc)
+            raise
+        finally:
+            log.removeHandler(handler)

@@ -1,0 +1,43 @@
+"""Units of sigma, eps and radii: ``pixel`` ([0,1] pixel space) or ``normalized``.
+
+In ``normalized`` units a perturbation ``delta`` of an image in pixel space is measured
+as ``|| delta / std_c ||_2`` with ``std_c`` the per-channel standard deviation of the
+training set (recorded in the dataset manifest). Every algorithm in this package works
+in pixel space and takes the per-channel ``scale`` (``None`` or ones for pixel units), so
+all conversions happen here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+UNITS = ("pixel", "normalized")
+
+
+def channel_scale(units: str, manifest: Mapping[str, Any]) -> torch.Tensor:
+    """Per-channel scale ``s`` (float64, shape C): a perturbation's norm in ``units`` is ||delta / s||."""
+    channels = int(manifest["shape"][0])
+    if units == "pixel":
+        return torch.ones(channels, dtype=torch.float64)
+    if units == "normalized":
+        std = torch.as_tensor(manifest["std"], dtype=torch.float64)
+        if std.shape != (channels,) or not torch.all(std > 0):
+            raise ValueError(f"manifest std must hold {channels} positive values, got {manifest['std']}")
+        return std
+    raise ValueError(f"units must be one of {UNITS}, got {units!r}")
+
+
+def norm(delta: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """Per-sample L2 norm of ``delta`` (N x C x H x W) measured in units with channel ``scale``."""
+    if scale is not None:
+        delta = delta / scale.to(delta).view(1, -1, 1, 1)
+    return delta.flatten(1).norm(dim=1)
+
+
+def describe(units: str) -> str:
+    """Human-readable label of the units for tables and axes."""
+    return "L2 in [0,1] pixel space" if units == "pixel" else "L2 in normalized space ((x - mean) / std)"
+
