@@ -7,6 +7,7 @@ DATASETS = list(config["study"]["datasets"])
 VOCABS = tc.vocabulary_recipes(config)
 DISCRETE_VOCABS = tc.discrete_vocabularies(config)
 MODELS = tc.model_names(config)
+CONDA_ENV = f"../envs/{config.get('conda_env', 'cpu')}.yaml"
 
 
 wildcard_constraints:

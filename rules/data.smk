@@ -16,6 +16,8 @@ rule data:
     resources:
         mem_mb=8000,
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/data.py"
 

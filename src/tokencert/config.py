@@ -56,7 +56,7 @@ def validate(config: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -
     Raises :class:`ConfigError` naming the offending key.
     """
     schema = load_schema(schema_path)
-    validator = jsonschema.Draft7Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]

