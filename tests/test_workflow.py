@@ -1,0 +1,56 @@
+"""End to end: the whole workflow on the tiny config, in a temporary copy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.workflow_copy import copy_workflow, snakemake
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = copy_workflow(tmp_path_factory.mktemp("wf"))
+    proc = snakemake(work, "--cores", "2", "--configfile", "config/tiny.yaml", "--resources", "gpu=0")
+    return work, proc
+
+
+@pytest.mark.slow
+def test_tiny_workflow_runs_end_to_end(tiny_run):
+    work, _ = tiny_run
+    manifest = json.loads((work / "data/mnist5k/manifest.json").read_text())
+    assert manifest["counts"] == {"train": 600, "test": 100}
+    for rule_dir in ("logs/data", "benchmarks/rules/data"):
+        assert any((work / rule_dir).iterdir()), rule_dir
+    produced = {p.relative_to(work).as_posix() for p in (work / "results").rglob("*") if p.is_file()}
+    assert produced, "no results"
+    assert not [p for p in produced if p.endswith(".tmp")], "temporary files left behind"
+
+
+@pytest.mark.slow
+def test_rerun_with_nothing_changed_does_nothing(tiny_run):
+    work, _ = tiny_run
+    proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "--resources", "gpu=0")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_bad_dataset_fails_cleanly(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    (work / "bad.yaml").write_text(
+        "datasets:\n  broken:\n    source: imagefolder\n    path: missing/archive.tar.gz\n"
+        "    channels: 1\n    image_size: 28\nstudy:\n  datasets: [broken]\n"
+    )
+    proc = snakemake(work, "--cores", "1", "--configfile", "bad.yaml", "--until", "data", check=False)
+    assert proc.returncode != 0
+    log = (work / "logs/data/broken.log").read_text()
+    assert "missing/archive.tar.gz: dataset path does not exist" in log
+    assert not (work / "data/broken").exists() or not any((work / "data/broken").iterdir())
+
+
+def test_invalid_params_stop_at_startup(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    (work / "bad.yaml").write_text("patch_size: 0\n")
+    proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert "patch_size" in proc.stdout + proc.stderr
