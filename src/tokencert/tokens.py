@@ -1,0 +1,161 @@
+"""Patches and the tokenizer ``Q``: every patch is replaced by its nearest token.
+
+Distances are computed in float64 (whatever the images' dtype) by one function,
+:func:`token_scores`, which the certificates use too: the assignment the classifier sees
+is exactly the assignment the certificate is about. Ties go to the lowest token index.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .vocab import Vocabulary
+
+MODES = ("joint", "per_channel", "per_channel_separate")
+BLOCK_BYTES = 256 << 20  # memory of one float64 patch-by-token distance block
+
+
+def check_geometry(shape: tuple[int, ...] | torch.Size, patch_size: int) -> None:
+    """Raise ``ValueError`` unless ``shape`` is N x C x H x W with H and W divisible by ``patch_size``."""
+    if len(shape) != 4:
+        raise ValueError(f"images must be N x C x H x W, got shape {tuple(shape)}")
+    if patch_size < 1:
+        raise ValueError(f"patch size must be >= 1, got {patch_size}")
+    _, _, h, w = shape
+    if h % patch_size or w % patch_size:
+        raise ValueError(f"patch size {patch_size} does not divide the image size {h}x{w}")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"token mode must be one of {MODES}, got {mode!r}")
+
+
+def patch_dim(mode: str, channels: int, patch_size: int) -> int:
+    """Dimension ``d`` of one patch vector."""
+    _check_mode(mode)
+    return channels * patch_size**2 if mode == "joint" else patch_size**2
+
+
+def patchify(images: torch.Tensor, patch_size: int, mode: str) -> torch.Tensor:
+    """Cut N x C x H x W images into N x P x d patch vectors.
+
+    joint: ``P = (H/p)(W/p)``, ``d = C p^2`` (row-major patch grid, channel-major inside a
+    patch). per-channel modes: ``P = C (H/p)(W/p)`` with patch index ``c * L + l``, ``d = p^2``.
+    """
+    _check_mode(mode)
+    check_geometry(images.shape, patch_size)
+    n, c, h, w = images.shape
+    p = patch_size
+    x = images.reshape(n, c, h // p, p, w // p, p)
+    if mode == "joint":
+        return x.permute(0, 2, 4, 1, 3, 5).reshape(n, (h // p) * (w // p), c * p * p)
+    return x.permute(0, 1, 2, 4, 3, 5).reshape(n, c * (h // p) * (w // p), p * p)
+
+
+def unpatchify(patches: torch.Tensor, patch_size: int, mode: str, channels: int,
+               image_size: int | tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`patchify`: N x P x d patch vectors back to N x C x H x W images."""
+    _check_mode(mode)
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    p, c = patch_size, channels
+    check_geometry((1, c, h, w), p)
+    n = patches.shape[0]
+    expected = (n, (h // p) * (w // p), c * p * p) if mode == "joint" else (n, c * (h // p) * (w // p), p * p)
+    if tuple(patches.shape) != expected:
+        raise ValueError(f"patches of shape {tuple(patches.shape)} do not make {c}x{h}x{w} images ({mode})")
+    if mode == "joint":
+        x = patches.reshape(n, h // p, w // p, c, p, p).permute(0, 3, 1, 4, 2, 5)
+    else:
+        x = patches.reshape(n, c, h // p, w // p, p, p).permute(0, 1, 2, 4, 3, 5)
+    return x.reshape(n, c, h, w)
+
+
+def check_finite(name: str, values: torch.Tensor) -> None:
+    """Raise ``ValueError`` when ``values`` holds NaN or infinity."""
+    if not torch.isfinite(values).all():
+        raise ValueError(f"{name} contain NaN or infinite values")
+
+
+def token_scores(patches: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``||t_j||^2 - 2 <x, t_j>`` in float64 for patches (M x d) and tokens (K x d): M x K.
+
+    This is ``||x - t_j||^2 - ||x||^2``; the argmin over ``j`` is the nearest token and the
+    differences between columns are the differences of squared distances.
+    """
+    x = patches.to(torch.float64)
+    t = tokens.to(device=x.device, dtype=torch.float64)
+    return (t * t).sum(dim=1).unsqueeze(0) - 2.0 * (x @ t.T)
+
+
+def chunk_rows(num_tokens: int) -> int:
+    """Patches per block so that a block of float64 distances to ``num_tokens`` tokens stays bounded."""
+    return max(64, BLOCK_BYTES // (8 * num_tokens))
+
+
+def assign(patches: torch.Tensor, tokens: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """Index of the nearest token (float64 distances, ties to the lowest index) for ``... x d`` patches."""
+    if tokens.ndim != 2 or patches.shape[-1] != tokens.shape[1]:
+        raise ValueError(f"patches of dimension {patches.shape[-1]} and tokens of shape {tuple(tokens.shape)}")
+    chunk_size = chunk_size or chunk_rows(tokens.shape[0])
+    flat = patches.reshape(-1, patches.shape[-1])
+    out = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
+    for start in range(0, flat.shape[0], chunk_size):
+        out[start:start + chunk_size] = token_scores(flat[start:start + chunk_size], tokens).argmin(dim=1)
+    return out.reshape(patches.shape[:-1])
+
+
+def _token_tables(vocab: Vocabulary, device: torch.device) -> list[torch.Tensor]:
+    """One K x d token table per channel group (a single group unless per_channel_separate)."""
+    tokens = vocab.tokens.to(device=device, dtype=torch.float64)
+    return list(tokens) if vocab.mode == "per_channel_separate" else [tokens]
+
+
+def tokenize(images: torch.Tensor, vocab: Vocabulary,
+             chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Q(x)``: the tokenized images (dtype of ``images``) and the token indices (N x P).
+
+    No gradient flows through the tokenizer (it is piecewise constant).
+    """
+    vocab.check_compatible(images.shape[1], images.shape[2])
+    with torch.no_grad():
+        check_finite("images", images)
+        patches = patchify(images, vocab.patch_size, vocab.mode)
+        n, p_count, d = patches.shape
+        tables = _token_tables(vocab, images.device)
+        groups = len(tables)
+        grouped = patches.reshape(n, groups, p_count // groups, d)
+        index = torch.empty(n, groups, p_count // groups, dtype=torch.long, device=images.device)
+        quantized = torch.empty(grouped.shape, dtype=images.dtype, device=images.device)
+        for g, table in enumerate(tables):
+            idx = assign(grouped[:, g], table, chunk_size)
+            index[:, g] = idx
+            quantized[:, g] = table[idx].to(images.dtype)
+        out = unpatchify(quantized.reshape(n, p_count, d), vocab.patch_size, vocab.mode, vocab.channels,
+                         images.shape[2:])
+    return out, index.reshape(n, p_count)
+
+
+def soft_tokenize(images: torch.Tensor, vocab: Vocabulary, tau: float,
+                  tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """Soft surrogate of ``Q``: each patch becomes ``sum_j softmax(-||x - t_j||^2 / tau)_j t_j``.
+
+    Differentiable in the images and in ``tokens`` (default: the vocabulary's, as a constant);
+    computed in the images' dtype. Used to train vocabularies and by the SSPGD attack.
+    """
+    if not tau > 0:
+        raise ValueError(f"temperature tau must be > 0, got {tau}")
+    vocab.check_compatible(images.shape[1], images.shape[2])
+    patches = patchify(images, vocab.patch_size, vocab.mode)
+    n, p_count, d = patches.shape
+    table = (vocab.tokens if tokens is None else tokens).to(device=images.device, dtype=images.dtype)
+    tables = table if vocab.mode == "per_channel_separate" else table.unsqueeze(0)
+    grouped = patches.reshape(n, tables.shape[0], p_count // tables.shape[0], d)
+    dist = torch.cdist(grouped.transpose(0, 1).reshape(tables.shape[0], -1, d), tables).pow(2)
+    weights = torch.softmax(-dist / tau, dim=-1)
+    mixed = (weights @ tables).reshape(tables.shape[0], n, p_count // tables.shape[0], d).transpose(0, 1)
+    return unpatchify(mixed.reshape(n, p_count, d), vocab.patch_size, vocab.mode, vocab.channels,
+                      images.shape[2:])
