@@ -1,1 +1,28 @@
-# stage: certify (to be written)
+# Certificate stage: exact patch certificate maps of the whole test set, and their summaries.
+
+
+rule certify:
+    input:
+        vocab="results/{dataset}/vocab/{vocab}.pt",
+        test="data/{dataset}/test.pt",
+        manifest="data/{dataset}/manifest.json",
+    output:
+        maps="results/{dataset}/certify/{vocab}.pt",
+        summary="results/{dataset}/certify/{vocab}.json",
+    params:
+        units=config["units"],
+    log:
+        "logs/certify/{dataset}/{vocab}.log",
+    benchmark:
+        "benchmarks/rules/certify/{dataset}/{vocab}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/certify.py"
+
+
+TARGETS += expand("results/{dataset}/certify/{vocab}.json", dataset=DATASETS, vocab=list(VOCABS))

@@ -1,1 +1,28 @@
-# stage: vocab (to be written)
+# Vocabulary stage: draw, fit or train each named vocabulary on a dataset's training patches.
+
+
+rule vocab:
+    input:
+        train="data/{dataset}/train.pt",
+        test="data/{dataset}/test.pt",
+        manifest="data/{dataset}/manifest.json",
+    output:
+        vocab="results/{dataset}/vocab/{vocab}.pt",
+        metrics="results/{dataset}/vocab/{vocab}.json",
+    params:
+        recipe=lambda w: VOCABS[w.vocab],
+        patch_size=config["patch_size"],
+        units=config["units"],
+    log:
+        "logs/vocab/{dataset}/{vocab}.log",
+    benchmark:
+        "benchmarks/rules/vocab/{dataset}/{vocab}.tsv"
+    threads: 2
+    resources:
+        gpu=lambda w: int(VOCABS[w.vocab]["kind"] == "learned"),
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/vocab.py"

@@ -1,5 +1,7 @@
 """Vocabularies: Gaussian (frozen), k-means and learned tokens, and their quality metrics."""
 
 from .base import Vocabulary
+from .build import KINDS, build_vocabulary
+from .metrics import quality_metrics, usage_statistics
 
-__all__ = ["Vocabulary"]
+__all__ = ["KINDS", "Vocabulary", "build_vocabulary", "quality_metrics", "usage_statistics"]

@@ -1,0 +1,117 @@
+"""Benchmark: exact certificates of whole test sets against a literal reference loop.
+
+    python benchmarks/bench_certify.py [--threads 2] [--reference-patches 300]
+
+Full MNIST test set (10,000 x 49 joint patches) and CIFAR-10 test set (10,000 x 192
+per-channel patches), Gaussian vocabularies with K = 1024 fitted to training patches. The
+reference is the literal "minimum over triple-wise" computation: for each patch, a Python
+loop over the tokens evaluating the bisector distance of one (patch, own token, other
+token) triple at a time. Both run in the same process on a subset, which also checks that
+they agree. Writes benchmarks/out/bench_certify.{json,md}. Uses ../shared/datasets when
+present, random images of the same shape otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tokencert.certify import image_certificates
+from tokencert.data import build_dataset, to_float
+from tokencert.io import write_json, write_text
+from tokencert.tokens import patchify
+from tokencert.vocab import Vocabulary
+from tokencert.vocab.gaussian import gaussian_tokens
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "datasets"
+CASES = {
+    "mnist": ("mnist-png.tar.gz", 1, 28, "joint"),
+    "cifar10": ("cifar10-jpg.tar.gz", 3, 32, "per_channel"),
+}
+
+
+def load_images(name: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(train, test) float images of a benchmark case and where they came from."""
+    archive, channels, size, _ = CASES[name]
+    path = SHARED / archive
+    if path.exists():
+        spec = {"source": "imagefolder", "path": str(path), "channels": channels, "image_size": size}
+        _, splits = build_dataset(name, spec, seed=0, cache_dir=HERE / "out" / "cache")
+        return to_float(splits["train"].images[:5000]), to_float(splits["test"].images), str(path)
+    gen = torch.Generator().manual_seed(0)
+    return (torch.rand(5000, channels, size, size, generator=gen),
+            torch.rand(10000, channels, size, size, generator=gen), "random images")
+
+
+def reference_radius(x: np.ndarray, tokens: np.ndarray) -> float:
+    """The literal computation: nearest token, then a loop over every other token."""
+    dist = [float(np.sum((x - t) ** 2)) for t in tokens]
+    a = int(np.argmin(dist))
+    best = math.inf
+    for j, t in enumerate(tokens):
+        if j == a:
+            continue
+        gap = float(np.sqrt(np.sum((t - tokens[a]) ** 2)))
+        r = 0.0 if gap == 0 else (dist[j] - dist[a]) / (2 * gap)
+        best = min(best, r)
+    return best
+
+
+def run_case(name: str, k: int, reference_patches: int) -> dict:
+    """Time the full test set and the reference on a subset; check agreement."""
+    _, channels, size, mode = CASES[name]
+    train, test, source = load_images(name)
+    gen = torch.Generator().manual_seed(0)
+    fit = patchify(train.to(torch.float64), 4, mode).reshape(-1, 16 if mode != "joint" else channels * 16)
+    vocab = Vocabulary(gaussian_tokens(fit, k, gen), 4, mode, channels, size, {"name": f"gauss-{k}"})
+    image_certificates(test[:50], vocab)  # warm-up
+    start = time.perf_counter()
+    certs = image_certificates(test, vocab)
+    fast_seconds = time.perf_counter() - start
+    patches = patchify(test.to(torch.float64), 4, mode)
+    n_patches = patches.shape[0] * patches.shape[1]
+    pick = torch.randperm(n_patches, generator=gen)[:reference_patches]
+    flat = patches.reshape(-1, patches.shape[2])[pick].numpy()
+    table = vocab.tokens.numpy()
+    start = time.perf_counter()
+    ref = np.array([reference_radius(x, table) for x in flat])
+    ref_seconds = time.perf_counter() - start
+    fast = certs.radii.reshape(-1)[pick].numpy()
+    fast_rate, ref_rate = n_patches / fast_seconds, reference_patches / ref_seconds
+    return {
+        "case": name, "source": source, "images": int(test.shape[0]), "patches": int(n_patches), "K": k,
+        "mode": mode, "seconds_full_test_set": fast_seconds, "patches_per_second": fast_rate,
+        "reference_patches": reference_patches, "reference_patches_per_second": ref_rate,
+        "speedup": fast_rate / ref_rate, "max_abs_difference": float(np.max(np.abs(fast - ref))),
+        "never_above_reference": bool(np.all(fast <= ref)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--K", type=int, default=1024)
+    parser.add_argument("--reference-patches", type=int, default=300)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = [run_case(name, args.K, args.reference_patches) for name in CASES]
+    out = HERE / "out"
+    write_json(out / "bench_certify.json", {"threads": args.threads, "results": results})
+    lines = ["| case | patches | K | full test set (s) | patches/s | reference patches/s | speed-up | max abs diff |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['case']} ({r['mode']}) | {r['patches']:,} | {r['K']} | {r['seconds_full_test_set']:.2f} | "
+                     f"{r['patches_per_second']:,.0f} | {r['reference_patches_per_second']:,.0f} | "
+                     f"{r['speedup']:,.0f}x | {r['max_abs_difference']:.1e} |")
+    write_text(out / "bench_certify.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
