@@ -1,0 +1,116 @@
+"""Vocabulary builders, file format and quality metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tokencert.tokens import tokenize
+from tokencert.vocab import Vocabulary, build_vocabulary, quality_metrics, usage_statistics
+from tokencert.vocab.kmeans import kmeans_tokens
+from tokencert.vocab.learned import sobel_magnitude
+
+
+def images(n=64, channels=1, size=8, seed=0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, channels, size, size), generator=gen, dtype=torch.uint8)
+
+
+def test_save_load_roundtrip(tmp_path):
+    vocab = build_vocabulary("g", {"kind": "gaussian", "K": 8}, images(), 4, seed=0)
+    vocab.save(tmp_path / "v.pt")
+    back = Vocabulary.load(tmp_path / "v.pt")
+    assert torch.equal(back.tokens, vocab.tokens) and back.sha256() == vocab.sha256()
+    assert (back.mode, back.patch_size, back.channels, back.image_size) == ("joint", 4, 1, 8)
+    assert back.meta["kind"] == "gaussian" and back.name == "g"
+    torch.save({"tokens": vocab.tokens}, tmp_path / "broken.pt")
+    with pytest.raises(ValueError, match="not a vocabulary"):
+        Vocabulary.load(tmp_path / "broken.pt")
+
+
+def test_gaussian_fit_and_seed():
+    x = images(256)
+    a = build_vocabulary("g", {"kind": "gaussian", "K": 2000, "fit_patches": 100000}, x, 4, seed=1)
+    b = build_vocabulary("g", {"kind": "gaussian", "K": 2000, "fit_patches": 100000}, x, 4, seed=1)
+    c = build_vocabulary("g", {"kind": "gaussian", "K": 2000, "fit_patches": 100000}, x, 4, seed=2)
+    assert torch.equal(a.tokens, b.tokens) and not torch.equal(a.tokens, c.tokens)
+    # uniform pixels: mean 0.5, std ~ 0.29 per dimension
+    assert abs(float(a.tokens.mean()) - 0.5) < 0.02 and abs(float(a.tokens.std()) - 0.289) < 0.02
+
+
+def test_kmeans_recovers_clusters():
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [5.0, 5.0], [0.0, 5.0]], dtype=torch.float64)
+    points = torch.cat([c + 0.1 * torch.randn(100, 2, generator=gen, dtype=torch.float64) for c in centres])
+    found = kmeans_tokens(points, 3, 10, gen)
+    assert torch.cdist(centres, found).min(dim=1).values.max() < 0.05
+
+
+@pytest.mark.parametrize("mode, shape", [("joint", (16, 48)), ("per_channel", (16, 16)),
+                                         ("per_channel_separate", (3, 16, 16))])
+def test_modes_shapes(mode, shape):
+    vocab = build_vocabulary("k", {"kind": "kmeans", "K": 16, "iters": 2, "mode": mode}, images(32, 3), 4, seed=0)
+    assert tuple(vocab.tokens.shape) == shape
+
+
+def test_learned_vocabulary_improves_reconstruction():
+    x = images(128)
+    recipe = {"kind": "learned", "K": 16, "epochs": 4, "batch_size": 32, "lr": 0.05, "init": "gaussian"}
+    start = build_vocabulary("g", {"kind": "gaussian", "K": 16}, x, 4, seed=0)
+    learned = build_vocabulary("l", recipe, x, 4, seed=0)
+    assert quality_metrics(learned, x)["recon_mse"] < quality_metrics(start, x)["recon_mse"]
+
+
+@pytest.mark.parametrize("switch", [{"temperature": 0.1}, {"negentropy_weight": 0.1}, {"sobel_weight": 1.0},
+                                    {"noise_sigma": 0.1}, {"mode": "per_channel_separate"}])
+def test_learned_switches_run(switch):
+    recipe = {"kind": "learned", "K": 8, "epochs": 1, "batch_size": 16, **switch}
+    vocab = build_vocabulary("l", recipe, images(32, 3), 4, seed=0)
+    assert torch.isfinite(vocab.tokens).all() and vocab.meta["recipe"] == recipe
+
+
+def test_dead_tokens_are_reseeded():
+    x = torch.zeros(32, 1, 8, 8, dtype=torch.uint8)
+    x[:16] = 255
+    recipe = {"kind": "learned", "K": 6, "epochs": 1, "batch_size": 8, "init": "gaussian"}
+    vocab = build_vocabulary("l", recipe, x, 4, seed=0)
+    # dead tokens were replaced by real patches (all 0 or all 1)
+    values = vocab.tokens.flatten()
+    assert ((values - 0).abs() < 1e-6).any() or ((values - 1).abs() < 1e-6).any()
+
+
+def test_usage_statistics():
+    vocab = Vocabulary(torch.rand(4, 16, dtype=torch.float64), 4, "joint", 1, 8)
+    counts, perplexity, dead = usage_statistics(torch.tensor([[0, 1], [0, 1]]), vocab)
+    assert counts.tolist() == [[2, 2, 0, 0]]
+    assert perplexity == pytest.approx(2.0) and dead == 0.5
+
+
+def test_quality_metrics():
+    x = images(16)
+    vocab = build_vocabulary("g", {"kind": "gaussian", "K": 8}, x, 4, seed=0)
+    m = quality_metrics(vocab, x)
+    tokenized, _ = tokenize(x.double() / 255, vocab)
+    mse = float(((tokenized.clamp(0, 1) - x.double() / 255) ** 2).mean())
+    assert m["recon_mse"] == pytest.approx(mse)
+    assert m["recon_psnr"] == pytest.approx(10 * math.log10(1 / mse))
+    assert 1 <= m["perplexity"] <= 8 and 0 <= m["dead_fraction"] < 1
+    assert 0 <= m["patch_cert_min"] <= m["r0_mean"] <= m["patch_cert_mean"]
+
+
+def test_sobel_magnitude_of_edge():
+    x = torch.zeros(1, 1, 5, 5)
+    x[..., 3:] = 1.0
+    mag = sobel_magnitude(x)
+    assert mag[0, 0, 2, 2] > 3.9 and mag[0, 0, 2, 0] < 0.01
+
+
+def test_bad_recipes():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        build_vocabulary("x", {"kind": "magic", "K": 4}, images(), 4, seed=0)
+    with pytest.raises(ValueError, match="K must be >= 2"):
+        build_vocabulary("x", {"kind": "gaussian", "K": 1}, images(), 4, seed=0)
+    with pytest.raises(ValueError, match="does not divide"):
+        build_vocabulary("x", {"kind": "gaussian", "K": 4}, images(size=10), 4, seed=0)
