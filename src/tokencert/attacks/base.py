@@ -1,0 +1,86 @@
+"""What every attack shares: the L2 budget in (scaled) pixel space, projection, judging.
+
+A perturbation ``delta`` of an image in ``[0,1]`` has size ``||delta / s||_2`` with ``s`` the
+per-channel unit scale (``None``: pixel units). Attacks work in ``u = delta / s``, where
+the budget is a plain L2 ball, and always return images clipped to ``[0,1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+ATTACKS = ("pgd", "sspgd", "bpda", "transfer", "square", "tokenflip")
+
+
+def check_attack_params(eps: float | list[float] | None = None, steps: int | None = None,
+                        tau: float | None = None, name: str | None = None) -> None:
+    """Raise ``ValueError`` for eps < 0, steps < 1, tau <= 0 or an unknown attack name."""
+    for e in [] if eps is None else (eps if isinstance(eps, list) else [eps]):
+        if not e >= 0:
+            raise ValueError(f"eps must be >= 0, got {e}")
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if tau is not None and not tau > 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    if name is not None and name not in ATTACKS:
+        raise ValueError(f"unknown attack '{name}' (known: {', '.join(ATTACKS)})")
+
+
+def channel_view(scale: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """Per-channel scale broadcastable to N x C x H x W (ones in pixel units)."""
+    if scale is None:
+        return torch.ones(1, like.shape[1], 1, 1, dtype=like.dtype, device=like.device)
+    return scale.to(dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+
+def norms(delta: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample size ``||delta / s||_2``."""
+    return (delta / channel_view(scale, delta)).flatten(1).norm(dim=1)
+
+
+def project(x0: torch.Tensor, x: torch.Tensor, eps: float, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Project ``x`` onto ``{||x - x0|| <= eps} ∩ [0,1]`` (approximately: ball, then box).
+
+    Clipping to the box after the ball never increases the norm, so the result is always
+    inside both.
+    """
+    delta = x - x0
+    size = norms(delta, scale).view(-1, 1, 1, 1)
+    delta = delta * torch.clamp(eps / (size + 1e-12), max=1.0)
+    return (x0 + delta).clamp(0.0, 1.0)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Hard-model predictions, batched."""
+    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)])
+
+
+@dataclass
+class AttackOutcome:
+    """Per sample and eps: still correct after the attack; smallest fooling norm seen (inf if none)."""
+
+    eps: list[float]
+    correct: torch.Tensor  # n_eps x N bool, judged on the hard model
+    min_norm: torch.Tensor  # N, smallest norm of a verified adversarial example
+    checks: dict[str, bool] = field(default_factory=dict)
+
+    def robust_accuracy(self) -> list[float]:
+        """Fraction still correct at each eps."""
+        return self.correct.to(torch.float64).mean(dim=1).tolist()
+
+
+def judge(model: nn.Module, x0: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, eps: float,
+          scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, dict[str, bool]]:
+    """Whether each adversarial image is still classified correctly by the hard model, the norms
+    of the successful ones (inf otherwise) and the sanity checks (within eps, in the box)."""
+    size = norms(x_adv - x0, scale)
+    checks = {
+        "eps_ball_respected": bool((size <= eps * (1 + 1e-5) + 1e-6).all()),
+        "in_box": bool(((x_adv >= 0) & (x_adv <= 1)).all()),
+    }
+    correct = predict(model, x_adv) == y
+    return correct, torch.where(correct, torch.full_like(size, torch.inf), size), checks

@@ -1,0 +1,124 @@
+"""Running the attack suite over an eps grid, the per-sample worst case, and sanity checks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import DiscreteClassifier
+from .base import AttackOutcome, check_attack_params, judge, predict
+from .pgd import pgd
+from .square import square
+from .surrogate import StraightThrough
+from .tokenflip import tokenflip
+
+log = logging.getLogger("tokencert")
+
+WHITE_BOX = ("pgd", "sspgd", "bpda", "tokenflip")
+BLACK_BOX = ("transfer", "square")
+UNDEFENDED_CHECK = {(1, 28): 4.0, (3, 32): 0.5}  # (channels, size) -> study eps where PGD must win
+UNDEFENDED_MAX_ACCURACY = 0.05
+BLACK_BOX_SLACK = 0.03
+
+
+def applicable(attack: str, discrete: bool) -> bool:
+    """Whether ``attack`` applies to a model: surrogates and token flips need a tokenizer."""
+    check_attack_params(name=attack)
+    return discrete or attack in ("pgd", "square")
+
+
+def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float],
+               params: Mapping[str, Any], seed: int, scale: torch.Tensor | None = None,
+               baseline: nn.Module | None = None) -> AttackOutcome:
+    """Attack ``model`` at every eps; judge on the hard model; record sanity checks."""
+    check_attack_params(eps=list(eps_grid), name=name)
+    discrete = isinstance(model, DiscreteClassifier)
+    if not applicable(name, discrete):
+        raise ValueError(f"attack '{name}' needs a discrete classifier")
+    gen = torch.Generator().manual_seed(seed)
+    pgd_params = dict(params.get("pgd", {}))
+    steps, restarts = int(pgd_params.get("steps", 50)), int(pgd_params.get("restarts", 1))
+    step_size = float(pgd_params.get("step_size", 2.5))
+    check_attack_params(steps=steps)
+    checks = {"step_budget_ok": step_size >= 1.0}
+    correct, min_norm = [], torch.full((x.shape[0],), torch.inf, dtype=torch.float64)
+    if name == "tokenflip":
+        flip = params.get("tokenflip", {})
+        _, found = tokenflip(model, x, y, max(eps_grid), int(flip.get("max_flips", 32)),
+                             int(flip.get("candidates", 32)), scale)
+        min_norm = found
+        correct = [found > e for e in eps_grid]
+        checks.update(eps_ball_respected=True, in_box=True)
+        return AttackOutcome(list(eps_grid), torch.stack(correct), min_norm, checks)
+    for eps in eps_grid:
+        if name in ("pgd", "sspgd", "bpda", "transfer"):
+            taus = [None] if name != "sspgd" else [float(t) for t in params.get("sspgd", {}).get("taus", [0.1])]
+            for tau in taus:
+                check_attack_params(tau=tau)
+            source = baseline if name == "transfer" else model
+            if name == "transfer" and baseline is None:
+                raise ValueError("attack 'transfer' needs the baseline model")
+            candidates = []
+            for tau in taus:
+                grad_model = StraightThrough(model, tau) if name in ("sspgd", "bpda") else None
+                candidates.append(pgd(source, x, y, eps, steps, step_size, restarts, gen, scale, grad_model))
+        else:
+            sq = params.get("square", {})
+            candidates = [square(model, x, y, eps, int(sq.get("queries", 500)), float(sq.get("p_init", 0.8)),
+                                 seed, scale)]
+        still = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        for adv in candidates:
+            ok, size, c = judge(model, x, adv, y, eps, scale)
+            still &= ok
+            min_norm = torch.minimum(min_norm, size.cpu().to(torch.float64))
+            for key, value in c.items():
+                checks[key] = checks.get(key, True) and value
+        correct.append(still.cpu())
+    return AttackOutcome(list(eps_grid), torch.stack(correct), min_norm, checks)
+
+
+def worst_case(outcomes: Mapping[str, AttackOutcome]) -> AttackOutcome:
+    """Per-sample worst case: correct at eps only if every attack left it correct."""
+    first = next(iter(outcomes.values()))
+    correct = torch.stack([o.correct for o in outcomes.values()]).all(dim=0)
+    min_norm = torch.stack([o.min_norm for o in outcomes.values()]).min(dim=0).values
+    checks = {k: all(o.checks.get(k, True) for o in outcomes.values()) for k in first.checks}
+    return AttackOutcome(first.eps, correct, min_norm, checks)
+
+
+def sanity_warnings(model_name: str, discrete: bool, shape: tuple[int, int], outcomes: Mapping[str, AttackOutcome],
+                    clean_accuracy: float) -> list[str]:
+    """Loud warnings: undefended model not broken at the study's eps; a black-box attack far
+    ahead of every white-box one (a sign of gradient masking); broken checks."""
+    warnings = []
+    for name, o in outcomes.items():
+        for key, ok in o.checks.items():
+            if not ok:
+                warnings.append(f"{name}: sanity check '{key}' failed")
+    study_eps = UNDEFENDED_CHECK.get(shape)
+    if model_name == "baseline" and study_eps is not None and "pgd" in outcomes and study_eps in outcomes["pgd"].eps:
+        acc = outcomes["pgd"].robust_accuracy()[outcomes["pgd"].eps.index(study_eps)]
+        if acc > UNDEFENDED_MAX_ACCURACY:
+            warnings.append(f"undefended baseline keeps {acc:.1%} under PGD at eps {study_eps} "
+                            f"(expected <= {UNDEFENDED_MAX_ACCURACY:.0%}): the attack is too weak")
+    white = [o for n, o in outcomes.items() if n in WHITE_BOX and (discrete or n == "pgd")]
+    for name in BLACK_BOX:
+        if name in outcomes and white:
+            for i, eps in enumerate(outcomes[name].eps):
+                best_white = min(o.robust_accuracy()[i] for o in white)
+                if outcomes[name].robust_accuracy()[i] < best_white - BLACK_BOX_SLACK:
+                    warnings.append(f"{name} beats every white-box attack at eps {eps} "
+                                    f"({outcomes[name].robust_accuracy()[i]:.1%} < {best_white:.1%}): "
+                                    "possible gradient masking")
+    for w in warnings:
+        log.warning("SANITY: %s", w)
+    return warnings
+
+
+def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy of the hard model on unperturbed images."""
+    return float((predict(model, x) == y).to(torch.float64).mean())

@@ -1,0 +1,99 @@
+"""Attacks: budgets respected, undefended models broken, masking exposed, flips verified."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.attack_fixtures import trained_models
+from tokencert.attacks import check_attack_params, clean_accuracy, norms, pgd, project, run_attack, worst_case
+from tokencert.attacks.suite import sanity_warnings
+from tokencert.attacks.tokenflip import tokenflip
+
+PARAMS = {"pgd": {"steps": 20, "restarts": 1, "step_size": 2.5}, "sspgd": {"taus": [0.05]},
+          "square": {"queries": 200, "p_init": 0.8}, "tokenflip": {"max_flips": 24, "candidates": 28}}
+
+
+@pytest.fixture(scope="module")
+def models():
+    return trained_models()
+
+
+def test_fixture_models_are_accurate(models):
+    baseline, discrete, x, y = models
+    assert clean_accuracy(baseline, x, y) > 0.95 and clean_accuracy(discrete, x, y) > 0.95
+
+
+def test_projection_respects_ball_and_box():
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(10, 3, 4, 4, generator=gen)
+    x = x0 + torch.randn(10, 3, 4, 4, generator=gen)
+    scale = torch.tensor([0.2, 0.5, 1.0])
+    for s in (None, scale):
+        out = project(x0, x, 0.3, s)
+        assert (norms(out - x0, s) <= 0.3 + 1e-6).all() and out.min() >= 0 and out.max() <= 1
+
+
+def test_pgd_breaks_undefended_model_and_stays_in_budget(models):
+    baseline, _, x, y = models
+    gen = torch.Generator().manual_seed(0)
+    adv = pgd(baseline, x, y, eps=4.0, steps=20, step_size=2.5, restarts=1, gen=gen)
+    assert (norms(adv - x) <= 4.0 + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1
+    assert clean_accuracy(baseline, adv, y) <= 0.05
+    small = pgd(baseline, x, y, eps=0.05, steps=10, step_size=2.5, restarts=1, gen=gen)
+    assert clean_accuracy(baseline, small, y) > 0.5  # a tiny budget cannot break it
+
+
+def test_pgd_on_discrete_model_is_masked_but_bpda_and_sspgd_are_not(models):
+    _, discrete, x, y = models
+    eps = [4.0]
+    plain = run_attack("pgd", discrete, x, y, eps, PARAMS, seed=0).robust_accuracy()[0]
+    bpda = run_attack("bpda", discrete, x, y, eps, PARAMS, seed=0).robust_accuracy()[0]
+    sspgd = run_attack("sspgd", discrete, x, y, eps, PARAMS, seed=0).robust_accuracy()[0]
+    assert plain > 0.9  # no gradient: PGD only tries its random start
+    assert bpda < 0.1 and sspgd < 0.1
+
+
+def test_tokenflip_examples_really_fool_the_hard_model(models):
+    _, discrete, x, y = models
+    x, y = x[:12], y[:12]
+    adv, found = tokenflip(discrete, x, y, max_eps=8.0, max_flips=24, candidates=28)
+    fooled = torch.isfinite(found)
+    assert fooled.sum() >= 6
+    assert (discrete(adv[fooled]).argmax(1) != y[fooled]).all()
+    assert torch.allclose(norms(adv[fooled] - x[fooled]).double(), found[fooled], rtol=1e-4, atol=1e-5)
+    outcome = run_attack("tokenflip", discrete, x, y, [0.5, 2.0, 8.0],
+                         {"tokenflip": {"max_flips": 24, "candidates": 28}}, seed=0)
+    assert outcome.robust_accuracy() == sorted(outcome.robust_accuracy(), reverse=True)
+    assert outcome.robust_accuracy()[-1] <= 1 - fooled.double().mean() + 1e-12
+
+
+def test_transfer_and_square_and_worst_case(models):
+    baseline, discrete, x, y = models
+    eps = [0.0, 2.0]
+    transfer = run_attack("transfer", discrete, x, y, eps, PARAMS, seed=0, baseline=baseline)
+    square = run_attack("square", discrete, x[:40], y[:40], eps, PARAMS, seed=0)
+    assert transfer.robust_accuracy()[0] == pytest.approx(clean_accuracy(discrete, x, y))
+    assert square.checks["eps_ball_respected"] and square.checks["in_box"]
+    both = worst_case({"a": transfer, "b": run_attack("bpda", discrete, x, y, eps, PARAMS, seed=0)})
+    assert all(w <= min(a, b) + 1e-12 for w, a, b in zip(both.robust_accuracy(), transfer.robust_accuracy(),
+                                                          run_attack("bpda", discrete, x, y, eps, PARAMS,
+                                                                     seed=0).robust_accuracy()))
+
+
+def test_sanity_warnings_flag_weak_attacks(models):
+    baseline, _, x, y = models
+    weak = run_attack("pgd", baseline, x, y, [4.0], {"pgd": {"steps": 1, "step_size": 0.01}}, seed=0)
+    warnings = sanity_warnings("baseline", False, (1, 28), {"pgd": weak}, 1.0)
+    assert any("step_budget_ok" in w for w in warnings)
+
+
+def test_bad_attack_parameters():
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        check_attack_params(eps=-0.1)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        check_attack_params(steps=0)
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        check_attack_params(tau=0.0)
+    with pytest.raises(ValueError, match="unknown attack 'cw'"):
+        check_attack_params(name="cw")
