@@ -84,8 +84,10 @@ def test_transfer_and_square_and_worst_case(models):
 def test_sanity_warnings_flag_weak_attacks(models):
     baseline, _, x, y = models
     weak = run_attack("pgd", baseline, x, y, [4.0], {"pgd": {"steps": 1, "step_size": 0.01}}, seed=0)
-    warnings = sanity_warnings("baseline", False, (1, 28), {"pgd": weak}, 1.0)
+    warnings = sanity_warnings("baseline", False, (1, 28), {"pgd": weak})
     assert any("step_budget_ok" in w for w in warnings)
+    assert any("undefended baseline keeps" in w for w in warnings)
+    assert not any("undefended" in w for w in sanity_warnings("baseline", False, (1, 28), {"pgd": weak}, "normalized"))
 
 
 def test_bad_attack_parameters():

@@ -1,0 +1,26 @@
+"""Rule `attack_worst`: per-sample worst case over every attack run on a model, with sanity checks."""
+
+from pathlib import Path
+
+from tokencert.attacks import worst_case
+from tokencert.attacks.results import read_outcome, write_outcome
+from tokencert.attacks.suite import sanity_warnings
+from tokencert.data import load_manifest
+from tokencert.io import read_json
+from tokencert.runtime import job, log
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+w = smk.wildcards
+with job(smk, w.dataset, w.model):
+    outcomes, summaries = {}, [read_json(p) for p in smk.input.summaries]
+    for path, summary in zip(smk.input.samples, summaries, strict=True):
+        outcomes[summary["attack"]], indices, labels = read_outcome(path)
+    manifest = load_manifest(Path(smk.input.manifest).parent)
+    shape = (int(manifest["shape"][0]), int(manifest["shape"][1]))
+    clean = summaries[0]["clean_accuracy"]
+    warnings = sanity_warnings(w.model, w.model.startswith("discrete-"), shape, outcomes, smk.params.units)
+    summary = write_outcome(smk.output.samples, smk.output.summary, worst_case(outcomes), indices, labels, {
+        "attack": "worst", "attacks": sorted(outcomes), "dataset": w.dataset, "model": w.model,
+        "units": smk.params.units, "clean_accuracy": clean, "sanity": {"warnings": warnings},
+    })
+    log.info("worst case on %s over %s: %s", w.model, sorted(outcomes), summary["robust_accuracy"])
