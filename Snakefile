@@ -24,7 +24,18 @@ include: "rules/exact.smk"
 include: "rules/report.smk"
 
 
+# Light jobs run on the submitting node under a cluster executor (profiles/slurm).
+localrules:
+    all,
+    data,
+    attack_worst,
+    report,
+    stamp_models,
+    stamp_evaluation,
+
+
 rule all:
     default_target: True
     input:
         TARGETS,
+        TARGETS_REPORT,

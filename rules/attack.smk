@@ -1,36 +1,13 @@
 # Attack stage: each attack of the suite on each attacked model, then the per-sample worst case.
 
 
-def attacked_pairs():
-    """(model, attack) pairs: surrogate and token-flip attacks only apply to discrete models."""
-    pairs = []
-    for model in config["attacks"]["models"]:
-        discrete = tc.parse_model(model)[0] == "discrete"
-        for attack in config["attacks"]["suite"]:
-            if attack == "transfer" and (not discrete or "baseline" not in MODELS):
-                continue
-            if discrete or attack in ("pgd", "square"):
-                pairs.append((model, attack))
-    return pairs
-
-
-def attack_inputs(w):
-    kind, vocab = tc.parse_model(w.model)
-    inputs = {
-        "model": f"results/{w.dataset}/models/{w.model}/model.pt",
-        "test": f"data/{w.dataset}/test.pt",
-        "manifest": f"data/{w.dataset}/manifest.json",
-    }
-    if kind == "discrete":
-        inputs["vocab"] = f"results/{w.dataset}/vocab/{vocab}.pt"
-    if w.attack == "transfer":
-        inputs["baseline"] = f"results/{w.dataset}/models/baseline/model.pt"
-    return inputs
-
-
 rule attack:
     input:
-        unpack(attack_inputs),
+        model="results/{dataset}/models/{model}/model.pt",
+        test="data/{dataset}/test.pt",
+        manifest="data/{dataset}/manifest.json",
+        vocab=lambda w: [f"results/{w.dataset}/vocab/{v}.pt" for k, v in [tc.parse_model(w.model)] if k == "discrete"],
+        baseline=lambda w: [f"results/{w.dataset}/models/baseline/model.pt"] if w.attack == "transfer" else [],
     output:
         summary="results/{dataset}/attacks/{model}/{attack}.json",
         samples="results/{dataset}/attacks/{model}/{attack}.csv",
@@ -57,10 +34,10 @@ rule attack:
 rule attack_worst:
     input:
         samples=lambda w: [
-            f"results/{w.dataset}/attacks/{w.model}/{a}.csv" for m, a in attacked_pairs() if m == w.model
+            f"results/{w.dataset}/attacks/{w.model}/{a}.csv" for m, a in tc.attacked_pairs(config) if m == w.model
         ],
         summaries=lambda w: [
-            f"results/{w.dataset}/attacks/{w.model}/{a}.json" for m, a in attacked_pairs() if m == w.model
+            f"results/{w.dataset}/attacks/{w.model}/{a}.json" for m, a in tc.attacked_pairs(config) if m == w.model
         ],
         manifest="data/{dataset}/manifest.json",
     output:
@@ -84,5 +61,5 @@ rule attack_worst:
 TARGETS += expand(
     "results/{dataset}/attacks/{model}/worst.json",
     dataset=DATASETS,
-    model=sorted({m for m, _ in attacked_pairs()}),
+    model=sorted({m for m, _ in tc.attacked_pairs(config)}),
 )

@@ -18,3 +18,10 @@ wildcard_constraints:
 
 # Every rule file appends the final outputs of its stage; `rule all` requests them.
 TARGETS = []
+
+
+def stage_targets(*stages):
+    """Final targets of the given result stages (results/<dataset>/<stage>/...)."""
+    from pathlib import Path
+
+    return [t for t in TARGETS if len(Path(t).parts) > 2 and Path(t).parts[2] in stages]

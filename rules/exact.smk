@@ -1,10 +1,6 @@
 # Exact single-flip (R_2) certificates of the attacked discrete models, bracketed by the attacks.
 
 
-def exact_models():
-    return [m for m in config["attacks"]["models"] if tc.parse_model(m)[0] == "discrete"]
-
-
 rule exact_certify:
     input:
         model="results/{dataset}/models/{model}/model.pt",
@@ -34,4 +30,4 @@ rule exact_certify:
         "../scripts/exact.py"
 
 
-TARGETS += expand("results/{dataset}/exact/{model}.json", dataset=DATASETS, model=exact_models())
+TARGETS += expand("results/{dataset}/exact/{model}.json", dataset=DATASETS, model=tc.exact_models(config))

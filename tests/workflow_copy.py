@@ -14,16 +14,26 @@ WORKFLOW_FILES = ["Snakefile", "params.yaml", "dvc.yaml"]
 WORKFLOW_DIRS = ["rules", "scripts", "schemas", "config", "report", "envs", "profiles"]
 
 
-def copy_workflow(dest: Path) -> Path:
-    """Copy the files a workflow run needs into ``dest``; return ``dest``."""
+def copy_workflow(dest: Path, with_sources: bool = False) -> Path:
+    """Copy the files a workflow run needs into ``dest`` (and ``src/`` for DVC's deps); return ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_DIRS + (["src"] if with_sources else []):
+        if (REPO / name).exists():
+            shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in WORKFLOW_FILES:
         if (REPO / name).exists():
             shutil.copy2(REPO / name, dest / name)
-    for name in WORKFLOW_DIRS:
-        if (REPO / name).exists():
-            shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
+
+
+def run(workdir: Path, *cmd: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a command of this interpreter's environment in ``workdir``; fail with its output."""
+    exe = Path(sys.executable).with_name(cmd[0])
+    proc = subprocess.run([str(exe), *cmd[1:]], cwd=workdir, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "MPLBACKEND": "Agg"})
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:

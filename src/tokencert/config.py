@@ -194,3 +194,25 @@ def resolve_arch(arch: str, channels: int, image_size: int) -> str:
     if arch != "auto":
         return arch
     return "cnn" if channels == 1 else "resnet9"
+
+
+ATTACKS_WITH_GRADIENT_FREE = ("pgd", "square")
+
+
+def attacked_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(model, attack) pairs the study runs: surrogate, transfer and token-flip attacks need a
+    discrete model (transfer also the baseline); PGD and Square apply to every model."""
+    pairs = []
+    for model in config["attacks"]["models"]:
+        discrete = parse_model(model)[0] == "discrete"
+        for attack in config["attacks"]["suite"]:
+            if attack == "transfer" and not config["classifiers"]["baseline"]:
+                continue
+            if discrete or attack in ATTACKS_WITH_GRADIENT_FREE:
+                pairs.append((model, attack))
+    return pairs
+
+
+def exact_models(config: Mapping[str, Any]) -> list[str]:
+    """Discrete models that get the exact single-flip certificate (the attacked ones, for the bracket)."""
+    return [m for m in config["attacks"]["models"] if parse_model(m)[0] == "discrete"]

@@ -55,9 +55,10 @@ def pgd(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float, steps: 
             x = x.detach().requires_grad_(True)
             loss = F.cross_entropy(grad_model(x), y)
             (grad,) = torch.autograd.grad(loss, x, allow_unused=True) if loss.requires_grad else (None,)
+            if grad is None:  # no gradient reaches the input (a plain discrete classifier): masking,
+                break  # the iterate would never move from its random start
             with torch.no_grad():
-                # a model without gradient (a plain discrete classifier) gets none: that is masking
-                g = (torch.zeros_like(x) if grad is None else grad) * s  # gradient w.r.t. u = delta / s
+                g = grad * s  # gradient with respect to u = delta / s
                 g = g / (g.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-12)
                 x = project(x0, x + alpha * s * g, eps, scale)
     assert bool((norms(best - x0, scale) <= eps * (1 + 1e-5) + 1e-6).all())

@@ -1,0 +1,13 @@
+"""Rule `report`: tables, figures, report.tex and the PDF from the results of the study."""
+
+from pathlib import Path
+
+from tokencert.report import build
+from tokencert.runtime import job, log
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with job(smk):
+    written = build(dict(smk.config), Path(smk.output.tex).parent, pdf=bool(smk.params.pdf))
+    if not smk.params.pdf:
+        log.warning("latexmk not found: report.tex written, PDF not built (install TeX Live, see README)")
+    log.info("report: %s", {k: len(v) for k, v in written.items()})

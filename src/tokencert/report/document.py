@@ -1,0 +1,104 @@
+"""Build the report: tables, figures, the LaTeX document and (with latexmk) the PDF."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .. import config as tc
+from ..io import write_json, write_text
+from ..units import describe
+from . import figures, tables
+from .collect import DatasetResults, collect
+
+log = logging.getLogger("tokencert")
+
+
+def findings(results: list[DatasetResults], config: dict[str, Any]) -> list[str]:
+    """Short sentences generated from the numbers (no number is written here by hand)."""
+    out = []
+    for row in tables.main_rows(results, config):
+        out.append(f"{row['dataset']}, {row['classifier']}: test accuracy {row['acc']}, worst-case accuracy "
+                   f"under the attack suite {row['worst']} at the study's eps.")
+    for d in results:
+        for model, s in sorted(d.exact.items()):
+            out.append(f"{d.name}, {model}: mean certified radius (ACR) {s['R0']['acr']:.4f} with $R_0$ and "
+                       f"{s['R2']['acr']:.4f} with the single-flip certificate $R_2$; every certified radius "
+                       f"stays below the smallest adversarial perturbation the attacks found "
+                       f"({s['bracket']['images_with_upper_bound']} images with a verified adversarial example).")
+        for model, attacks in sorted(d.attacks.items()):
+            warnings = attacks.get("worst", {}).get("sanity", {}).get("warnings", [])
+            for w in warnings:
+                out.append(f"{d.name}, {model}: SANITY WARNING: {w}.")
+    return [tables.latex_escape(s).replace(r"\_", "_") if "$" in s else tables.latex_escape(s) for s in out]
+
+
+def metrics(results: list[DatasetResults]) -> dict[str, dict[str, float]]:
+    """Flat headline numbers per dataset (for ``dvc metrics show/diff``)."""
+    out: dict[str, dict[str, float]] = {}
+    for d in results:
+        m = out.setdefault(d.name, {})
+        for model, final in d.models.items():
+            m[f"acc/{model}"] = final["test_accuracy"]
+        for vocab, cert in d.certify.items():
+            m[f"patch_cert/{vocab}"] = cert["patch_cert"]
+        for model, s in d.exact.items():
+            m[f"acr_r2/{model}"] = s["R2"]["acr"]
+        for model, per_sigma in d.smoothing.items():
+            for sigma, s in per_sigma.items():
+                m[f"rs_acr/{model}@{sigma:g}"] = s["acr"]
+        for model, attacks in d.attacks.items():
+            if "worst" in attacks:
+                w = attacks["worst"]
+                m[f"worst_acc/{model}@{max(w['eps']):g}"] = w["robust_accuracy"][-1]
+    return out
+
+
+def build(config: dict[str, Any], out_dir: Path, root: Path = Path("."), pdf: bool = True) -> dict[str, list[Path]]:
+    """Write tables, figures and report.tex under ``out_dir``; compile the PDF when asked and possible."""
+    results = collect(config, root)
+    units = config["units"]
+    radius = float(config.get("report", {}).get("cert_radius", 0.05))
+    written: dict[str, list[Path]] = {"tables": [], "figures": []}
+    for name, rows in (("main", tables.main_rows(results, config)), ("vocab", tables.vocab_rows(results, config)),
+                       ("cost", tables.cost_rows(results))):
+        path = out_dir / "tables" / f"{name}.tex"
+        write_text(path, tables.render(f"{name}_table.tex", rows=rows, radius=f"{radius:g}"))
+        written["tables"].append(path)
+    figure_names = []
+    for d in results:
+        made = {"certified": figures.certified_accuracy(d, units), "robust": figures.robust_accuracy(d, units),
+                "usage": figures.token_usage(d), "ktradeoff": figures.k_tradeoff(d, config, units)}
+        main_vocab = (config["classifiers"]["discrete"] or list(d.vocab))[0]
+        vocab_path = root / "results" / d.name / "vocab" / f"{main_vocab}.pt"
+        maps_path = root / "results" / d.name / "certify" / f"{main_vocab}.pt"
+        if vocab_path.is_file() and maps_path.is_file():
+            count = int(config.get("report", {}).get("example_images", 6))
+            made["examples"] = figures.examples(d, vocab_path, maps_path, root / "data" / d.name, count)
+        for kind, fig in made.items():
+            written["figures"] += figures.save(fig, out_dir / "figures" / f"{d.name}-{kind}")
+            figure_names.append((d.name, kind))
+    write_json(out_dir / "metrics.json", metrics(results))
+    written["metrics"] = [out_dir / "metrics.json"]
+    tex = tables.render("report.tex", units=tables.latex_escape(describe(units)), radius=f"{radius:g}",
+                        datasets=[d.name for d in results], figures=figure_names, findings=findings(results, config),
+                        models=", ".join(tc.model_names(config)))
+    write_text(out_dir / "report.tex", tex)
+    written["tex"] = [out_dir / "report.tex"]
+    if pdf:
+        written["pdf"] = [compile_pdf(out_dir / "report.tex")]
+    return written
+
+
+def compile_pdf(tex: Path) -> Path:
+    """``latexmk -pdf`` in the report's directory; raises with the LaTeX log on failure."""
+    if shutil.which("latexmk") is None:
+        raise RuntimeError("latexmk not found: install a TeX distribution (see README) to build the PDF")
+    proc = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", tex.name],
+                          cwd=tex.parent, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"latexmk failed:\n{proc.stdout[-3000:]}")
+    return tex.with_suffix(".pdf")

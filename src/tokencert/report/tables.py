@@ -1,0 +1,136 @@
+"""The report's tables as rows of formatted cells, rendered to booktabs LaTeX with jinja2."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .. import config as tc
+from .collect import DatasetResults, at, test_accuracy
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "report" / "templates"
+DASH = "-"
+
+
+def pct(value: float | None) -> str:
+    """A fraction as a percentage with two decimals, '-' when missing."""
+    return DASH if value is None else f"{100 * value:.2f} %"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    """A number with ``digits`` decimals, '-' when missing."""
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def study_eps(d: DatasetResults, grid: Sequence[float]) -> float:
+    """The study's attack eps for this kind of data (4.0 on 1-channel, 0.5 on RGB) if in the grid, else the largest."""
+    wanted = 4.0 if d.manifest["shape"][0] == 1 else 0.5
+    return wanted if any(abs(e - wanted) < 1e-12 for e in grid) else max(grid)
+
+
+def _worst(d: DatasetResults, model: str, eps: float) -> float | None:
+    worst = d.attacks.get(model, {}).get("worst")
+    return None if worst is None else at(worst["robust_accuracy"], worst["eps"], eps)
+
+
+def _attack(d: DatasetResults, model: str, attack: str, eps: float) -> float | None:
+    summary = d.attacks.get(model, {}).get(attack)
+    return None if summary is None else at(summary["robust_accuracy"], summary["eps"], eps)
+
+
+def main_rows(results: list[DatasetResults], config: dict[str, Any]) -> list[dict[str, str]]:
+    """The study's main table, filled from our results, plus the honest columns."""
+    rows = []
+    main_vocab = config["classifiers"]["discrete"][0] if config["classifiers"]["discrete"] else None
+    radius = float(config.get("report", {}).get("cert_radius", 0.05))
+    for d in results:
+        eps = study_eps(d, config["attacks"]["eps"])
+        sigma = max(config["smoothing"]["sigmas"])
+        if main_vocab is not None:
+            model = tc.DISCRETE_PREFIX + main_vocab
+            cert, exact = d.certify.get(main_vocab, {}), d.exact.get(model, {})
+            rows.append({
+                "dataset": d.name, "classifier": f"Discrete ({main_vocab})", "acc": pct(test_accuracy(d, model)),
+                "patch": num(cert.get("patch_cert")), "img": num(cert.get("img_cert_summed"), 2),
+                "rs_acc": DASH, "rs_cert": DASH,
+                "sspgd": pct(_attack(d, model, "sspgd", eps)), "worst": pct(_worst(d, model, eps)),
+                "r0": pct(_cert_at(d.certacc.get(model), radius)),
+                "r2": pct(_cert_at(exact.get("R2"), radius)),
+            })
+        smooth = d.smoothing.get(tc.noise_model(sigma), {}).get(sigma)
+        rows.append({
+            "dataset": d.name, "classifier": "Baseline", "acc": pct(test_accuracy(d, tc.BASELINE)),
+            "patch": DASH, "img": DASH,
+            "rs_acc": DASH if smooth is None else f"{pct(smooth['clean_accuracy'])} @ {sigma:g}",
+            "rs_cert": DASH if smooth is None else f"{smooth['acr']:.2f} @ {sigma:g}",
+            "sspgd": pct(_attack(d, tc.BASELINE, "pgd", eps)), "worst": pct(_worst(d, tc.BASELINE, eps)),
+            "r0": DASH, "r2": DASH,
+        })
+    return rows
+
+
+def _cert_at(summary: dict[str, Any] | None, radius: float) -> float | None:
+    if summary is None:
+        return None
+    return at(summary["certified_accuracy"], summary["radii"], radius)
+
+
+def vocab_rows(results: list[DatasetResults], config: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per dataset and vocabulary: reconstruction, usage, radii, downstream accuracy, robustness."""
+    rows = []
+    for d in results:
+        eps = study_eps(d, config["attacks"]["eps"])
+        for name, q in d.vocab.items():
+            model = tc.DISCRETE_PREFIX + name
+            cert = d.certify.get(name, {})
+            rows.append({
+                "dataset": d.name, "vocab": name, "kind": q.get("kind", DASH), "K": str(q.get("K", DASH)),
+                "psnr": num(q.get("recon_psnr"), 1), "perplexity": num(q.get("perplexity"), 1),
+                "dead": pct(q.get("dead_fraction")), "patch": num(cert.get("patch_cert")),
+                "r0": num(cert.get("r0_mean"), 4), "acc": pct(test_accuracy(d, model)),
+                "robust": pct(_worst(d, model, eps)),
+            })
+    return rows
+
+
+def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
+    """Seconds per certified image: exact certificates against randomized smoothing."""
+    rows = []
+    for d in results:
+        for vocab, cert in d.certify.items():
+            rows.append({"dataset": d.name, "method": f"token certificate maps ({vocab})",
+                         "seconds": f"{cert['seconds_per_image']:.2e}"})
+        for model, summary in d.exact.items():
+            rows.append({"dataset": d.name, "method": f"single-flip R2 certificate ({model})",
+                         "seconds": f"{summary['R2']['seconds_per_image']:.2e}"})
+        for model, per_sigma in d.smoothing.items():
+            for sigma, s in sorted(per_sigma.items()):
+                rows.append({"dataset": d.name, "method": f"randomized smoothing ({model}, n={s.get('n', '?')})",
+                             "seconds": f"{s['seconds_per_image']:.2e}"})
+    return rows
+
+
+def environment() -> jinja2.Environment:
+    """jinja2 with LaTeX-safe delimiters (``\\VAR{...}``, ``\\BLOCK{...}``)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), block_start_string=r"\BLOCK{", block_end_string="}",
+        variable_start_string=r"\VAR{", variable_end_string="}", comment_start_string=r"\#{",
+        comment_end_string="}", trim_blocks=True, lstrip_blocks=True, autoescape=False, undefined=jinja2.StrictUndefined,
+    )
+
+
+def latex_escape(text: str) -> str:
+    """Escape characters LaTeX treats specially (leaves $...$ math alone)."""
+    for char, repl in (("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#")):
+        text = text.replace(char, repl)
+    return text
+
+
+def render(template: str, **context: Any) -> str:
+    """Render a template of ``report/templates``."""
+    env = environment()
+    env.filters["tex"] = latex_escape
+    return env.get_template(template).render(**context)
