@@ -1,0 +1,221 @@
+"""Classifiers by name, the discrete classifier ``f(Q(x))`` and safe checkpoint files.
+
+Every network takes images in ``[0,1]`` pixel space: normalization ``(x - mean) / std``
+is its first layer, so noise, attacks and certificates never see normalized inputs.
+Architectures: ``cnn`` (small CNN for 28x28 grayscale), ``resnet9`` (a half-width
+ResNet-9 for CPU runs on 32x32 RGB) and ``resnet18`` (CIFAR-style ResNet-18).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .io import load_torch, save_torch
+from .tokens import tokenize
+from .vocab import Vocabulary
+
+KINDS = ("baseline", "discrete", "noise")
+META_KEYS = (
+    "arch", "channels", "num_classes", "image_size", "mean", "std", "dataset", "kind", "sigma", "vocabulary",
+    "test_accuracy",
+)
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel; mean and std are buffers saved with the weights."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std_t = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        if mean_t.shape != std_t.shape or not torch.all(std_t > 0):
+            raise ValueError(f"mean and std need one value per channel and std > 0, got {mean}, {std}")
+        self.register_buffer("mean", mean_t)
+        self.register_buffer("std", std_t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+class Residual(nn.Module):
+    """``x + body(x)``."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convolutions and a (projected) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = _conv_bn(cin, cout, stride)
+        self.conv2 = nn.Sequential(nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+def small_cnn(channels: int, num_classes: int) -> nn.Sequential:
+    """Three conv-BN-ReLU stages (16, 32, 64 channels) and a two-layer head; about 2.3 MMAC at 28x28."""
+    return nn.Sequential(
+        _conv_bn(channels, 16), nn.MaxPool2d(2),
+        _conv_bn(16, 32), nn.MaxPool2d(2),
+        _conv_bn(32, 64), nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(inplace=True), nn.Linear(128, num_classes),
+    )
+
+
+def resnet9(channels: int, num_classes: int, width: int = 32) -> nn.Sequential:
+    """ResNet-9 (DAWNBench style) with base width ``width`` (64 is the original)."""
+
+    def residual(c: int) -> Residual:
+        return Residual(nn.Sequential(_conv_bn(c, c), _conv_bn(c, c)))
+
+    w = width
+    return nn.Sequential(
+        _conv_bn(channels, w),
+        _conv_bn(w, 2 * w), nn.MaxPool2d(2), residual(2 * w),
+        _conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
+        _conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), residual(8 * w),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8 * w, num_classes),
+    )
+
+
+def resnet18(channels: int, num_classes: int, width: int = 64) -> nn.Sequential:
+    """CIFAR-style ResNet-18: 3x3 stem without max-pooling, four stages of two basic blocks."""
+    layers: list[nn.Module] = [_conv_bn(channels, width)]
+    cin = width
+    for stage, stride in enumerate((1, 2, 2, 2)):
+        cout = width * 2**stage
+        layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)
+
+
+ARCHITECTURES: dict[str, Callable[[int, int], nn.Module]] = {"cnn": small_cnn, "resnet9": resnet9, "resnet18": resnet18}
+
+
+def build_model(arch: str, channels: int, num_classes: int, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
+    """The network ``arch`` for ``channels``-channel images in ``[0,1]``, normalization included."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"{channels} channels need {channels} mean/std values, got {len(mean)}/{len(std)}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    return nn.Sequential(Normalize(mean, std), ARCHITECTURES[arch](channels, num_classes))
+
+
+class DiscreteClassifier(nn.Module):
+    """``g(x) = f(Q(x))``: the network ``net`` applied to the tokenized image (hard, no gradient through Q)."""
+
+    def __init__(self, net: nn.Module, vocab: Vocabulary) -> None:
+        super().__init__()
+        self.net = net
+        self.vocab = vocab
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(tokenize(x, self.vocab)[0].to(x.dtype))
+
+
+def model_meta(
+    *,
+    arch: str,
+    channels: int,
+    num_classes: int,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    dataset: str,
+    kind: str,
+    sigma: float | None = None,
+    vocab: Vocabulary | None = None,
+    test_accuracy: float | None = None,
+) -> dict[str, Any]:
+    """The ``meta`` record of a classifier file (see ``docs/design.md``)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if (kind == "discrete") != (vocab is not None):
+        raise ValueError("a vocabulary is required for, and only for, a discrete classifier")
+    if (kind == "noise") != (sigma is not None):
+        raise ValueError("sigma is required for, and only for, a noise classifier")
+    return {
+        "arch": arch, "channels": int(channels), "num_classes": int(num_classes), "image_size": int(image_size),
+        "mean": [float(v) for v in mean], "std": [float(v) for v in std], "dataset": dataset, "kind": kind,
+        "sigma": None if sigma is None else float(sigma),
+        "vocabulary": None if vocab is None else {"name": vocab.meta["name"], "sha256": vocab.sha256()},
+        "test_accuracy": test_accuracy,
+    }
+
+
+def save_classifier(path: str | os.PathLike[str], net: nn.Module, meta: Mapping[str, Any]) -> None:
+    """Write ``{"state_dict", "meta"}`` atomically (the inner network of a :class:`DiscreteClassifier`)."""
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"classifier meta lacks {', '.join(missing)}")
+    if isinstance(net, DiscreteClassifier):
+        net = net.net
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    save_torch(path, {"state_dict": state, "meta": dict(meta)})
+
+
+def load_classifier(
+    path: str | os.PathLike[str],
+    vocab: Vocabulary | None = None,
+    map_location: str | torch.device = "cpu",
+    *,
+    dataset: str | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a classifier in eval mode (wrapped in :class:`DiscreteClassifier` when discrete).
+
+    Raises ``ValueError`` when the file is not a classifier, its weights do not fit its
+    architecture, it was trained on another ``dataset`` (if given), or a discrete model gets
+    no vocabulary or one whose sha256 differs from the one it was trained with.
+    """
+    obj = load_torch(path, map_location="cpu")
+    if not isinstance(obj, dict) or not {"state_dict", "meta"} <= obj.keys():
+        raise ValueError(f"{path}: not a classifier file (expected state_dict and meta)")
+    meta = dict(obj["meta"])
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: classifier meta lacks {', '.join(missing)}")
+    if dataset is not None and meta["dataset"] != dataset:
+        raise ValueError(f"{path}: classifier trained on dataset {meta['dataset']!r}, not {dataset!r}")
+    net = build_model(meta["arch"], meta["channels"], meta["num_classes"], meta["mean"], meta["std"])
+    try:
+        net.load_state_dict(obj["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit architecture {meta['arch']!r} ({exc})") from exc
+    net = net.to(map_location).eval()
+    if meta["kind"] != "discrete":
+        return net, meta
+    expected = meta["vocabulary"]
+    if vocab is None:
+        raise ValueError(f"{path}: discrete classifier needs vocabulary {expected['name']!r}")
+    if vocab.sha256() != expected["sha256"]:
+        raise ValueError(
+            f"{path}: trained with vocabulary {expected['name']!r} (sha256 {expected['sha256'][:12]}), "
+            f"got {vocab.meta.get('name')!r} (sha256 {vocab.sha256()[:12]})"
+        )
+    vocab.check_compatible(meta["channels"], meta["image_size"])
+    return DiscreteClassifier(net, vocab).eval(), meta

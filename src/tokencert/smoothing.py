@@ -1,0 +1,246 @@
+"""Randomized smoothing, exactly as Cohen, Rosenfeld and Kolter (2019), arXiv 1902.02918.
+
+The smoothed classifier is ``G(x) = argmax_c P(f(x + eps) = c)``, ``eps ~ N(0, sigma^2 I)``
+added in ``[0,1]`` pixel space (no clipping). With units of per-channel ``scale`` the
+noise of channel ``c`` has standard deviation ``sigma * scale[c]``, so ``sigma`` and the
+certified radius are both in those units.
+
+- :func:`predict`: ``n`` samples, two-sided binomial test of the top two counts at level
+  ``alpha``; abstain (``-1``) when the test does not reject.
+- :func:`certify`: ``n0`` samples select the class ``cA``, ``n`` fresh samples estimate
+  ``pA`` by the one-sided Clopper-Pearson lower bound at level ``alpha``; abstain when
+  ``pA <= 1/2``, else return ``cA`` and the radius ``sigma * Phi^-1(pA)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from scipy.stats import beta, binomtest, norm
+from torch import nn
+from tqdm import tqdm
+
+from .certacc import summarize
+from .data.store import load_manifest, load_split, to_float
+from .io import write_json, write_text
+from .models import load_classifier
+from .runtime import derive_seed
+from .units import channel_scale
+from .vocab import Vocabulary
+
+log = logging.getLogger("tokencert")
+
+ABSTAIN = -1
+TSV_FIELDS = ("idx", "label", "predict", "radius", "correct", "time")
+
+
+def check_params(sigma: float, alpha: float, batch_size: int, **counts: int) -> None:
+    """Raise ``ValueError`` unless ``sigma > 0``, ``0 < alpha < 1``, and every count is >= 1."""
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    for name, value in {"batch_size": batch_size, **counts}.items():
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value}")
+
+
+def lower_confidence_bound(k: int, n: int, alpha: float) -> float:
+    """One-sided ``(1 - alpha)`` Clopper-Pearson lower bound on ``p`` from ``k`` successes in ``n``."""
+    return float(beta.ppf(alpha, k, n - k + 1)) if k > 0 else 0.0
+
+
+def _image(x: torch.Tensor) -> torch.Tensor:
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"expected one image (C, H, W), got shape {tuple(x.shape)}")
+    return x
+
+
+@torch.inference_mode()
+def sample_counts(
+    model: nn.Module,
+    x: torch.Tensor,
+    sigma: float,
+    num: int,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Counts per class (int64, CPU) of ``model``'s predictions on ``num`` noisy copies of ``x``."""
+    x = _image(x)
+    std = torch.full((1, x.shape[1], 1, 1), float(sigma), dtype=x.dtype, device=x.device)
+    if scale is not None:
+        std *= scale.to(x).view(1, -1, 1, 1)
+    buf = torch.empty((min(batch_size, num), *x.shape[1:]), dtype=x.dtype, device=x.device)
+    counts: torch.Tensor | None = None
+    for start in range(0, num, batch_size):
+        noisy = buf[: min(batch_size, num - start)]
+        torch.randn(noisy.shape, generator=generator, dtype=x.dtype, device=x.device, out=noisy)
+        noisy.mul_(std).add_(x)
+        logits = model(noisy)
+        batch_counts = torch.bincount(logits.argmax(1), minlength=logits.shape[1])
+        counts = batch_counts if counts is None else counts + batch_counts
+    assert counts is not None
+    return counts.cpu()
+
+
+def predict(
+    model: nn.Module,
+    x: torch.Tensor,
+    sigma: float,
+    n: int,
+    alpha: float,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    scale: torch.Tensor | None = None,
+) -> int:
+    """Cohen et al.'s PREDICT: the smoothed prediction of ``x``, or ``-1`` (abstain)."""
+    check_params(sigma, alpha, batch_size, n=n)
+    counts = sample_counts(model, x, sigma, n, batch_size, generator=generator, scale=scale)
+    top = counts.topk(2)
+    n_a, n_b = int(top.values[0]), int(top.values[1])
+    if binomtest(n_a, n_a + n_b, 0.5).pvalue > alpha:
+        return ABSTAIN
+    return int(top.indices[0])
+
+
+def certify(
+    model: nn.Module,
+    x: torch.Tensor,
+    sigma: float,
+    n0: int,
+    n: int,
+    alpha: float,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    scale: torch.Tensor | None = None,
+) -> tuple[int, float]:
+    """Cohen et al.'s CERTIFY: ``(class, radius)``, or ``(-1, 0.0)`` when abstaining."""
+    check_params(sigma, alpha, batch_size, n0=n0, n=n)
+    selection = sample_counts(model, x, sigma, n0, batch_size, generator=generator, scale=scale)
+    c_a = int(selection.argmax())
+    counts = sample_counts(model, x, sigma, n, batch_size, generator=generator, scale=scale)
+    p_a = lower_confidence_bound(int(counts[c_a]), n, alpha)
+    if p_a <= 0.5:
+        return ABSTAIN, 0.0
+    return c_a, float(sigma * norm.ppf(p_a))
+
+
+def select_indices(n_images: int, every: int, max_images: int | None = None) -> list[int]:
+    """Every ``every``-th test image from index 0, at most ``max_images`` of them."""
+    indices = list(range(0, n_images, every))
+    return indices if max_images is None else indices[:max_images]
+
+
+def certify_images(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    indices: Sequence[int],
+    sigma: float,
+    n0: int,
+    n: int,
+    alpha: float,
+    batch_size: int,
+    *,
+    seed: int,
+    device: torch.device,
+    scale: torch.Tensor | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """CERTIFY every image at ``indices`` of uint8 ``images``; one row per image (see :data:`TSV_FIELDS`).
+
+    The noise of image ``i`` comes from a generator seeded with ``derive_seed(seed, i)``, so a
+    row does not depend on which other images are certified.
+    """
+    check_params(sigma, alpha, batch_size, n0=n0, n=n)
+    generator = torch.Generator(device=device)
+    rows = []
+    for idx in tqdm(indices, desc=f"certify sigma={sigma:g}", mininterval=2, disable=not progress):
+        x = to_float(images[idx]).to(device)
+        generator.manual_seed(derive_seed(seed, idx))
+        start = time.perf_counter()
+        pred, radius = certify(model, x, sigma, n0, n, alpha, batch_size, generator=generator, scale=scale)
+        elapsed = time.perf_counter() - start
+        label = int(labels[idx])
+        rows.append({"idx": idx, "label": label, "predict": pred, "radius": radius,
+                     "correct": int(pred == label), "time": elapsed})
+    return rows
+
+
+def write_tsv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Per-image results as TSV, the columns of Cohen et al.'s ``certify.py`` (time in seconds)."""
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=TSV_FIELDS, delimiter="\t", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "radius": repr(float(row["radius"])), "time": f"{row['time']:.6f}"})
+    write_text(path, buf.getvalue())
+
+
+def summarize_rows(
+    rows: Sequence[Mapping[str, Any]], *, dataset: str, model: str, units: str, sigma: float, grid: Sequence[float]
+) -> dict[str, Any]:
+    """Certified-accuracy summary (``tokencert.certacc``) of certification rows."""
+    return summarize(
+        "smoothing", dataset, model, units,
+        radii=[r["radius"] for r in rows],
+        correct=[bool(r["correct"]) for r in rows],
+        abstain=[r["predict"] == ABSTAIN for r in rows],
+        grid=grid, sigma=sigma,
+        seconds_per_image=sum(r["time"] for r in rows) / max(1, len(rows)),
+    )
+
+
+def smooth_classifier(
+    *,
+    dataset: str,
+    model: str,
+    sigma: float,
+    model_path: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    units: str,
+    grid: Sequence[float],
+    seed: int,
+    device: torch.device,
+    tsv_path: str | os.PathLike[str],
+    json_path: str | os.PathLike[str],
+    vocab_path: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Certify the test images chosen by ``settings`` (``every``, ``max_images``) with the smoothed ``model``.
+
+    ``settings``: the ``smoothing`` section (``n0``, ``n``, ``alpha``, ``batch_size``). Writes
+    the per-image TSV and the summary JSON; returns the summary.
+    """
+    n0, n, alpha, batch_size = settings["n0"], settings["n"], settings["alpha"], settings["batch_size"]
+    check_params(sigma, alpha, batch_size, n0=n0, n=n)
+    vocab = Vocabulary.load(vocab_path) if vocab_path is not None else None
+    net, _ = load_classifier(model_path, vocab, map_location=device, dataset=dataset)
+    manifest = load_manifest(data_dir)
+    test = load_split(data_dir, "test")
+    indices = select_indices(test.labels.numel(), int(settings["every"]), settings.get("max_images"))
+    rows = certify_images(
+        net, test.images, test.labels, indices, sigma, n0, n, alpha, batch_size,
+        seed=seed, device=device, scale=channel_scale(units, manifest), progress=progress,
+    )
+    write_tsv(tsv_path, rows)
+    summary = summarize_rows(rows, dataset=dataset, model=model, units=units, sigma=sigma, grid=grid)
+    summary.update({"n0": n0, "n": n, "alpha": alpha})
+    write_json(json_path, summary)
+    log.info("%s/%s sigma=%g: clean %.3f, ACR %.3f, %.3f s/image", dataset, model, sigma,
+             summary["clean_accuracy"], summary["acr"], summary["seconds_per_image"])
+    return summary
