@@ -13,7 +13,7 @@ rule attack:
         samples="results/{dataset}/attacks/{model}/{attack}.csv",
     params:
         attacks=config["attacks"],
-        units=config["units"],
+        units=lambda w: tc.dataset_units(config, w.dataset),
     wildcard_constraints:
         attack="|".join(["pgd", "sspgd", "bpda", "transfer", "square", "tokenflip"]),
     log:
@@ -44,7 +44,7 @@ rule attack_worst:
         summary="results/{dataset}/attacks/{model}/worst.json",
         samples="results/{dataset}/attacks/{model}/worst.csv",
     params:
-        units=config["units"],
+        units=lambda w: tc.dataset_units(config, w.dataset),
     log:
         "logs/attack_worst/{dataset}/{model}.log",
     benchmark:

@@ -10,7 +10,7 @@ rule certify:
         maps="results/{dataset}/certify/{vocab}.pt",
         summary="results/{dataset}/certify/{vocab}.json",
     params:
-        units=config["units"],
+        units=lambda w: tc.dataset_units(config, w.dataset),
     log:
         "logs/certify/{dataset}/{vocab}.log",
     benchmark:

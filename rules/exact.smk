@@ -14,7 +14,7 @@ rule exact_certify:
     params:
         exact=config["exact"],
         radii=config["radii"],
-        units=config["units"],
+        units=lambda w: tc.dataset_units(config, w.dataset),
     log:
         "logs/exact_certify/{dataset}/{model}.log",
     benchmark:

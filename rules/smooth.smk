@@ -23,7 +23,7 @@ rule smooth:
     params:
         smoothing=lambda w: {k: v for k, v in SMOOTHING[w.dataset].items() if k in SMOOTHING_KEYS},
         radii=config["radii"],
-        units=config["units"],
+        units=lambda w: tc.dataset_units(config, w.dataset),
     log:
         "logs/smooth/{dataset}/{model}/sigma-{sigma}.log",
     benchmark:
@@ -51,7 +51,7 @@ rule certacc:
         "results/{dataset}/certacc/discrete-{vocab}.json",
     params:
         radii=config["radii"],
-        units=config["units"],
+        units=lambda w: tc.dataset_units(config, w.dataset),
     log:
         "logs/certacc/{dataset}/discrete-{vocab}.log",
     benchmark:

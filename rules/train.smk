@@ -1,9 +1,7 @@
 # Train stage: the study's classifiers per dataset (baseline, discrete-<vocab>, noise-<sigma>).
 
-# Smoothing settings per dataset: `datasets.<name>.smoothing` merged over `smoothing`.
-SMOOTHING = {
-    d: tc.deep_merge(config["smoothing"], spec.get("smoothing", {})) for d, spec in config["datasets"].items()
-}
+# Smoothing settings per dataset: `datasets.<name>.smoothing` (or its alias target's) merged over `smoothing`.
+SMOOTHING = {d: tc.dataset_section(config, d, "smoothing") for d in config["datasets"]}
 # Classifiers per dataset: the study's models, with noise models on the dataset's sigma grid.
 DATASET_MODELS = {
     d: [m for m in MODELS if tc.parse_model(m)[0] != "noise"] + [tc.noise_model(s) for s in SMOOTHING[d]["sigmas"]]
@@ -28,7 +26,7 @@ rule train:
         final="results/{dataset}/models/{model}/final.json",
     params:
         training=lambda w: tc.training_params(config, w.dataset),
-        units=config["units"],
+        units=lambda w: tc.dataset_units(config, w.dataset),
     log:
         "logs/train/{dataset}/{model}.log",
     benchmark:

@@ -12,7 +12,7 @@ rule vocab:
     params:
         recipe=lambda w: VOCABS[w.vocab],
         patch_size=config["patch_size"],
-        units=config["units"],
+        units=lambda w: tc.dataset_units(config, w.dataset),
     log:
         "logs/vocab/{dataset}/{vocab}.log",
     benchmark:

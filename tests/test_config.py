@@ -30,10 +30,21 @@ def test_default_params_valid(params):
     tc.validate(params)
 
 
-@pytest.mark.parametrize("override", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
-def test_override_files_valid(params, override):
-    merged = tc.deep_merge(params, yaml.safe_load((REPO / "config" / override).read_text()))
-    tc.validate(merged)
+# The ways the override files are meant to be stacked (README); cpu.yaml scales down a full study.
+STACKS = [
+    ["tiny.yaml"], ["offline.yaml"], ["paper.yaml"], ["paper.yaml", "offline.yaml"],
+    ["paper.yaml", "offline.yaml", "cpu.yaml"], ["paper.yaml", "study.yaml"],
+    ["paper.yaml", "offline.yaml", "cpu.yaml", "study.yaml"],
+]
+
+
+def test_every_override_file_is_checked():
+    assert {p.name for p in (REPO / "config").glob("*.yaml")} == {f for stack in STACKS for f in stack}
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=["+".join(s) for s in STACKS])
+def test_override_stacks_valid(stack):
+    tc.load_params(REPO / "params.yaml", *(REPO / "config" / name for name in stack))
 
 
 @pytest.mark.parametrize(
@@ -84,3 +95,44 @@ def test_study_plan(params):
     ks = [recipes[v]["K"] for v in sweep]
     assert ks == sorted(ks) and set(sweep) <= set(recipes)
     assert tc.resolve_mode("auto", 1) == "joint" and tc.resolve_mode("auto", 3) == "per_channel"
+
+
+def test_alias_datasets_and_per_dataset_units(params):
+    cfg = broken(params, "datasets.twin", {"source": "alias", "of": "mnist5k", "channels": 1, "image_size": 28,
+                                           "units": "normalized"})
+    cfg["datasets"]["mnist5k"]["training"] = {"epochs": 7}
+    cfg["datasets"]["mnist5k"]["smoothing"] = {"sigmas": [2.0]}
+    tc.validate(cfg)
+    assert tc.dataset_units(cfg, "twin") == "normalized" and tc.dataset_units(cfg, "mnist5k") == "pixel"
+    assert tc.data_dependencies(cfg, "twin") == ["mnist5k"] and tc.data_dependencies(cfg, "mnist5k") == []
+    # an alias inherits its target's overrides, and its own win
+    assert tc.training_params(cfg, "twin")["epochs"] == 7
+    assert tc.dataset_section(cfg, "twin", "smoothing")["sigmas"] == [2.0]
+    cfg["datasets"]["twin"]["training"] = {"epochs": 3}
+    assert tc.training_params(cfg, "twin")["epochs"] == 3
+    assert tc.training_params(cfg, "twin")["batch_size"] == params["training"]["batch_size"]
+    with pytest.raises(tc.ConfigError, match="datasets.twin.of must name a dataset"):
+        tc.validate(broken(cfg, "datasets.twin.of", "nope"))
+    with pytest.raises(tc.ConfigError, match="datasets.twin.channels 3 differs"):
+        tc.validate(broken(cfg, "datasets.twin.channels", 3))
+    with pytest.raises(tc.ConfigError, match="'datasets.twin.units'"):
+        tc.validate(broken(cfg, "datasets.twin.units", "inches"))
+
+
+def test_study_vocabularies_pick_what_is_built(params):
+    cfg = broken(params, "study.vocabularies", ["gauss"])
+    cfg["k_sweep"]["K"] = []
+    cfg["classifiers"]["discrete"] = ["gauss"]
+    cfg["smoothing"]["discrete"] = ["gauss"]
+    cfg["attacks"]["models"] = ["baseline", "discrete-gauss"]
+    tc.validate(cfg)
+    assert list(tc.vocabulary_recipes(cfg)) == ["gauss"] and tc.sweep_vocabularies(cfg) == []
+    assert tc.discrete_vocabularies(cfg) == ["gauss"]
+    with pytest.raises(tc.ConfigError, match="classifiers.discrete names 'kmeans'"):
+        tc.validate(broken(cfg, "classifiers.discrete", ["kmeans"]))
+    with pytest.raises(tc.ConfigError, match="study.vocabularies names 'nope'"):
+        tc.validate(broken(cfg, "study.vocabularies", ["nope"]))
+    with pytest.raises(tc.ConfigError, match="k_sweep.base 'gauss' is not among study.vocabularies"):
+        tc.validate({**broken(cfg, "study.vocabularies", ["kmeans"]), "k_sweep": {"base": "gauss", "K": [16]},
+                     "classifiers": {"baseline": True, "discrete": []}, "smoothing": {**cfg["smoothing"], "discrete": []},
+                     "attacks": {**cfg["attacks"], "models": ["baseline"]}})

@@ -222,3 +222,19 @@ def test_shared_archives(tmp_path, archive, channels, size, counts, sha):
         assert torch.bincount(splits["test"].labels).tolist() == [1000] * 10
     else:  # MNIST statistics match the canonical normalisation constants
         assert abs(manifest["mean"][0] - 0.1307) < 1e-3 and abs(manifest["std"][0] - 0.3081) < 1e-3
+
+
+def test_alias_reuses_a_built_dataset(tmp_path):
+    folder = make_imagefolder(tmp_path / "src", per_class=(4, 2))
+    manifest, splits = build(spec(folder), tmp_path)
+    write_dataset(tmp_path / "data" / "toy", manifest, splits)
+    alias = {"source": "alias", "of": "toy", "channels": 1, "image_size": 8, "limit_train": 4}
+    twin_manifest, twin = build_dataset("twin", alias, seed=0, cache_dir=tmp_path / "cache", data_root=tmp_path / "data")
+    assert torch.equal(twin["test"].images, splits["test"].images)
+    assert twin_manifest["counts"] == {"train": 4, "test": 4} and twin_manifest["location"] == "toy"
+    with pytest.raises(DatasetError, match="dataset not built"):
+        build_dataset("twin", {**alias, "of": "nothing"}, seed=0, cache_dir=tmp_path / "cache",
+                      data_root=tmp_path / "data")
+    with pytest.raises(DatasetError, match="expected uint8"):
+        build_dataset("twin", {**alias, "image_size": 16}, seed=0, cache_dir=tmp_path / "cache",
+                      data_root=tmp_path / "data")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tests.helpers import REPO
-from tokencert.report import tables
+from tokencert.report import reproduce, tables
 from tokencert.report.collect import DatasetResults, at, collect
 
 
@@ -22,10 +23,10 @@ def test_formatting_helpers():
 
 def test_missing_results_render_as_dashes(tmp_path):
     assert collect(params(), tmp_path) == []  # nothing built yet
-    d = DatasetResults("toy", {"shape": [1, 28, 28]})
+    d = DatasetResults("mnist5k", {"shape": [1, 28, 28]})
     rows = tables.main_rows([d], params())
     assert [r["classifier"] for r in rows] == ["Discrete (gauss)", "Baseline"]
-    assert all(v == "-" for r in rows for k, v in r.items() if k not in ("dataset", "classifier"))
+    assert all(v == "-" for r in rows for k, v in r.items() if k not in ("dataset", "units", "eps", "classifier"))
     tex = tables.render("main_table.tex", rows=rows, radius="0.05")
     assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\\") == 3
 
@@ -35,3 +36,49 @@ def test_study_eps_follows_the_data():
     assert tables.study_eps(DatasetResults("m", {"shape": [1, 28, 28]}), grid) == 4.0
     assert tables.study_eps(DatasetResults("c", {"shape": [3, 32, 32]}), grid) == 0.5
     assert tables.study_eps(DatasetResults("c", {"shape": [3, 32, 32]}), [1.0, 2.0]) == 2.0
+
+
+def study_results(scale: float) -> DatasetResults:
+    """Synthetic results whose unit-dependent numbers are ``scale`` times the pixel ones."""
+    d = DatasetResults("m", {"shape": [1, 28, 28], "std": [0.3081]})
+    d.models = {"discrete-gauss": {"test_accuracy": 0.98}, "baseline": {"test_accuracy": 0.99}}
+    d.certify = {"gauss": {"patch_cert": 0.03 * scale, "img_cert_summed": 1.5 * scale}}
+    d.smoothing = {"noise-2": {2.0: {"clean_accuracy": 0.2 if scale == 1 else 0.97, "acr": 0.3 * scale}}}
+    worst = {"eps": [4.0], "robust_accuracy": [0.0]}
+    d.attacks = {"baseline": {"pgd": {"eps": [4.0], "robust_accuracy": [0.0 if scale == 1 else 0.3]},
+                              "worst": worst},
+                 "discrete-gauss": {"sspgd": {"eps": [4.0], "robust_accuracy": [0.05]}, "worst": worst}}
+    return d
+
+
+def test_reproduce_section_compares_both_units_with_the_study():
+    pixel, normalized = study_results(1.0), study_results(1 / 0.3081)
+    normalized.name = "m-n"
+    config = {**params(), "report": {"reproduce": [{
+        "study_dataset": "MNIST", "pixel": "m", "normalized": "m-n", "sigma": 2.0, "eps": 4.0,
+        "study": {"patch_cert": 0.09, "img_cert": 4.47, "rs_acc": 0.976, "rs_cert": 4.8, "baseline_attack_acc": 0.74,
+                  "discrete_attack_acc": 0.947, "discrete_acc": 0.98}}]}}
+    config["classifiers"] = {**config["classifiers"], "discrete": ["gauss"]}
+    (c,) = reproduce.comparisons([pixel, normalized], config)
+    assert c.values["patch_cert"] == {"study": 0.09, "pixel": 0.03, "normalized": pytest.approx(0.03 / 0.3081)}
+    assert c.values["rs_acc"]["normalized"] == 0.97 and c.values["baseline_acc"]["study"] is None
+    assert c.pixel_sizes(4.0) == "1.232" and c.std_text() == "0.3081"
+    assert reproduce.closer_reading(c) == (0, 5, 6)  # SSPGD on the discrete model ties
+    text = " ".join(reproduce.verdict(c))
+    assert "5 are closer to the study's in normalized units" in text and "measured in normalized units" in text
+    assert "the study reports 94.70 % under its attack at eps 4; our attack suite leaves 0.00 % in pixel" in text
+    rows = reproduce.rows(c)
+    assert rows[0]["metric"] == "Discrete: clean acc." and rows[0]["study"] == "98.00 %"
+    assert any(r["metric"] == "RS: avg. certified radius @ 2" and r["pixel"] == "0.300" for r in rows)
+    # a dataset that was not run gives dashes, and no verdict
+    (missing,) = reproduce.comparisons([pixel], config)
+    assert all(v["normalized"] is None for v in missing.values.values())
+    assert "not enough results" in reproduce.verdict(missing)[0]
+    tex = tables.render("report.tex", radius="0.05", units={"m": "pixel"}, figures=[], findings=[],
+                        settings=["s"], models="baseline", study=[(c, rows, reproduce.verdict(c))])
+    assert r"\section*{Reproducing the study}" in tex and "Ours, normalized units" in tex
+
+
+def test_relative_error():
+    assert reproduce.relative_error(0.5, 1.0) == 0.5
+    assert reproduce.relative_error(None, 1.0) is None and reproduce.relative_error(1.0, 0.0) is None

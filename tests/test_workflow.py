@@ -54,3 +54,17 @@ def test_invalid_params_stop_at_startup(tmp_path):
     proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert "patch_size" in proc.stdout + proc.stderr
+
+
+def test_alias_dataset_is_evaluated_in_its_own_units(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    (work / "twin.yaml").write_text(
+        "datasets:\n  twin:\n    source: alias\n    of: mnist5k\n    channels: 1\n    image_size: 28\n"
+        "    units: normalized\nstudy:\n  datasets: [mnist5k, twin]\n"
+    )
+    snakemake(work, "results/twin/certify/gauss.json", "results/mnist5k/certify/gauss.json", "--cores", "2",
+              "--configfile", "config/tiny.yaml", "twin.yaml", "--resources", "gpu=0")
+    base, twin = (json.loads((work / f"data/{d}/manifest.json").read_text()) for d in ("mnist5k", "twin"))
+    assert twin["sha256"] == base["sha256"] and twin["source"] == "alias" and twin["location"] == "mnist5k"
+    summaries = {d: json.loads((work / f"results/{d}/certify/gauss.json").read_text()) for d in ("mnist5k", "twin")}
+    assert summaries["twin"]["units"] == "normalized" and summaries["mnist5k"]["units"] == "pixel"

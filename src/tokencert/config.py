@@ -74,15 +74,29 @@ def _check_references(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"params: datasets.{name}.path is required for source 'imagefolder'")
         if ds["source"] == "torchvision" and "name" not in ds:
             raise ConfigError(f"params: datasets.{name}.name is required for source 'torchvision'")
+        if ds["source"] == "alias":
+            target = datasets.get(ds.get("of", ""))
+            if target is None or target["source"] == "alias":
+                raise ConfigError(f"params: datasets.{name}.of must name a dataset that is not an alias, "
+                                  f"got {ds.get('of')!r}")
+            for key in ("channels", "image_size"):
+                if ds[key] != target[key]:
+                    raise ConfigError(f"params: datasets.{name}.{key} {ds[key]} differs from "
+                                      f"datasets.{ds['of']}.{key} {target[key]}")
         if ds["image_size"] % config["patch_size"]:
             raise ConfigError(
                 f"params: patch_size {config['patch_size']} does not divide "
                 f"datasets.{name}.image_size {ds['image_size']}"
             )
+    for vocab in config["study"].get("vocabularies", []):
+        if vocab not in config["vocabularies"]:
+            raise ConfigError(f"params: study.vocabularies names '{vocab}', which is not in vocabularies")
     vocabs = vocabulary_recipes(config)
     sweep = config.get("k_sweep")
     if sweep and sweep["base"] not in config["vocabularies"]:
         raise ConfigError(f"params: k_sweep.base '{sweep['base']}' is not in vocabularies")
+    if sweep and sweep["K"] and sweep["base"] not in vocabs:
+        raise ConfigError(f"params: k_sweep.base '{sweep['base']}' is not among study.vocabularies")
     for key in ("classifiers", "smoothing"):
         for vocab in config[key].get("discrete", []):
             if vocab not in vocabs:
@@ -108,8 +122,12 @@ def load_params(path: str | Path, *overrides: str | Path) -> dict[str, Any]:
 
 
 def vocabulary_recipes(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """All vocabulary recipes by name, including ``<base>-k<K>`` from ``k_sweep``."""
-    recipes = {name: dict(r) for name, r in config["vocabularies"].items()}
+    """The vocabulary recipes the study builds, by name, including ``<base>-k<K>`` from ``k_sweep``.
+
+    ``study.vocabularies``, when given, picks which of ``vocabularies`` are built.
+    """
+    picked = config["study"].get("vocabularies")
+    recipes = {name: dict(r) for name, r in config["vocabularies"].items() if picked is None or name in picked}
     sweep = config.get("k_sweep")
     if sweep:
         base = config["vocabularies"].get(sweep["base"])
@@ -125,7 +143,7 @@ def vocabulary_recipes(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def sweep_vocabularies(config: Mapping[str, Any]) -> list[str]:
     """Names of the K-sweep vocabularies, base included, ordered by K."""
     sweep = config.get("k_sweep")
-    if not sweep:
+    if not sweep or not sweep["K"]:
         return []
     base = config["vocabularies"][sweep["base"]]
     ks = sorted(set(sweep["K"]) | {base["K"]})
@@ -175,9 +193,30 @@ def parse_model(name: str) -> tuple[str, str | float | None]:
     raise ConfigError(f"unknown classifier name '{name}' (baseline, discrete-<vocab>, noise-<sigma>)")
 
 
+def dataset_section(config: Mapping[str, Any], dataset: str, key: str) -> dict[str, Any]:
+    """Section ``key`` (``training`` or ``smoothing``) for ``dataset``: the global one, merged with
+    the aliased dataset's override (for an alias) and the dataset's own."""
+    spec = config["datasets"][dataset]
+    out = dict(config[key])
+    if spec["source"] == "alias":
+        out = deep_merge(out, config["datasets"][spec["of"]].get(key, {}))
+    return deep_merge(out, spec.get(key, {}))
+
+
 def training_params(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """Training settings of ``dataset``: global ``training`` merged with the dataset's own."""
-    return deep_merge(config["training"], config["datasets"][dataset].get("training", {}))
+    """Training settings of ``dataset`` (see :func:`dataset_section`)."""
+    return dataset_section(config, dataset, "training")
+
+
+def dataset_units(config: Mapping[str, Any], dataset: str) -> str:
+    """Units of ``dataset``'s sigma, eps and radii: its own ``units`` or the top-level one."""
+    return config["datasets"][dataset].get("units", config["units"])
+
+
+def data_dependencies(config: Mapping[str, Any], dataset: str) -> list[str]:
+    """Built datasets the data stage of ``dataset`` reads (the target of an alias)."""
+    spec = config["datasets"][dataset]
+    return [spec["of"]] if spec["source"] == "alias" else []
 
 
 def resolve_mode(mode: str | None, channels: int) -> str:

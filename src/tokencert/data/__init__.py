@@ -24,9 +24,11 @@ __all__ = [
 ]
 
 
-def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path) -> tuple[dict[str, Any], dict[str, Split]]:
+def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path,
+                  data_root: Path = Path("data")) -> tuple[dict[str, Any], dict[str, Split]]:
     """Load dataset ``name`` as declared in params (``spec``) and return (manifest, splits).
 
+    An ``alias`` reads the built splits of dataset ``spec["of"]`` under ``data_root``.
     Applies the optional stratified ``limit_train``/``limit_test`` subsets and checks
     the declared channels and image size. Raises :class:`DatasetError` on bad input.
     """
@@ -39,6 +41,8 @@ def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path) -
             splits = load_torchvision(spec["name"], Path(spec.get("root", cache_dir / "torchvision")))
         elif source == "imagefolder":
             splits = load_imagefolder(spec["path"], channels, size, cache_dir, spec.get("sha256"))
+        elif source == "alias":
+            splits = {key: load_split(data_root / spec["of"], key) for key in ("train", "test")}
         else:
             raise DatasetError(f"datasets.{name}.source: unknown source '{source}'")
     except ArchiveError as exc:

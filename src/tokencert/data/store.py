@@ -59,7 +59,7 @@ def build_manifest(name: str, spec: dict[str, Any], splits: dict[str, Split]) ->
     return {
         "name": name,
         "source": spec["source"],
-        "location": spec.get("path") or spec.get("name"),
+        "location": spec.get("path") or spec.get("name") or spec.get("of"),
         "classes": splits["train"].classes,
         "shape": list(splits["train"].images.shape[1:]),
         "counts": {k: int(v.labels.numel()) for k, v in splits.items()},

@@ -24,6 +24,7 @@ class DatasetResults:
 
     name: str
     manifest: dict[str, Any]
+    units: str = "pixel"
     vocab: dict[str, dict[str, Any]] = field(default_factory=dict)  # quality metrics
     certify: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # final.json
@@ -31,6 +32,10 @@ class DatasetResults:
     certacc: dict[str, dict[str, Any]] = field(default_factory=dict)
     exact: dict[str, dict[str, Any]] = field(default_factory=dict)
     attacks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # model -> attack -> summary
+
+    def smoothing_sigmas(self, config: dict[str, Any]) -> list[float]:
+        """The smoothing sigma grid of this dataset."""
+        return [float(s) for s in tc.dataset_section(config, self.name, "smoothing")["sigmas"]]
 
 
 def collect(config: dict[str, Any], root: Path = Path(".")) -> list[DatasetResults]:
@@ -41,7 +46,7 @@ def collect(config: dict[str, Any], root: Path = Path(".")) -> list[DatasetResul
         manifest = _json(root / "data" / dataset / "manifest.json")
         if manifest is None:
             continue
-        d = DatasetResults(dataset, manifest)
+        d = DatasetResults(dataset, manifest, tc.dataset_units(config, dataset))
         for vocab in tc.vocabulary_recipes(config):
             for store, sub in ((d.vocab, "vocab"), (d.certify, "certify")):
                 if (found := _json(res / sub / f"{vocab}.json")) is not None:
@@ -72,3 +77,9 @@ def at(values: list[float], grid: list[float], point: float) -> float | None:
         if abs(g - point) < 1e-12:
             return v
     return None
+
+
+def attack_accuracy(d: DatasetResults, model: str, attack: str, eps: float) -> float | None:
+    """Robust accuracy of ``model`` under ``attack`` (or ``worst``) at ``eps``, if that was run."""
+    summary = d.attacks.get(model, {}).get(attack)
+    return None if summary is None else at(summary["robust_accuracy"], summary["eps"], eps)

@@ -11,7 +11,7 @@ from typing import Any
 from .. import config as tc
 from ..io import write_json, write_text
 from ..units import describe
-from . import figures, tables
+from . import figures, reproduce, tables
 from .collect import DatasetResults, collect
 
 log = logging.getLogger("tokencert")
@@ -22,13 +22,15 @@ def findings(results: list[DatasetResults], config: dict[str, Any]) -> list[str]
     out = []
     for row in tables.main_rows(results, config):
         out.append(f"{row['dataset']}, {row['classifier']}: test accuracy {row['acc']}, worst-case accuracy "
-                   f"under the attack suite {row['worst']} at the study's eps.")
+                   f"under the attack suite {row['worst']} at eps {row['eps']} ({row['units']} units).")
     for d in results:
         for model, s in sorted(d.exact.items()):
             out.append(f"{d.name}, {model}: mean certified radius (ACR) {s['R0']['acr']:.4f} with $R_0$ and "
                        f"{s['R2']['acr']:.4f} with the single-flip certificate $R_2$; every certified radius "
                        f"stays below the smallest adversarial perturbation the attacks found "
-                       f"({s['bracket']['images_with_upper_bound']} images with a verified adversarial example).")
+                       f"({s['bracket']['images_with_upper_bound']} images with a verified adversarial example; "
+                       f"median certified radius {s['bracket']['median_lower']:.4f}, median smallest adversarial "
+                       f"norm {s['bracket']['median_upper']:.4f}).")
         for model, attacks in sorted(d.attacks.items()):
             warnings = attacks.get("worst", {}).get("sanity", {}).get("warnings", [])
             for w in warnings:
@@ -60,7 +62,6 @@ def metrics(results: list[DatasetResults]) -> dict[str, dict[str, float]]:
 def build(config: dict[str, Any], out_dir: Path, root: Path = Path("."), pdf: bool = True) -> dict[str, list[Path]]:
     """Write tables, figures and report.tex under ``out_dir``; compile the PDF when asked and possible."""
     results = collect(config, root)
-    units = config["units"]
     radius = float(config.get("report", {}).get("cert_radius", 0.05))
     written: dict[str, list[Path]] = {"tables": [], "figures": []}
     for name, rows in (("main", tables.main_rows(results, config)), ("vocab", tables.vocab_rows(results, config)),
@@ -70,8 +71,8 @@ def build(config: dict[str, Any], out_dir: Path, root: Path = Path("."), pdf: bo
         written["tables"].append(path)
     figure_names = []
     for d in results:
-        made = {"certified": figures.certified_accuracy(d, units), "robust": figures.robust_accuracy(d, units),
-                "usage": figures.token_usage(d), "ktradeoff": figures.k_tradeoff(d, config, units)}
+        made = {"certified": figures.certified_accuracy(d), "robust": figures.robust_accuracy(d),
+                "usage": figures.token_usage(d), "ktradeoff": figures.k_tradeoff(d, config)}
         main_vocab = (config["classifiers"]["discrete"] or list(d.vocab))[0]
         vocab_path = root / "results" / d.name / "vocab" / f"{main_vocab}.pt"
         maps_path = root / "results" / d.name / "certify" / f"{main_vocab}.pt"
@@ -83,14 +84,40 @@ def build(config: dict[str, Any], out_dir: Path, root: Path = Path("."), pdf: bo
             figure_names.append((d.name, kind))
     write_json(out_dir / "metrics.json", metrics(results))
     written["metrics"] = [out_dir / "metrics.json"]
-    tex = tables.render("report.tex", units=tables.latex_escape(describe(units)), radius=f"{radius:g}",
-                        datasets=[d.name for d in results], figures=figure_names, findings=findings(results, config),
+    study = [(c, reproduce.rows(c), [tables.latex_escape(v) for v in reproduce.verdict(c)])
+             for c in reproduce.comparisons(results, config)]
+    tex = tables.render("report.tex", radius=f"{radius:g}", units={d.name: latex_units(d.units) for d in results},
+                        figures=figure_names, findings=findings(results, config), study=study,
+                        settings=[tables.latex_escape(s) for s in run_settings(results, config)],
                         models=", ".join(tc.model_names(config)))
     write_text(out_dir / "report.tex", tex)
     written["tex"] = [out_dir / "report.tex"]
     if pdf:
         written["pdf"] = [compile_pdf(out_dir / "report.tex")]
     return written
+
+
+def latex_units(units: str) -> str:
+    """The units' description, LaTeX-safe."""
+    return tables.latex_escape(describe(units))
+
+
+def run_settings(results: list[DatasetResults], config: dict[str, Any]) -> list[str]:
+    """What this run did, per dataset: data, architecture and epochs, smoothing samples, attack budget."""
+    out = []
+    attacks, pgd = config["attacks"], config["attacks"].get("pgd", {})
+    for d in results:
+        train = tc.training_params(config, d.name)
+        arch = tc.resolve_arch(train["arch"], int(d.manifest["shape"][0]), int(d.manifest["shape"][1]))
+        smooth = tc.dataset_section(config, d.name, "smoothing")
+        out.append(f"{d.name} ({describe(d.units)}): {d.manifest['counts']['train']} training and "
+                   f"{d.manifest['counts']['test']} test images ({d.manifest['source']}: "
+                   f"{d.manifest.get('location') or 'embedded'}); "
+                   f"classifiers {arch}, {train['epochs']} epochs; randomized smoothing with n0 = {smooth['n0']}, "
+                   f"n = {smooth['n']}, alpha = {smooth['alpha']} on every {smooth['every']}th test image; "
+                   f"attacks on {attacks['n_images']} test images (PGD {pgd.get('steps', 50)} steps, "
+                   f"{pgd.get('restarts', 1)} restarts).")
+    return out
 
 
 def compile_pdf(tex: Path) -> Path:

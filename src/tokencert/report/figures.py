@@ -34,7 +34,7 @@ def save(fig: plt.Figure, stem: str | os.PathLike[str]) -> list[Path]:
     return paths
 
 
-def certified_accuracy(d: DatasetResults, units: str) -> plt.Figure:
+def certified_accuracy(d: DatasetResults) -> plt.Figure:
     """Certified accuracy vs radius: randomized smoothing and the discrete classifiers' R_0 / R_2."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for model, per_sigma in sorted(d.smoothing.items()):
@@ -45,15 +45,16 @@ def certified_accuracy(d: DatasetResults, units: str) -> plt.Figure:
         ax.plot(s["radii"], s["certified_accuracy"], ls="--", marker="x", label=f"$R_0$ {model}")
     for model, s in sorted(d.exact.items()):
         ax.plot(s["R2"]["radii"], s["R2"]["certified_accuracy"], ls="-.", marker="+", label=f"$R_2$ {model}")
-    ax.set(xlabel=f"radius ({describe(units)})", ylabel="certified accuracy", ylim=(0, 1.02),
+    ax.set(xlabel=f"radius ({describe(d.units)})", ylabel="certified accuracy", ylim=(0, 1.02),
            title=f"{d.name}: certified accuracy vs radius")
     ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlim(left=0)
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
     return fig
 
 
-def robust_accuracy(d: DatasetResults, units: str) -> plt.Figure:
+def robust_accuracy(d: DatasetResults) -> plt.Figure:
     """Robust accuracy vs eps, one panel per attacked model, one line per attack (worst in black)."""
     models = sorted(d.attacks)
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(4.2 * max(1, len(models)), 3.6), squeeze=False)
@@ -61,14 +62,14 @@ def robust_accuracy(d: DatasetResults, units: str) -> plt.Figure:
         for attack, s in sorted(d.attacks[model].items()):
             style = {"color": "black", "lw": 2.5} if attack == "worst" else {"marker": "."}
             ax.plot(s["eps"], s["robust_accuracy"], label=attack, **style)
-        ax.set(title=model, xlabel=f"eps ({describe(units)})", ylabel="robust accuracy", ylim=(0, 1.02))
+        ax.set(title=model, xlabel=f"eps ({describe(d.units)})", ylabel="robust accuracy", ylim=(0, 1.02))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{d.name}: robust accuracy under attack (judged on the hard model)")
     return fig
 
 
-def k_tradeoff(d: DatasetResults, config: dict[str, Any], units: str) -> plt.Figure:
+def k_tradeoff(d: DatasetResults, config: dict[str, Any]) -> plt.Figure:
     """Downstream accuracy and mean patch certificate over vocabulary size K."""
     sweep = [v for v in tc.sweep_vocabularies(config) if v in d.vocab]
     ks = [d.vocab[v]["K"] for v in sweep]
@@ -79,7 +80,7 @@ def k_tradeoff(d: DatasetResults, config: dict[str, Any], units: str) -> plt.Fig
     ax.set(xscale="log", xlabel="vocabulary size K", ylabel="test accuracy of f(Q(x))")
     ax2 = ax.twinx()
     ax2.plot(ks, [np.nan if c is None else c for c in cert], marker="s", color="tab:red", label="mean patch cert.")
-    ax2.set(ylabel=f"mean patch certificate ({units})")
+    ax2.set(ylabel=f"mean patch certificate ({d.units} units)")
     fig.legend(loc="lower center", fontsize=7, ncol=2)
     ax.set_title(f"{d.name}: accuracy vs certificate over K")
     return fig

@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 
 from .. import config as tc
-from .collect import DatasetResults, at, test_accuracy
+from .collect import DatasetResults, at, attack_accuracy, test_accuracy
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "report" / "templates"
 DASH = "-"
@@ -31,16 +31,6 @@ def study_eps(d: DatasetResults, grid: Sequence[float]) -> float:
     return wanted if any(abs(e - wanted) < 1e-12 for e in grid) else max(grid)
 
 
-def _worst(d: DatasetResults, model: str, eps: float) -> float | None:
-    worst = d.attacks.get(model, {}).get("worst")
-    return None if worst is None else at(worst["robust_accuracy"], worst["eps"], eps)
-
-
-def _attack(d: DatasetResults, model: str, attack: str, eps: float) -> float | None:
-    summary = d.attacks.get(model, {}).get(attack)
-    return None if summary is None else at(summary["robust_accuracy"], summary["eps"], eps)
-
-
 def main_rows(results: list[DatasetResults], config: dict[str, Any]) -> list[dict[str, str]]:
     """The study's main table, filled from our results, plus the honest columns."""
     rows = []
@@ -48,25 +38,29 @@ def main_rows(results: list[DatasetResults], config: dict[str, Any]) -> list[dic
     radius = float(config.get("report", {}).get("cert_radius", 0.05))
     for d in results:
         eps = study_eps(d, config["attacks"]["eps"])
-        sigma = max(config["smoothing"]["sigmas"])
+        sigma = max(d.smoothing_sigmas(config))
         if main_vocab is not None:
             model = tc.DISCRETE_PREFIX + main_vocab
             cert, exact = d.certify.get(main_vocab, {}), d.exact.get(model, {})
             rows.append({
-                "dataset": d.name, "classifier": f"Discrete ({main_vocab})", "acc": pct(test_accuracy(d, model)),
+                "dataset": d.name, "units": d.units, "eps": f"{eps:g}", "classifier": f"Discrete ({main_vocab})",
+                "acc": pct(test_accuracy(d, model)),
                 "patch": num(cert.get("patch_cert")), "img": num(cert.get("img_cert_summed"), 2),
                 "rs_acc": DASH, "rs_cert": DASH,
-                "sspgd": pct(_attack(d, model, "sspgd", eps)), "worst": pct(_worst(d, model, eps)),
+                "sspgd": pct(attack_accuracy(d, model, "sspgd", eps)),
+                "worst": pct(attack_accuracy(d, model, "worst", eps)),
                 "r0": pct(_cert_at(d.certacc.get(model), radius)),
                 "r2": pct(_cert_at(exact.get("R2"), radius)),
             })
         smooth = d.smoothing.get(tc.noise_model(sigma), {}).get(sigma)
         rows.append({
-            "dataset": d.name, "classifier": "Baseline", "acc": pct(test_accuracy(d, tc.BASELINE)),
+            "dataset": d.name, "units": d.units, "eps": f"{eps:g}", "classifier": "Baseline",
+            "acc": pct(test_accuracy(d, tc.BASELINE)),
             "patch": DASH, "img": DASH,
             "rs_acc": DASH if smooth is None else f"{pct(smooth['clean_accuracy'])} @ {sigma:g}",
             "rs_cert": DASH if smooth is None else f"{smooth['acr']:.2f} @ {sigma:g}",
-            "sspgd": pct(_attack(d, tc.BASELINE, "pgd", eps)), "worst": pct(_worst(d, tc.BASELINE, eps)),
+            "sspgd": pct(attack_accuracy(d, tc.BASELINE, "pgd", eps)),
+            "worst": pct(attack_accuracy(d, tc.BASELINE, "worst", eps)),
             "r0": DASH, "r2": DASH,
         })
     return rows
@@ -91,7 +85,7 @@ def vocab_rows(results: list[DatasetResults], config: dict[str, Any]) -> list[di
                 "psnr": num(q.get("recon_psnr"), 1), "perplexity": num(q.get("perplexity"), 1),
                 "dead": pct(q.get("dead_fraction")), "patch": num(cert.get("patch_cert")),
                 "r0": num(cert.get("r0_mean"), 4), "acc": pct(test_accuracy(d, model)),
-                "robust": pct(_worst(d, model, eps)),
+                "robust": pct(attack_accuracy(d, model, "worst", eps)),
             })
     return rows
 
