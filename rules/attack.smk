@@ -12,7 +12,8 @@ rule attack:
         summary="results/{dataset}/attacks/{model}/{attack}.json",
         samples="results/{dataset}/attacks/{model}/{attack}.csv",
     params:
-        attacks=config["attacks"],
+        # what changes this attack's result: the budget, the test images, its own and PGD's settings
+        attacks=lambda w: {k: v for k, v in config["attacks"].items() if k in ("eps", "n_images", "pgd", w.attack)},
         units=lambda w: tc.dataset_units(config, w.dataset),
     wildcard_constraints:
         attack="|".join(["pgd", "sspgd", "bpda", "transfer", "square", "tokenflip"]),

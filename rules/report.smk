@@ -31,6 +31,7 @@ rule report:
         main=report("results/report/tables/main.tex", caption="../report/captions/main_table.rst", category="Tables"),
         vocab=report("results/report/tables/vocab.tex", caption="../report/captions/vocab_table.rst", category="Tables"),
         cost=report("results/report/tables/cost.tex", caption="../report/captions/cost_table.rst", category="Tables"),
+        main_md="results/report/tables/main.md",
         figures=[
             report(f, caption=f"../report/captions/{f.rsplit('-', 1)[1].split('.')[0]}.rst", category="Figures")
             if f.endswith(".png")

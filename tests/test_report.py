@@ -82,3 +82,8 @@ def test_reproduce_section_compares_both_units_with_the_study():
 def test_relative_error():
     assert reproduce.relative_error(0.5, 1.0) == 0.5
     assert reproduce.relative_error(None, 1.0) is None and reproduce.relative_error(1.0, 0.0) is None
+
+
+def test_markdown_table():
+    rows = [{"a": "1", "b": "x"}, {"a": "2", "b": "y"}]
+    assert tables.markdown(rows, [("a", "A"), ("b", "B")]) == "| A | B |\n|---|---|\n| 1 | x |\n| 2 | y |\n"

@@ -15,6 +15,7 @@ from tokencert.smoothing import (
     certify,
     certify_images,
     lower_confidence_bound,
+    max_radius,
     predict,
     sample_counts,
     select_indices,
@@ -71,6 +72,7 @@ def test_constant_classifier_gets_the_largest_radius_the_counts_allow(sigma, n, 
     c, radius = certify(Constant(), X, sigma, 10, n, alpha, 50_000, generator=gen())
     assert c == 2
     assert radius == pytest.approx(sigma * norm.ppf(alpha ** (1 / n)), rel=1e-12)
+    assert radius == pytest.approx(max_radius(sigma, n, alpha), rel=1e-12)
 
 
 def test_constant_classifier_predicts_its_class():

@@ -2,7 +2,8 @@
 
 In normalized units a pixel perturbation ``delta`` has size ``||delta / s||`` with ``s`` the
 per-channel std of the training set. These tests check that every algorithm that takes the
-scale agrees with that one definition: certificates, attack budgets and smoothing noise.
+scale agrees with that one definition: certificates and attack budgets (smoothing noise of
+``sigma * s_c`` per channel: ``tests/test_smoothing.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import torch
 from tokencert.attacks import norms, project
 from tokencert.certify import image_certificates, pairwise_radii
 from tokencert.flips import patch_geometry
-from tokencert.smoothing import sample_counts
 from tokencert.tokens import tokenize
 from tokencert.units import channel_scale, describe, norm
 from tokencert.vocab import Vocabulary
@@ -103,25 +103,3 @@ def test_attack_projection_respects_the_normalized_ball():
     assert (norms(out - x0, s) <= 0.5 * (1 + 1e-5)).all() and out.min() >= 0 and out.max() <= 1
     # the same ball is larger in pixel space by about the std: pixel norms stay below 0.5 * max(std)
     assert (norms(out - x0, None) <= 0.5 * max(STD) * (1 + 1e-5)).all()
-
-
-class Recorder(torch.nn.Module):
-    """A two-class 'model' that keeps every input it sees."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[torch.Tensor] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen.append(x.clone())
-        return torch.zeros(x.shape[0], 2)
-
-
-def test_smoothing_noise_is_sigma_times_std_per_channel():
-    x = torch.full((3, 8, 8), 0.5, dtype=torch.float64)
-    model = Recorder()
-    s = torch.tensor(STD, dtype=torch.float64)
-    sample_counts(model, x, 2.0, 4000, 1000, generator=torch.Generator().manual_seed(0), scale=s)
-    noise = torch.cat(model.seen) - x
-    per_channel = noise.transpose(0, 1).flatten(1).std(dim=1)
-    assert torch.allclose(per_channel, 2.0 * s, rtol=0.01)

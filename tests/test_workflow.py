@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 
@@ -26,6 +28,24 @@ def test_tiny_workflow_runs_end_to_end(tiny_run):
     produced = {p.relative_to(work).as_posix() for p in (work / "results").rglob("*") if p.is_file()}
     assert produced, "no results"
     assert not [p for p in produced if p.endswith(".tmp")], "temporary files left behind"
+
+
+@pytest.mark.slow
+def test_tiny_workflow_builds_the_report(tiny_run):
+    work, _ = tiny_run
+    report = work / "results/report"
+    for name in ("tables/main.tex", "tables/vocab.tex", "tables/cost.tex", "report.tex", "metrics.json",
+                 "figures/mnist5k-certified.png", "figures/mnist5k-robust.pdf", "figures/mnist5k-examples.png"):
+        assert (report / name).is_file(), name
+    tex = (report / "report.tex").read_text()
+    assert "Run settings" in tex and "L2 in [0,1] pixel space" in tex
+    if shutil.which("latexmk") is None:
+        assert not os.environ.get("CI"), "CI must install LaTeX and build the PDF"
+        pytest.skip("latexmk not installed: the PDF is not built")
+    assert (report / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    snakemake(work, "--report", "report.html", "--configfile", "config/tiny.yaml")
+    html = (work / "report.html").read_text(errors="replace")
+    assert "main.tex" in html and "mnist5k-certified.png" in html
 
 
 @pytest.mark.slow

@@ -57,6 +57,12 @@ def lower_confidence_bound(k: int, n: int, alpha: float) -> float:
     return float(beta.ppf(alpha, k, n - k + 1)) if k > 0 else 0.0
 
 
+def max_radius(sigma: float, n: int, alpha: float) -> float:
+    """The largest radius CERTIFY can return with ``n`` samples: all ``n`` votes for one class give
+    ``pA = alpha^(1/n)`` and the radius ``sigma * Phi^-1(pA)``."""
+    return sigma * float(norm.ppf(lower_confidence_bound(n, n, alpha)))
+
+
 def _image(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 3:
         x = x.unsqueeze(0)

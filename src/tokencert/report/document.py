@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import config as tc
 from ..io import write_json, write_text
+from ..smoothing import max_radius
 from ..units import describe
 from . import figures, reproduce, tables
 from .collect import DatasetResults, collect
@@ -64,11 +65,15 @@ def build(config: dict[str, Any], out_dir: Path, root: Path = Path("."), pdf: bo
     results = collect(config, root)
     radius = float(config.get("report", {}).get("cert_radius", 0.05))
     written: dict[str, list[Path]] = {"tables": [], "figures": []}
-    for name, rows in (("main", tables.main_rows(results, config)), ("vocab", tables.vocab_rows(results, config)),
+    main_rows = tables.main_rows(results, config)
+    for name, rows in (("main", main_rows), ("vocab", tables.vocab_rows(results, config)),
                        ("cost", tables.cost_rows(results))):
         path = out_dir / "tables" / f"{name}.tex"
         write_text(path, tables.render(f"{name}_table.tex", rows=rows, radius=f"{radius:g}"))
         written["tables"].append(path)
+    main_md = out_dir / "tables" / "main.md"
+    write_text(main_md, f"R_0 / R_2 columns: certified accuracy at radius {radius:g}.\n\n" + tables.markdown(main_rows))
+    written["tables"].append(main_md)
     figure_names = []
     for d in results:
         made = {"certified": figures.certified_accuracy(d), "robust": figures.robust_accuracy(d),
@@ -114,7 +119,8 @@ def run_settings(results: list[DatasetResults], config: dict[str, Any]) -> list[
                    f"{d.manifest['counts']['test']} test images ({d.manifest['source']}: "
                    f"{d.manifest.get('location') or 'embedded'}); "
                    f"classifiers {arch}, {train['epochs']} epochs; randomized smoothing with n0 = {smooth['n0']}, "
-                   f"n = {smooth['n']}, alpha = {smooth['alpha']} on every {smooth['every']}th test image; "
+                   f"n = {smooth['n']}, alpha = {smooth['alpha']} on every {smooth['every']}th test image "
+                   f"(no certified radius can exceed {max_radius(1.0, smooth['n'], smooth['alpha']):.2f} sigma); "
                    f"attacks on {attacks['n_images']} test images (PGD {pgd.get('steps', 50)} steps, "
                    f"{pgd.get('restarts', 1)} restarts).")
     return out

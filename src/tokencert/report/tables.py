@@ -107,6 +107,19 @@ def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
     return rows
 
 
+MAIN_COLUMNS = (("dataset", "Dataset"), ("units", "Units"), ("classifier", "Classifier"), ("acc", "Acc."),
+                ("patch", "Patch Cert."), ("img", "Img. Cert. (summed)"), ("rs_acc", "RS Acc. @ sigma"),
+                ("rs_cert", "RS ACR @ sigma"), ("sspgd", "PGD/SSPGD Acc. @ eps"), ("worst", "Worst Acc. @ eps"),
+                ("eps", "eps"), ("r0", "R_0 cert. Acc."), ("r2", "R_2 cert. Acc."))
+
+
+def markdown(rows: list[dict[str, str]], columns: Sequence[tuple[str, str]] = MAIN_COLUMNS) -> str:
+    """A GitHub-flavoured markdown table of ``rows`` (for README files and quick reading)."""
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(r[key] for key, _ in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def environment() -> jinja2.Environment:
     """jinja2 with LaTeX-safe delimiters (``\\VAR{...}``, ``\\BLOCK{...}``)."""
     return jinja2.Environment(

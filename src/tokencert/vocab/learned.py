@@ -66,15 +66,18 @@ def _grouped_patches(images: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
 
 
 def _reconstruct(images: torch.Tensor, tokens: torch.Tensor, vocab: Vocabulary,
-                 settings: LearnedSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Reconstruction (differentiable in ``tokens``: G x K x d), squared distances, hard indices."""
+                 settings: LearnedSettings) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Reconstruction (differentiable in ``tokens``: G x K x d), squared distances (only when the
+    soft-discretization or the negentropy needs them, else None), hard indices."""
     patches = _grouped_patches(images, vocab)  # N x G x L x d
     n, g, l_count, d = patches.shape
-    dist = torch.cdist(patches.transpose(0, 1).reshape(g, n * l_count, d), tokens).pow(2)  # G x NL x K
+    dist = None
+    if settings.temperature > 0 or settings.negentropy_weight > 0:
+        dist = torch.cdist(patches.transpose(0, 1).reshape(g, n * l_count, d), tokens).pow(2)  # G x NL x K
     frozen = Vocabulary(tokens.detach().reshape(vocab.tokens.shape), vocab.patch_size, vocab.mode,
                         vocab.channels, vocab.image_size, vocab.meta)
     index = tokenize(images, frozen)[1].reshape(n, g, l_count).transpose(0, 1).reshape(g, -1)
-    if settings.temperature > 0:
+    if dist is not None and settings.temperature > 0:
         mixed = torch.softmax(-dist / settings.temperature, dim=-1) @ tokens
     else:
         mixed = torch.gather(tokens, 1, index.unsqueeze(-1).expand(-1, -1, d))
@@ -106,7 +109,7 @@ def train_learned(init: Vocabulary, train_images: torch.Tensor, settings: Learne
             loss = F.mse_loss(recon, clean)
             if settings.sobel_weight > 0:
                 loss = loss + settings.sobel_weight * F.mse_loss(sobel_magnitude(recon), sobel_magnitude(clean))
-            if settings.negentropy_weight > 0:
+            if dist is not None and settings.negentropy_weight > 0:
                 p = torch.softmax(-dist / settings.entropy_tau, dim=-1)
                 loss = loss + settings.negentropy_weight * (p * torch.log(p + 1e-12)).sum(-1).mean()
             optimiser.zero_grad(set_to_none=True)
