@@ -55,6 +55,16 @@ def test_rerun_with_nothing_changed_does_nothing(tiny_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
+def test_evaluation_settings_of_a_dataset_do_not_rebuild_its_data(tiny_run):
+    work, _ = tiny_run
+    (work / "units.yaml").write_text("datasets:\n  mnist5k:\n    units: normalized\n    training: {epochs: 1}\n")
+    proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "units.yaml", "--resources", "gpu=0")
+    out = proc.stdout + proc.stderr
+    assert "rule train:" in out and "rule certify:" in out  # units and training do change results ...
+    assert "rule data:" not in out  # ... but not the images
+
+
 def test_bad_dataset_fails_cleanly(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     (work / "bad.yaml").write_text(
