@@ -7,6 +7,7 @@ import torch
 
 from tests.attack_fixtures import trained_models
 from tokencert.attacks import check_attack_params, clean_accuracy, norms, pgd, project, run_attack, worst_case
+from tokencert.attacks.square import square
 from tokencert.attacks.suite import sanity_warnings
 from tokencert.attacks.tokenflip import tokenflip
 
@@ -99,3 +100,12 @@ def test_bad_attack_parameters():
         check_attack_params(tau=0.0)
     with pytest.raises(ValueError, match="unknown attack 'cw'"):
         check_attack_params(name="cw")
+
+
+def test_square_accepts_channels_last_rgb_images():
+    """torchattacks' Square reshapes with .view: images stored channels-last must still work."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3)).eval()
+    x = torch.rand(4, 8, 8, 3, generator=torch.Generator().manual_seed(0)).permute(0, 3, 1, 2)
+    assert not x.is_contiguous()
+    adv = square(net, x, net(x).argmax(1), 0.5, queries=10, p_init=0.8, seed=0)
+    assert adv.shape == x.shape and (norms(adv - x) <= 0.5 + 1e-5).all()

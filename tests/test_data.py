@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.helpers import SHARED_DATASETS, make_imagefolder, make_tar, make_zip, png_bytes
-from tokencert.data import DatasetError, build_dataset, load_manifest, load_split, write_dataset
+from tokencert.data import DatasetError, build_dataset, load_manifest, load_split, to_float, write_dataset
 from tokencert.data.split import stratified_indices
 from tokencert.io import sha256_file
 
@@ -78,6 +78,11 @@ def test_rgb_dataset_channel_first(tmp_path):
     manifest, splits = build(spec(folder, channels=3), tmp_path)
     assert splits["test"].images.shape == (4, 3, 8, 8)
     assert len(manifest["mean"]) == 3
+    write_dataset(tmp_path / "data", manifest, splits)
+    stored = load_split(tmp_path / "data", "test").images
+    assert stored.is_contiguous() and torch.equal(stored, splits["test"].images)
+    channels_last = splits["test"].images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    assert to_float(channels_last).is_contiguous()
 
 
 def test_roundtrip_store_and_checksum(tmp_path):

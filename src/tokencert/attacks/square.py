@@ -21,5 +21,5 @@ def square(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float, quer
     attack = torchattacks.Square(model, norm="L2", eps=pixel_eps, n_queries=queries, n_restarts=1,
                                  p_init=p_init, loss="margin", resc_schedule=True, seed=seed, verbose=False)
     with torch.enable_grad():
-        adv = attack(x0, y)
+        adv = attack(x0.contiguous(), y)  # torchattacks' Square reshapes with .view
     return adv.detach().clamp(0.0, 1.0)

@@ -72,7 +72,8 @@ def build_manifest(name: str, spec: dict[str, Any], splits: dict[str, Split]) ->
 def write_dataset(out_dir: Path, manifest: dict[str, Any], splits: dict[str, Split]) -> None:
     """Write ``{split}.pt`` files and the manifest (each atomically, manifest last)."""
     for key, split in splits.items():
-        save_torch(out_dir / f"{key}.pt", {"images": split.images, "labels": split.labels, "classes": split.classes})
+        save_torch(out_dir / f"{key}.pt", {"images": split.images.contiguous(), "labels": split.labels.contiguous(),
+                                           "classes": split.classes})
     write_json(out_dir / "manifest.json", manifest)
 
 
@@ -100,4 +101,4 @@ def load_manifest(dataset_dir: str | Path) -> dict[str, Any]:
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 images to float32 in [0,1]."""
-    return images.to(torch.float32) / 255.0
+    return images.to(torch.float32).contiguous() / 255.0
