@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..models import DiscreteClassifier
 from .base import AttackOutcome, check_attack_params, judge, predict
@@ -54,7 +55,7 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
         correct = [found > e for e in eps_grid]
         checks.update(eps_ball_respected=True, in_box=True)
         return AttackOutcome(list(eps_grid), torch.stack(correct), min_norm, checks)
-    for eps in eps_grid:
+    for eps in tqdm(eps_grid, desc=f"{name} (eps grid)", mininterval=2.0):
         if name in ("pgd", "sspgd", "bpda", "transfer"):
             taus = [None] if name != "sspgd" else [float(t) for t in params.get("sspgd", {}).get("taus", [0.1])]
             for tau in taus:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from ..flips import patch_geometry
 from ..models import DiscreteClassifier
@@ -43,7 +44,7 @@ def tokenflip(model: DiscreteClassifier, x0: torch.Tensor, y: torch.Tensor, max_
     device = next(model.net.parameters()).device
     adv = x0.clone()
     found = torch.full((x0.shape[0],), torch.inf, dtype=torch.float64)
-    for n in range(x0.shape[0]):
+    for n in tqdm(range(x0.shape[0]), desc="tokenflip (images)", mininterval=2.0):
         origin = x0[n].to(torch.float64).cpu()
         current = origin.clone()
         label = y[n:n + 1].to(device)
