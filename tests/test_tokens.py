@@ -106,3 +106,18 @@ def test_bad_input():
         tokenize(images, vocab)
     with pytest.raises(ValueError, match="is for 1x28x28"):
         tokenize(torch.rand(1, 1, 32, 32), vocab)
+
+
+def test_soft_tokenize_matches_the_distance_softmax():
+    """The softmax of 2<x,t> - ||t||^2 equals the softmax of -||x - t||^2 (the ||x||^2 term cancels)."""
+    gen = torch.Generator().manual_seed(5)
+    vocab = Vocabulary(torch.rand(3, 6, 16, generator=gen, dtype=torch.float64), 4, "per_channel_separate", 3, 8,
+                       {"name": "v"})
+    images = torch.rand(2, 3, 8, 8, generator=gen, dtype=torch.float64)
+    patches = patchify(images, 4, "per_channel_separate").reshape(2, 3, 4, 16)
+    expected = torch.empty_like(patches)
+    for g in range(3):
+        w = torch.softmax(-torch.cdist(patches[:, g], vocab.tokens[g].unsqueeze(0).expand(2, -1, -1)).pow(2) / 0.05, -1)
+        expected[:, g] = w @ vocab.tokens[g]
+    ref = unpatchify(expected.reshape(2, 12, 16), 4, "per_channel_separate", 3, 8)
+    assert torch.allclose(soft_tokenize(images, vocab, 0.05), ref, atol=1e-12)

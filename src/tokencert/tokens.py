@@ -162,9 +162,12 @@ def soft_tokenize(images: torch.Tensor, vocab: Vocabulary, tau: float,
     n, p_count, d = patches.shape
     table = (vocab.tokens if tokens is None else tokens).to(device=images.device, dtype=images.dtype)
     tables = table if vocab.mode == "per_channel_separate" else table.unsqueeze(0)
-    grouped = patches.reshape(n, tables.shape[0], p_count // tables.shape[0], d)
-    dist = torch.cdist(grouped.transpose(0, 1).reshape(tables.shape[0], -1, d), tables).pow(2)
-    weights = torch.softmax(-dist / tau, dim=-1)
+    grouped = patches.reshape(n, tables.shape[0], p_count // tables.shape[0], d).transpose(0, 1)
+    # -||x - t||^2 = 2 <x, t> - ||t||^2 - ||x||^2; the last term is constant per patch and
+    # cancels in the softmax, so the weights need one matrix product, not a distance matrix
+    flat = grouped.reshape(tables.shape[0], -1, d)
+    logits = 2.0 * flat @ tables.transpose(1, 2) - (tables * tables).sum(-1).unsqueeze(1)
+    weights = torch.softmax(logits / tau, dim=-1)
     mixed = (weights @ tables).reshape(tables.shape[0], n, p_count // tables.shape[0], d).transpose(0, 1)
     return unpatchify(mixed.reshape(n, p_count, d), vocab.patch_size, vocab.mode, vocab.channels,
                       images.shape[2:])
