@@ -18,6 +18,7 @@ def test_formatting_helpers():
     assert tables.pct(0.9797) == "97.97 %" and tables.pct(None) == "-"
     assert tables.num(0.0912, 2) == "0.09" and tables.num(None) == "-"
     assert tables.latex_escape("a_b 5% & #1") == r"a\_b 5\% \& \#1"
+    assert tables.latex_escape("<= 5") == r"\textless{}= 5"
     assert at([0.1, 0.2], [0.0, 0.5], 0.5) == 0.2 and at([0.1], [0.0], 1.0) is None
 
 

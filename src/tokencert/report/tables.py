@@ -131,7 +131,8 @@ def environment() -> jinja2.Environment:
 
 def latex_escape(text: str) -> str:
     """Escape characters LaTeX treats specially (leaves $...$ math alone)."""
-    for char, repl in (("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#")):
+    for char, repl in (("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"), ("<", r"\textless{}"),
+                       (">", r"\textgreater{}")):
         text = text.replace(char, repl)
     return text
 
