@@ -1,7 +1,6 @@
 # Data stage: decode a named dataset into uint8 tensors and a manifest.
 
 DATA_FILES = ("train.pt", "test.pt", "manifest.json")
-DATASET_EVALUATION_KEYS = ("units", "training", "smoothing")
 
 
 rule data:
@@ -12,8 +11,7 @@ rule data:
         test="data/{dataset}/test.pt",
         manifest="data/{dataset}/manifest.json",
     params:
-        # only what decides the tensors (not the dataset's units, training or smoothing overrides)
-        spec=lambda w: {k: v for k, v in config["datasets"][w.dataset].items() if k not in DATASET_EVALUATION_KEYS},
+        spec=lambda w: tc.data_spec(config, w.dataset),
         cache_dir="data/.cache",
     log:
         "logs/data/{dataset}.log",

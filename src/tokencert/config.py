@@ -213,6 +213,15 @@ def dataset_units(config: Mapping[str, Any], dataset: str) -> str:
     return config["datasets"][dataset].get("units", config["units"])
 
 
+DATASET_EVALUATION_KEYS = ("units", "training", "smoothing")
+
+
+def data_spec(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """What decides ``dataset``'s tensors: its spec without the units, training and smoothing
+    overrides (changing those re-evaluates the dataset but must not rebuild it)."""
+    return {k: v for k, v in config["datasets"][dataset].items() if k not in DATASET_EVALUATION_KEYS}
+
+
 def data_dependencies(config: Mapping[str, Any], dataset: str) -> list[str]:
     """Built datasets the data stage of ``dataset`` reads (the target of an alias)."""
     spec = config["datasets"][dataset]

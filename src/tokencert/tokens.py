@@ -80,15 +80,17 @@ def check_finite(name: str, values: torch.Tensor) -> None:
         raise ValueError(f"{name} contain NaN or infinite values")
 
 
-def token_scores(patches: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """``||t_j||^2 - 2 <x, t_j>`` in float64 for patches (M x d) and tokens (K x d): M x K.
+def token_scores(patches: torch.Tensor, tokens: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``||t_j||^2 - 2 <x, t_j>`` for patches (``... x M x d``) and tokens (``... x K x d``): ``... x M x K``.
 
-    This is ``||x - t_j||^2 - ||x||^2``; the argmin over ``j`` is the nearest token and the
-    differences between columns are the differences of squared distances.
+    This is ``||x - t_j||^2 - ||x||^2``; the argmin over ``j`` is the nearest token, the
+    differences between columns are the differences of squared distances, and a softmax of
+    ``-scores / tau`` equals one of ``-||x - t_j||^2 / tau``. float64 (what the tokenizer and the
+    certificates use) unless ``dtype`` says otherwise; differentiable.
     """
-    x = patches.to(torch.float64)
-    t = tokens.to(device=x.device, dtype=torch.float64)
-    return (t * t).sum(dim=1).unsqueeze(0) - 2.0 * (x @ t.T)
+    x = patches.to(dtype)
+    t = tokens.to(device=x.device, dtype=dtype)
+    return (t * t).sum(dim=-1).unsqueeze(-2) - 2.0 * (x @ t.transpose(-1, -2))
 
 
 def chunk_rows(num_tokens: int) -> int:
@@ -163,11 +165,9 @@ def soft_tokenize(images: torch.Tensor, vocab: Vocabulary, tau: float,
     table = (vocab.tokens if tokens is None else tokens).to(device=images.device, dtype=images.dtype)
     tables = table if vocab.mode == "per_channel_separate" else table.unsqueeze(0)
     grouped = patches.reshape(n, tables.shape[0], p_count // tables.shape[0], d).transpose(0, 1)
-    # -||x - t||^2 = 2 <x, t> - ||t||^2 - ||x||^2; the last term is constant per patch and
-    # cancels in the softmax, so the weights need one matrix product, not a distance matrix
-    flat = grouped.reshape(tables.shape[0], -1, d)
-    logits = 2.0 * flat @ tables.transpose(1, 2) - (tables * tables).sum(-1).unsqueeze(1)
-    weights = torch.softmax(logits / tau, dim=-1)
+    # one matrix product, no distance matrix: ||x||^2 is constant per patch and cancels in the softmax
+    scores = token_scores(grouped.reshape(tables.shape[0], -1, d), tables, images.dtype)
+    weights = torch.softmax(-scores / tau, dim=-1)
     mixed = (weights @ tables).reshape(tables.shape[0], n, p_count // tables.shape[0], d).transpose(0, 1)
     return unpatchify(mixed.reshape(n, p_count, d), vocab.patch_size, vocab.mode, vocab.channels,
                       images.shape[2:])

@@ -76,11 +76,11 @@ def comparisons(results: list[DatasetResults], config: Mapping[str, Any]) -> lis
     for entry in config.get("report", {}).get("reproduce", []):
         vocab = entry.get("vocab") or config["classifiers"]["discrete"][0]
         sigma, eps = float(entry["sigma"]), float(entry["eps"])
+        norm_data = by_name.get(entry["normalized"])
         pixel = ours(by_name.get(entry["pixel"]), vocab, sigma, eps)
-        normalized = ours(by_name.get(entry["normalized"]), vocab, sigma, eps)
+        normalized = ours(norm_data, vocab, sigma, eps)
         values = {key: {"study": entry["study"].get(key), "pixel": pixel[key], "normalized": normalized[key]}
                   for key, *_ in METRICS}
-        norm_data = by_name.get(entry["normalized"])
         std = None if norm_data is None else [float(v) for v in norm_data.manifest["std"]]
         out.append(Comparison(entry["study_dataset"], sigma, eps, values, std))
     return out

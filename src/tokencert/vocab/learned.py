@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data.store import to_float
-from ..tokens import patchify, tokenize, unpatchify
+from ..tokens import patchify, token_scores, tokenize, unpatchify
 from .base import Vocabulary
 
 log = logging.getLogger("tokencert")
@@ -67,23 +67,24 @@ def _grouped_patches(images: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
 
 def _reconstruct(images: torch.Tensor, tokens: torch.Tensor, vocab: Vocabulary,
                  settings: LearnedSettings) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Reconstruction (differentiable in ``tokens``: G x K x d), squared distances (only when the
-    soft-discretization or the negentropy needs them, else None), hard indices."""
+    """Reconstruction (differentiable in ``tokens``: G x K x d), token scores (squared distances
+    up to a per-patch constant, G x NL x K; only when the soft-discretization or the negentropy
+    needs them, else None), hard indices."""
     patches = _grouped_patches(images, vocab)  # N x G x L x d
     n, g, l_count, d = patches.shape
-    dist = None
+    scores = None
     if settings.temperature > 0 or settings.negentropy_weight > 0:
-        dist = torch.cdist(patches.transpose(0, 1).reshape(g, n * l_count, d), tokens).pow(2)  # G x NL x K
+        scores = token_scores(patches.transpose(0, 1).reshape(g, n * l_count, d), tokens, tokens.dtype)
     frozen = Vocabulary(tokens.detach().reshape(vocab.tokens.shape), vocab.patch_size, vocab.mode,
                         vocab.channels, vocab.image_size, vocab.meta)
     index = tokenize(images, frozen)[1].reshape(n, g, l_count).transpose(0, 1).reshape(g, -1)
-    if dist is not None and settings.temperature > 0:
-        mixed = torch.softmax(-dist / settings.temperature, dim=-1) @ tokens
+    if scores is not None and settings.temperature > 0:
+        mixed = torch.softmax(-scores / settings.temperature, dim=-1) @ tokens
     else:
         mixed = torch.gather(tokens, 1, index.unsqueeze(-1).expand(-1, -1, d))
     mixed = mixed.reshape(g, n, l_count, d).transpose(0, 1).reshape(n, g * l_count, d)
     recon = unpatchify(mixed, vocab.patch_size, vocab.mode, vocab.channels, images.shape[2:])
-    return recon, dist, index
+    return recon, scores, index
 
 
 def train_learned(init: Vocabulary, train_images: torch.Tensor, settings: LearnedSettings,
@@ -105,12 +106,12 @@ def train_learned(init: Vocabulary, train_images: torch.Tensor, settings: Learne
             if settings.noise_sigma > 0:
                 noise = torch.randn(clean.shape, generator=gen).to(device)
                 noisy = (clean + settings.noise_sigma * noise).clamp(0, 1)
-            recon, dist, index = _reconstruct(noisy, tokens, init, settings)
+            recon, scores, index = _reconstruct(noisy, tokens, init, settings)
             loss = F.mse_loss(recon, clean)
             if settings.sobel_weight > 0:
                 loss = loss + settings.sobel_weight * F.mse_loss(sobel_magnitude(recon), sobel_magnitude(clean))
-            if dist is not None and settings.negentropy_weight > 0:
-                p = torch.softmax(-dist / settings.entropy_tau, dim=-1)
+            if scores is not None and settings.negentropy_weight > 0:
+                p = torch.softmax(-scores / settings.entropy_tau, dim=-1)
                 loss = loss + settings.negentropy_weight * (p * torch.log(p + 1e-12)).sum(-1).mean()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
