@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -31,19 +32,24 @@ def problems(draw, max_k: int = 8, max_d: int = 6):
     return torch.from_numpy(x), tokens_t
 
 
-def brute_force(x: torch.Tensor, tokens: torch.Tensor, scale: torch.Tensor | None = None):
-    """The literal formula, one token pair at a time ("minimum over triple-wise")."""
+def brute_force(x: torch.Tensor, tokens: torch.Tensor, a: int) -> list[float]:
+    """The literal formula for the token ``a`` a patch was assigned: one token pair at a time
+    ("minimum over triple-wise")."""
     dist = [float(((x - t) ** 2).sum()) for t in tokens]
-    a = min(range(len(dist)), key=lambda j: (dist[j], j))
-    s = torch.ones_like(x) if scale is None else scale
     radii = []
     for j, t in enumerate(tokens):
         if j == a:
             radii.append(math.inf)
             continue
-        gap = float(((t - tokens[a]) * s).norm())
+        gap = float((t - tokens[a]).norm())
         radii.append(0.0 if gap == 0 else (dist[j] - dist[a]) / (2 * gap))
-    return a, radii
+    return radii
+
+
+def exact_squared_distances(x: torch.Tensor, tokens: torch.Tensor) -> list[Fraction]:
+    """``||x - t_j||^2`` for every token, exactly."""
+    xs = [Fraction(v) for v in x.tolist()]
+    return [sum((xi - Fraction(ti)) ** 2 for xi, ti in zip(xs, t, strict=True)) for t in tokens.tolist()]
 
 
 def closest_bisector_step(x, tokens, scale=None):
@@ -62,13 +68,35 @@ def closest_bisector_step(x, tokens, scale=None):
 @given(problems())
 def test_matches_brute_force(problem):
     x, tokens = problem
-    a_ref, radii_ref = brute_force(x, tokens)
     a, r = patch_certificates(x[None], tokens)
+    a_ref = int(a)
+    # the nearest token up to float64 rounding of the squared distances (exact arithmetic: a float
+    # reference misorders near-ties itself); exact ties go to the lowest index (test below)
+    sq = exact_squared_distances(x, tokens)
+    assert sq[a_ref] - min(sq) <= 1e-12 * (1 + max(sq))
+    radii_ref = brute_force(x, tokens, a_ref)
     radii = pairwise_radii(x[None], tokens)[0]
-    assert int(a) == a_ref
     np.testing.assert_allclose(radii.numpy(), np.array(radii_ref), rtol=0, atol=1e-9)
     assert float(r) == pytest.approx(min(radii_ref), abs=1e-9)
-    assert float(r) <= min(radii_ref)  # never above the exact value
+    assert not_above_exact(float(r), x, tokens, a_ref)  # never above the exact value
+
+
+def not_above_exact(r: float, x: torch.Tensor, tokens: torch.Tensor, a: int) -> bool:
+    """Whether ``r <= min_j (||x - t_j||^2 - ||x - t_a||^2) / (2 ||t_j - t_a||)`` holds exactly.
+
+    In rational arithmetic, because the float reference rounds too: by more than the
+    certificate's safety margin where two squared distances nearly cancel. With ``r >= 0`` and
+    a non-negative numerator, ``r <= num / (2 gap)`` iff ``4 r^2 gap^2 <= num^2``; a negative
+    numerator (a float near-tie resolved the other way) allows only ``r = 0``.
+    """
+    sq = exact_squared_distances(x, tokens)
+    ts = [[Fraction(v) for v in t] for t in tokens.tolist()]
+    for j, t in enumerate(ts):
+        gap2 = sum((tj - ta) ** 2 for tj, ta in zip(t, ts[a], strict=True))
+        num = sq[j] - sq[a]
+        if j != a and (4 * Fraction(r) ** 2 * gap2 > num**2 or (r > 0 and (gap2 == 0 or num < 0))):
+            return False  # a duplicate of the own token (gap 0) allows no radius at all
+    return r >= 0
 
 
 @settings(max_examples=300, deadline=None)
