@@ -9,6 +9,7 @@ from tests.attack_fixtures import trained_models
 from tokencert.attacks import check_attack_params, clean_accuracy, norms, pgd, project, run_attack, worst_case
 from tokencert.attacks.square import square
 from tokencert.attacks.suite import sanity_warnings
+from tokencert.attacks.surrogate import StraightThrough
 from tokencert.attacks.tokenflip import tokenflip
 
 PARAMS = {"pgd": {"steps": 20, "restarts": 1, "step_size": 2.5}, "sspgd": {"taus": [0.05]},
@@ -109,3 +110,29 @@ def test_square_accepts_channels_last_rgb_images():
     assert not x.is_contiguous()
     adv = square(net, x, net(x).argmax(1), 0.5, queries=10, p_init=0.8, seed=0)
     assert adv.shape == x.shape and (norms(adv - x) <= 0.5 + 1e-5).all()
+
+
+def test_straight_through_forward_is_exactly_the_hard_model(models):
+    _, discrete, x, _ = models
+    for tau in (None, 0.05):
+        assert torch.equal(StraightThrough(discrete, tau)(x + 0.01), discrete(x + 0.01))
+
+
+@pytest.mark.parametrize("attack", ["pgd", "bpda", "sspgd", "transfer"])
+def test_grid_outcomes_are_nested_and_witnessed(models, attack):
+    """Robust accuracy never rises with eps (an unsorted grid included), clean mistakes are
+    broken at eps 0, and every eps where a sample fell has a verified example within it."""
+    baseline, discrete, x, y = models
+    x = x.clone()
+    x[:5] = 1.0 - x[:5]  # mirrored images: some become clean mistakes
+    grid = [2.0, 0.0, 0.5, 1.0, 4.0]
+    outcome = run_attack(attack, discrete, x, y, grid, {**PARAMS, "sspgd": {"taus": [0.05, 1.0]}}, seed=0,
+                         baseline=baseline)
+    order = sorted(range(len(grid)), key=lambda i: grid[i])
+    acc = [outcome.robust_accuracy()[i] for i in order]
+    assert acc == sorted(acc, reverse=True) and acc[0] == pytest.approx(clean_accuracy(discrete, x, y))
+    for i, eps in enumerate(grid):
+        fell = ~outcome.correct[i]
+        assert (outcome.min_norm[fell] <= eps * (1 + 1e-5) + 1e-6).all()
+        assert (outcome.min_norm[~fell] > eps).all()
+    assert all(outcome.checks.values())

@@ -1,9 +1,10 @@
 """L2 projected gradient descent with random start and restarts, keeping the best iterate.
 
 The gradient comes from ``grad_model`` (the model itself, or a straight-through surrogate
-of a discrete model); every iterate is judged on the hard ``model``. Per sample the
-result is the first iterate that fools the hard model, else the iterate of highest hard
-loss: the best, not the last.
+of a discrete model, whose forward value is exactly the hard model's); every iterate is
+judged on those hard logits. Per sample the result is the first iterate that fools the
+model, else the iterate of highest loss: the best, not the last. A fooled sample leaves the
+batch, so later steps and restarts only attack the samples still standing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def pgd(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float, steps: 
         grad_model: nn.Module | None = None) -> torch.Tensor:
     """Adversarial images within ``||delta / s|| <= eps`` (best per sample over steps and restarts).
 
-    ``step_size`` is relative: each step moves ``step_size * eps / steps``.
+    ``step_size`` is relative: each step moves ``step_size * eps / steps``. ``grad_model``
+    must compute the same forward value as ``model`` (default: ``model`` itself).
     """
     check_attack_params(eps=eps, steps=steps)
     grad_model = grad_model or model
@@ -40,26 +42,30 @@ def pgd(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float, steps: 
     best_loss = torch.full((x0.shape[0],), -torch.inf, device=x0.device)
     fooled = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
     for _ in range(restarts):
-        x = random_start(x0, eps, scale, gen)
-        for _ in range(steps + 1):
-            with torch.no_grad():
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, reduction="none")
-                wrong = logits.argmax(1) != y
-                better = ~fooled & (wrong | (loss > best_loss))
-                best[better] = x[better]
-                best_loss = torch.where(better, loss, best_loss)
-                fooled |= wrong
-            if fooled.all():
-                return best
+        active = (~fooled).nonzero().squeeze(1)
+        if active.numel() == 0:
+            break
+        x = random_start(x0[active], eps, scale, gen)
+        for step in range(steps + 1):
             x = x.detach().requires_grad_(True)
-            loss = F.cross_entropy(grad_model(x), y)
-            (grad,) = torch.autograd.grad(loss, x, allow_unused=True) if loss.requires_grad else (None,)
-            if grad is None:  # no gradient reaches the input (a plain discrete classifier): masking,
-                break  # the iterate would never move from its random start
+            logits = grad_model(x)
+            loss = F.cross_entropy(logits, y[active], reduction="none")
             with torch.no_grad():
-                g = grad * s  # gradient with respect to u = delta / s
+                wrong = logits.argmax(1) != y[active]
+                better = wrong | (loss > best_loss[active])
+                best[active[better]] = x[better]
+                best_loss[active[better]] = loss[better]
+                fooled[active[wrong]] = True
+            standing = ~wrong
+            if step == steps or not standing.any() or not loss.requires_grad:
+                break  # no gradient reaches the input (a plain discrete classifier): masking
+            (grad,) = torch.autograd.grad(loss[standing].sum(), x, allow_unused=True)
+            if grad is None:
+                break
+            with torch.no_grad():
+                g = grad[standing] * s  # gradient with respect to u = delta / s
                 g = g / (g.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-12)
-                x = project(x0, x + alpha * s * g, eps, scale)
+                active = active[standing]
+                x = project(x0[active], x[standing] + alpha * s * g, eps, scale)
     assert bool((norms(best - x0, scale) <= eps * (1 + 1e-5) + 1e-6).all())
     return best

@@ -26,4 +26,4 @@ class StraightThrough(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hard = tokenize(x.detach(), self.model.vocab)[0].to(x.dtype)
         surrogate = x if self.tau is None else soft_tokenize(x, self.model.vocab, self.tau)
-        return self.model.net(hard + surrogate - surrogate.detach())
+        return self.model.net(hard + (surrogate - surrogate.detach()))  # exactly `hard`, forward
