@@ -36,17 +36,32 @@ CASES = {
 }
 
 
-def load_images(name: str) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(train, test) float images of a benchmark case and where they came from."""
+Labeled = tuple[torch.Tensor, torch.Tensor]
+
+
+def load_labeled(name: str) -> tuple[Labeled, Labeled, str]:
+    """(images, labels) of 5,000 random training images and all test images (shuffled) of a benchmark
+    case, and where they came from."""
     archive, channels, size, _ = CASES[name]
     path = SHARED / archive
     if path.exists():
         spec = {"source": "imagefolder", "path": str(path), "channels": channels, "image_size": size}
         _, splits = build_dataset(name, spec, seed=0, cache_dir=HERE / "out" / "cache")
-        return to_float(splits["train"].images[:5000]), to_float(splits["test"].images), str(path)
+        train, test = splits["train"], splits["test"]  # stored by class: take a random 5,000
+        pick = torch.randperm(train.images.shape[0], generator=torch.Generator().manual_seed(0))[:5000]
+        order = torch.randperm(test.images.shape[0], generator=torch.Generator().manual_seed(1))
+        return ((to_float(train.images[pick]), train.labels[pick]), (to_float(test.images[order]), test.labels[order]),
+                str(path))
     gen = torch.Generator().manual_seed(0)
-    return (torch.rand(5000, channels, size, size, generator=gen),
-            torch.rand(10000, channels, size, size, generator=gen), "random images")
+    return ((torch.rand(5000, channels, size, size, generator=gen), torch.randint(0, 10, (5000,), generator=gen)),
+            (torch.rand(10000, channels, size, size, generator=gen), torch.randint(0, 10, (10000,), generator=gen)),
+            "random images")
+
+
+def load_images(name: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(train, test) float images of a benchmark case and where they came from."""
+    (train, _), (test, _), source = load_labeled(name)
+    return train, test, source
 
 
 def reference_radius(x: np.ndarray, tokens: np.ndarray) -> float:

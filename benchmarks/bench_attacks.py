@@ -1,0 +1,116 @@
+"""Benchmark: the suite's SSPGD over an eps grid against a plain reference implementation.
+
+    python benchmarks/bench_attacks.py [--threads 2] [--images 100] [--steps 20]
+
+A small CNN is trained (2 epochs) on 5,000 tokenized MNIST training images (Gaussian
+vocabulary, K = 256, p = 4), then both implementations attack the same test images with
+the same budget (steps, restarts, taus, eps grid):
+
+- suite: ``tokencert.attacks.run_attack("sspgd", ...)``: fooled samples leave the batch,
+  one straight-through forward per step, eps grid walked upwards (an example found at a
+  small eps decides every larger one), later taus only attack survivors;
+- reference: the literal loop: every eps, tau, restart and step on the whole batch, a hard
+  forward to judge and a surrogate forward for the gradient.
+
+Both report robust accuracy per eps (different random streams: they agree up to the
+randomness of the starts). Writes benchmarks/out/bench_attacks.{json,md}. Uses
+../shared/datasets when present, random images otherwise (then accuracies mean nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from bench_certify import HERE, load_labeled
+
+from tokencert.attacks import clean_accuracy, project, run_attack
+from tokencert.attacks.pgd import random_start
+from tokencert.attacks.surrogate import StraightThrough
+from tokencert.io import write_json, write_text
+from tokencert.models import DiscreteClassifier, build_model
+from tokencert.tokens import patchify, tokenize
+from tokencert.vocab import Vocabulary
+from tokencert.vocab.gaussian import gaussian_tokens
+
+
+def discrete_mnist_model(train: torch.Tensor, labels: torch.Tensor, k: int) -> DiscreteClassifier:
+    """A CNN trained briefly on tokenized images (Adam, 2 epochs, batch 128)."""
+    gen = torch.Generator().manual_seed(0)
+    vocab = Vocabulary(gaussian_tokens(patchify(train.double(), 4, "joint").reshape(-1, 16), k, gen),
+                       4, "joint", 1, 28, {"name": f"gauss-{k}"})
+    net = build_model("cnn", 1, 10, [0.1307], [0.3081])
+    tokenized = tokenize(train, vocab)[0]
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    torch.manual_seed(0)
+    for _ in range(2):
+        for idx in torch.randperm(train.shape[0], generator=gen).split(128):
+            opt.zero_grad()
+            F.cross_entropy(net(tokenized[idx]), labels[idx]).backward()
+            opt.step()
+    return DiscreteClassifier(net, vocab).eval()
+
+
+def reference_sspgd(model: DiscreteClassifier, x0: torch.Tensor, y: torch.Tensor, eps_grid: list[float],
+                    taus: list[float], steps: int, restarts: int, step_size: float, seed: int) -> list[float]:
+    """Robust accuracy per eps from the literal loop (whole batch at every step)."""
+    gen = torch.Generator().manual_seed(seed)
+    accuracy = []
+    for eps in eps_grid:
+        fooled = torch.zeros(x0.shape[0], dtype=torch.bool)
+        alpha = step_size * eps / steps
+        for tau in taus:
+            surrogate = StraightThrough(model, tau)
+            for _ in range(restarts):
+                x = random_start(x0, eps, None, gen)
+                for _ in range(steps + 1):
+                    with torch.no_grad():
+                        fooled |= model(x).argmax(1) != y
+                    x = x.detach().requires_grad_(True)
+                    (grad,) = torch.autograd.grad(F.cross_entropy(surrogate(x), y), x)
+                    with torch.no_grad():
+                        g = grad / (grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-12)
+                        x = project(x0, x + alpha * g, eps)
+        accuracy.append(float((~fooled).double().mean()))
+    return accuracy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--restarts", type=int, default=2)
+    parser.add_argument("--K", type=int, default=256)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    (train, train_labels), (test, test_labels), source = load_labeled("mnist")
+    model = discrete_mnist_model(train, train_labels, args.K)
+    x, y = test[:args.images], test_labels[:args.images]
+    eps_grid, taus = [0.5, 1.0, 2.0, 4.0], [0.01, 0.1, 1.0]
+    params = {"pgd": {"steps": args.steps, "restarts": args.restarts, "step_size": 2.5}, "sspgd": {"taus": taus}}
+    start = time.perf_counter()
+    suite = run_attack("sspgd", model, x, y, eps_grid, params, seed=0).robust_accuracy()
+    suite_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    reference = reference_sspgd(model, x, y, eps_grid, taus, args.steps, args.restarts, 2.5, seed=0)
+    reference_seconds = time.perf_counter() - start
+    result = {"source": source, "images": args.images, "K": args.K, "steps": args.steps, "restarts": args.restarts,
+              "clean_accuracy": clean_accuracy(model, x, y), "taus": taus, "eps": eps_grid, "threads": args.threads, "suite_seconds": suite_seconds,
+              "reference_seconds": reference_seconds, "speedup": reference_seconds / suite_seconds,
+              "suite_robust_accuracy": suite, "reference_robust_accuracy": reference}
+    write_json(HERE / "out" / "bench_attacks.json", result)
+    lines = ["| implementation | seconds | robust accuracy @ eps " + " / ".join(f"{e:g}" for e in eps_grid) + " |",
+             "|---|---:|---|",
+             f"| suite | {suite_seconds:.1f} | " + " / ".join(f"{a:.0%}" for a in suite) + " |",
+             f"| reference | {reference_seconds:.1f} | " + " / ".join(f"{a:.0%}" for a in reference) + " |",
+             "", f"speed-up {result['speedup']:.1f}x ({args.images} images, {args.steps} steps x {args.restarts} "
+             f"restarts, {len(taus)} taus, {args.threads} threads, clean accuracy {result['clean_accuracy']:.0%}, {source})"]
+    write_text(HERE / "out" / "bench_attacks.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
