@@ -88,3 +88,11 @@ def test_relative_error():
 def test_markdown_table():
     rows = [{"a": "1", "b": "x"}, {"a": "2", "b": "y"}]
     assert tables.markdown(rows, [("a", "A"), ("b", "B")]) == "| A | B |\n|---|---|\n| 1 | x |\n| 2 | y |\n"
+
+
+def test_cost_rows_name_each_smoothing_sigma():
+    d = DatasetResults("m", {"shape": [1, 28, 28]})
+    d.smoothing = {"discrete-gauss": {s: {"n": 2000, "seconds_per_image": s} for s in (0.25, 1.0)}}
+    methods = [r["method"] for r in tables.cost_rows([d])]
+    assert methods == ["randomized smoothing (discrete-gauss, sigma=0.25, n=2000)",
+                       "randomized smoothing (discrete-gauss, sigma=1, n=2000)"]

@@ -102,7 +102,7 @@ def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
                          "seconds": f"{summary['R2']['seconds_per_image']:.2e}"})
         for model, per_sigma in d.smoothing.items():
             for sigma, s in sorted(per_sigma.items()):
-                rows.append({"dataset": d.name, "method": f"randomized smoothing ({model}, n={s.get('n', '?')})",
+                rows.append({"dataset": d.name, "method": f"randomized smoothing ({model}, sigma={sigma:g}, n={s.get('n', '?')})",
                              "seconds": f"{s['seconds_per_image']:.2e}"})
     return rows
 
