@@ -98,16 +98,17 @@ def main() -> None:
     reference = reference_sspgd(model, x, y, eps_grid, taus, args.steps, args.restarts, 2.5, seed=0)
     reference_seconds = time.perf_counter() - start
     result = {"source": source, "images": args.images, "K": args.K, "steps": args.steps, "restarts": args.restarts,
-              "clean_accuracy": clean_accuracy(model, x, y), "taus": taus, "eps": eps_grid, "threads": args.threads, "suite_seconds": suite_seconds,
-              "reference_seconds": reference_seconds, "speedup": reference_seconds / suite_seconds,
-              "suite_robust_accuracy": suite, "reference_robust_accuracy": reference}
+              "clean_accuracy": clean_accuracy(model, x, y), "taus": taus, "eps": eps_grid, "threads": args.threads,
+              "suite_seconds": suite_seconds, "reference_seconds": reference_seconds,
+              "speedup": reference_seconds / suite_seconds, "suite_robust_accuracy": suite, "reference_robust_accuracy": reference}
     write_json(HERE / "out" / "bench_attacks.json", result)
     lines = ["| implementation | seconds | robust accuracy @ eps " + " / ".join(f"{e:g}" for e in eps_grid) + " |",
              "|---|---:|---|",
              f"| suite | {suite_seconds:.1f} | " + " / ".join(f"{a:.0%}" for a in suite) + " |",
              f"| reference | {reference_seconds:.1f} | " + " / ".join(f"{a:.0%}" for a in reference) + " |",
              "", f"speed-up {result['speedup']:.1f}x ({args.images} images, {args.steps} steps x {args.restarts} "
-             f"restarts, {len(taus)} taus, {args.threads} threads, clean accuracy {result['clean_accuracy']:.0%}, {source})"]
+             f"restarts, {len(taus)} taus, {args.threads} threads, clean accuracy {result['clean_accuracy']:.0%}, "
+             f"{source})"]
     write_text(HERE / "out" / "bench_attacks.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -35,29 +35,35 @@ def applicable(attack: str, discrete: bool) -> bool:
 AttackRun = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
-def _runs(name: str, model: nn.Module, params: Mapping[str, Any], seed: int, gen: torch.Generator,
-          scale: torch.Tensor | None, baseline: nn.Module | None) -> tuple[list[AttackRun], bool]:
-    """The attack as one or more runs ``(images, labels, eps) -> adversarial images`` (SSPGD: one
-    per tau), and whether its step budget covers eps (``step_size >= 1``)."""
+def pgd_settings(params: Mapping[str, Any]) -> tuple[int, int, float]:
+    """``(steps, restarts, relative step size)`` of the PGD-type attacks, checked."""
     pgd_params = dict(params.get("pgd", {}))
     steps, restarts = int(pgd_params.get("steps", 50)), int(pgd_params.get("restarts", 1))
-    step_size = float(pgd_params.get("step_size", 2.5))
     check_attack_params(steps=steps)
+    return steps, restarts, float(pgd_params.get("step_size", 2.5))
+
+
+def _runs(name: str, model: nn.Module, params: Mapping[str, Any], seed: int, scale: torch.Tensor | None,
+          baseline: nn.Module | None) -> list[AttackRun]:
+    """The attack as one or more runs ``(images, labels, eps) -> adversarial images`` (SSPGD: one
+    per tau), drawing their random starts from one generator seeded with ``seed``."""
     if name == "square":
         sq = params.get("square", {})
         queries, p_init = int(sq.get("queries", 500)), float(sq.get("p_init", 0.8))
-        return [lambda x, y, eps: square(model, x, y, eps, queries, p_init, seed, scale)], step_size >= 1.0
+        return [lambda x, y, eps: square(model, x, y, eps, queries, p_init, seed, scale)]
+    steps, restarts, step_size = pgd_settings(params)
     taus = [None] if name != "sspgd" else [float(t) for t in params.get("sspgd", {}).get("taus", [0.1])]
     for tau in taus:
         check_attack_params(tau=tau)
     if name == "transfer" and baseline is None:
         raise ValueError("attack 'transfer' needs the baseline model")
     source = baseline if name == "transfer" else model
+    gen = torch.Generator().manual_seed(seed)
 
     def run(grad_model: nn.Module | None) -> AttackRun:
         return lambda x, y, eps: pgd(source, x, y, eps, steps, step_size, restarts, gen, scale, grad_model)
 
-    return [run(StraightThrough(model, tau) if name in ("sspgd", "bpda") else None) for tau in taus], step_size >= 1.0
+    return [run(StraightThrough(model, tau) if name in ("sspgd", "bpda") else None) for tau in taus]
 
 
 def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float],
@@ -74,9 +80,7 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
     discrete = isinstance(model, DiscreteClassifier)
     if not applicable(name, discrete):
         raise ValueError(f"attack '{name}' needs a discrete classifier")
-    gen = torch.Generator().manual_seed(seed)
-    runs, step_budget_ok = _runs(name, model, params, seed, gen, scale, baseline)
-    checks = {"step_budget_ok": step_budget_ok, "eps_ball_respected": True, "in_box": True}
+    checks = {"step_budget_ok": pgd_settings(params)[2] >= 1.0, "eps_ball_respected": True, "in_box": True}
     min_norm = torch.full((x.shape[0],), torch.inf, dtype=torch.float64)
     min_norm[(predict(model, x) != y).cpu()] = 0.0
     if name == "tokenflip":
@@ -85,6 +89,7 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
                              int(flip.get("candidates", 32)), scale)
         min_norm = torch.minimum(min_norm, found)
         return AttackOutcome(list(eps_grid), torch.stack([min_norm > e for e in eps_grid]), min_norm, checks)
+    runs = _runs(name, model, params, seed, scale, baseline)
     correct: list[torch.Tensor | None] = [None] * len(eps_grid)
     for i in tqdm(sorted(range(len(eps_grid)), key=lambda i: eps_grid[i]), desc=f"{name} (eps grid)",
                   mininterval=2.0):

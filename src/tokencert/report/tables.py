@@ -102,8 +102,8 @@ def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
                          "seconds": f"{summary['R2']['seconds_per_image']:.2e}"})
         for model, per_sigma in d.smoothing.items():
             for sigma, s in sorted(per_sigma.items()):
-                rows.append({"dataset": d.name, "method": f"randomized smoothing ({model}, sigma={sigma:g}, n={s.get('n', '?')})",
-                             "seconds": f"{s['seconds_per_image']:.2e}"})
+                method = f"randomized smoothing ({model}, sigma={sigma:g}, n={s.get('n', '?')})"
+                rows.append({"dataset": d.name, "method": method, "seconds": f"{s['seconds_per_image']:.2e}"})
     return rows
 
 
@@ -131,8 +131,8 @@ def environment() -> jinja2.Environment:
 
 def latex_escape(text: str) -> str:
     """Escape characters LaTeX treats specially (leaves $...$ math alone)."""
-    for char, repl in (("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"), ("<", r"\textless{}"),
-                       (">", r"\textgreater{}")):
+    for char, repl in (("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"),
+                       ("<", r"\textless{}"), (">", r"\textgreater{}")):
         text = text.replace(char, repl)
     return text
 
