@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.attack_fixtures import trained_models
+from tests.attack_fixtures import trained_models, vocabulary
 from tokencert.attacks import check_attack_params, clean_accuracy, norms, pgd, project, run_attack, worst_case
 from tokencert.attacks.square import square
 from tokencert.attacks.suite import sanity_warnings
 from tokencert.attacks.surrogate import StraightThrough
 from tokencert.attacks.tokenflip import tokenflip
+from tokencert.models import DiscreteClassifier
+from tokencert.vocab import Vocabulary
 
 PARAMS = {"pgd": {"steps": 20, "restarts": 1, "step_size": 2.5}, "sspgd": {"taus": [0.05]},
           "square": {"queries": 200, "p_init": 0.8}, "tokenflip": {"max_flips": 24, "candidates": 28}}
@@ -68,6 +70,17 @@ def test_tokenflip_examples_really_fool_the_hard_model(models):
                          {"tokenflip": {"max_flips": 24, "candidates": 28}}, seed=0)
     assert outcome.robust_accuracy() == sorted(outcome.robust_accuracy(), reverse=True)
     assert outcome.robust_accuracy()[-1] <= 1 - fooled.double().mean() + 1e-12
+
+
+def test_tokenflip_skips_duplicate_tokens():
+    """A vocabulary holding copies of a token (learned ones do) gives no NaN image and still finds flips."""
+    base = vocabulary()
+    doubled = Vocabulary(torch.cat([base.tokens, base.tokens[:3]]), 4, "joint", 1, 8, {"name": "doubled"})
+    baseline, discrete, x, y = trained_models()
+    model = DiscreteClassifier(discrete.net, doubled).eval()
+    x, y = x[:12], y[:12]
+    adv, found = tokenflip(model, x, y, max_eps=8.0, max_flips=24, candidates=28)
+    assert torch.isfinite(adv).all() and torch.isfinite(found).sum() >= 6
 
 
 def test_transfer_and_square_and_worst_case(models):

@@ -55,8 +55,12 @@ def tokenflip(model: DiscreteClassifier, x0: torch.Tensor, y: torch.Tensor, max_
         current_loss = float(F.cross_entropy(logits, label))
         for _ in range(max_flips):
             geometry = patch_geometry(current, vocab, scale)
-            flat = geometry.radii.flatten()
+            own = geometry.tables[torch.arange(geometry.tables.shape[0]), geometry.assignment].unsqueeze(1)
+            # a duplicate of the own token (radius 0) is no flip: moving towards it has no direction
+            flat = torch.where((geometry.tables == own).all(dim=2), torch.inf, geometry.radii).flatten()
             k = min(candidates, int(torch.isfinite(flat).sum()))
+            if k == 0:
+                break
             cost, order = torch.topk(flat, k, largest=False)
             flips = torch.stack([order // geometry.radii.shape[1], order % geometry.radii.shape[1]], dim=1)
             trial = _moved(current, flips, geometry, vocab, cost)
