@@ -2,15 +2,12 @@
 #   default study (embedded mnist5k):  snakemake --cores all
 #   full study:                        snakemake --cores all --configfile config/paper.yaml
 #   report only, from results:         snakemake --cores all report
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: "params.yaml"
-
-
-validate(config, "schemas/params.schema.yaml")
 
 
 include: "rules/common.smk"
@@ -22,6 +19,7 @@ include: "rules/smooth.smk"
 include: "rules/attack.smk"
 include: "rules/exact.smk"
 include: "rules/report.smk"
+include: "rules/dvc.smk"
 
 
 # Light jobs run on the submitting node under a cluster executor (profiles/slurm).
@@ -34,8 +32,11 @@ localrules:
     stamp_evaluation,
 
 
+# Every result the report reads is requested too, so a deleted one is rebuilt (Snakemake
+# would otherwise treat a missing intermediate file below up-to-date outputs as done).
 rule all:
     default_target: True
     input:
         TARGETS,
+        unpack(report_inputs),
         TARGETS_REPORT,

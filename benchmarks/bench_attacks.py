@@ -31,8 +31,8 @@ from tokencert.attacks.pgd import random_start
 from tokencert.attacks.surrogate import StraightThrough
 from tokencert.io import write_json, write_text
 from tokencert.models import DiscreteClassifier, build_model
-from tokencert.tokens import patchify, tokenize
-from tokencert.vocab import Vocabulary
+from tokencert.tokens import patchify
+from tokencert.vocab import Vocabulary, tokenize
 from tokencert.vocab.gaussian import gaussian_tokens
 
 

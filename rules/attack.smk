@@ -3,20 +3,16 @@
 
 rule attack:
     input:
-        model="results/{dataset}/models/{model}/model.pt",
-        test="data/{dataset}/test.pt",
-        manifest="data/{dataset}/manifest.json",
-        vocab=lambda w: [f"results/{w.dataset}/vocab/{v}.pt" for k, v in [tc.parse_model(w.model)] if k == "discrete"],
-        baseline=lambda w: [f"results/{w.dataset}/models/baseline/model.pt"] if w.attack == "transfer" else [],
+        unpack(classifier_inputs),
+        model=rules.train.output.model,
+        baseline=lambda w: [model_file(w.dataset, tc.BASELINE)] if w.attack == "transfer" else [],
     output:
         summary="results/{dataset}/attacks/{model}/{attack}.json",
         samples="results/{dataset}/attacks/{model}/{attack}.csv",
     params:
         # what changes this attack's result: the budget, the test images, its own and PGD's settings
         attacks=lambda w: {k: v for k, v in config["attacks"].items() if k in ("eps", "n_images", "pgd", w.attack)},
-        units=lambda w: tc.dataset_units(config, w.dataset),
-    wildcard_constraints:
-        attack="|".join(["pgd", "sspgd", "bpda", "transfer", "square", "tokenflip"]),
+        units=units,
     log:
         "logs/attack/{dataset}/{model}/{attack}.log",
     benchmark:
@@ -34,18 +30,14 @@ rule attack:
 
 rule attack_worst:
     input:
-        samples=lambda w: [
-            f"results/{w.dataset}/attacks/{w.model}/{a}.csv" for m, a in tc.attacked_pairs(config) if m == w.model
-        ],
-        summaries=lambda w: [
-            f"results/{w.dataset}/attacks/{w.model}/{a}.json" for m, a in tc.attacked_pairs(config) if m == w.model
-        ],
-        manifest="data/{dataset}/manifest.json",
+        samples=lambda w: attack_files(w.dataset, w.model, "samples"),
+        summaries=lambda w: attack_files(w.dataset, w.model),
+        manifest=rules.data.output.manifest,
     output:
-        summary="results/{dataset}/attacks/{model}/worst.json",
-        samples="results/{dataset}/attacks/{model}/worst.csv",
+        summary=f"results/{{dataset}}/attacks/{{model}}/{WORST}.json",
+        samples=f"results/{{dataset}}/attacks/{{model}}/{WORST}.csv",
     params:
-        units=lambda w: tc.dataset_units(config, w.dataset),
+        units=units,
     log:
         "logs/attack_worst/{dataset}/{model}.log",
     benchmark:
@@ -59,8 +51,4 @@ rule attack_worst:
         "../scripts/attack_worst.py"
 
 
-TARGETS += expand(
-    "results/{dataset}/attacks/{model}/worst.json",
-    dataset=DATASETS,
-    model=sorted({m for m, _ in tc.attacked_pairs(config)}),
-)
+TARGETS += expand(rules.attack_worst.output.summary, dataset=DATASETS, model=PLAN.attacked_models())

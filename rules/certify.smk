@@ -3,14 +3,14 @@
 
 rule certify:
     input:
-        vocab="results/{dataset}/vocab/{vocab}.pt",
-        test="data/{dataset}/test.pt",
-        manifest="data/{dataset}/manifest.json",
+        vocab=rules.vocab.output.vocab,
+        test=rules.data.output.test,
+        manifest=rules.data.output.manifest,
     output:
         maps="results/{dataset}/certify/{vocab}.pt",
         summary="results/{dataset}/certify/{vocab}.json",
     params:
-        units=lambda w: tc.dataset_units(config, w.dataset),
+        units=units,
     log:
         "logs/certify/{dataset}/{vocab}.log",
     benchmark:
@@ -25,4 +25,4 @@ rule certify:
         "../scripts/certify.py"
 
 
-TARGETS += expand("results/{dataset}/certify/{vocab}.json", dataset=DATASETS, vocab=list(VOCABS))
+TARGETS += expand("results/{dataset}/certify/{vocab}.json", dataset=DATASETS, vocab=list(PLAN.vocabularies))

@@ -1,12 +1,16 @@
-# The study plan, derived from the validated config by the tokencert package.
+# The study plan, resolved once by the tokencert package, and the input functions the rules share.
+import sys
+
 import tokencert.config as tc
+from tokencert.study import ATTACKS, WORST
 
-tc.validate(config)
-
-DATASETS = list(config["study"]["datasets"])
-VOCABS = tc.vocabulary_recipes(config)
-DISCRETE_VOCABS = tc.discrete_vocabularies(config)
-MODELS = tc.model_names(config)
+# `--config key={nested: 3}` arrives with every nested value as a string: give it YAML's types.
+tc.retype_command_line(config, workflow.config_settings.config)
+try:
+    PLAN = tc.resolve_plan(config)  # validates the parameters
+except tc.ConfigError as exc:
+    sys.exit(" ".join(str(exc).split()))  # one line naming the key, before any job runs
+DATASETS = list(PLAN.datasets)
 CONDA_ENV = f"../envs/{config.get('conda_env', 'cpu')}.yaml"
 
 
@@ -15,6 +19,8 @@ wildcard_constraints:
     vocab=r"[A-Za-z0-9][A-Za-z0-9_.]*(-[A-Za-z0-9_.]+)*",
     model=r"baseline|discrete-[A-Za-z0-9_.-]+|noise-[0-9.e+-]+",
     sigma=r"[0-9.e+-]+",
+    attack="|".join(ATTACKS),
+
 
 # Every rule file appends the final outputs of its stage; `rule all` requests them.
 TARGETS = []
@@ -25,3 +31,61 @@ def stage_targets(*stages):
     from pathlib import Path
 
     return [t for t in TARGETS if len(Path(t).parts) > 2 and Path(t).parts[2] in stages]
+
+
+def units(w):
+    """Units of the job's dataset."""
+    return PLAN.datasets[w.dataset].units
+
+
+def data_files(dataset):
+    """train / test / manifest of a built dataset."""
+    return {key: path.format(dataset=dataset) for key, path in rules.data.output.items()}
+
+
+def model_file(dataset, model):
+    """A trained classifier's weights."""
+    return rules.train.output.model.format(dataset=dataset, model=model)
+
+
+def vocab_file(dataset, vocab):
+    """A built vocabulary."""
+    return rules.vocab.output.vocab.format(dataset=dataset, vocab=vocab)
+
+
+def token_vocab(model):
+    """The vocabulary a classifier sees (None for a pixel classifier)."""
+    kind, arg = tc.parse_model(model)
+    return arg if kind == "discrete" else None
+
+
+def classifier_inputs(w):
+    """The test split and, for a token classifier, its vocabulary."""
+    files = {k: v for k, v in data_files(w.dataset).items() if k != "train"}
+    vocab = token_vocab(w.model)
+    return {**files, **({"vocab": vocab_file(w.dataset, vocab)} if vocab else {})}
+
+
+def attack_files(dataset, model, kind="summary"):
+    """The summaries (or per-sample CSVs) of every attack run on ``model``."""
+    return [rules.attack.output[kind].format(dataset=dataset, model=model, attack=a) for a in PLAN.attacks_on(model)]
+
+
+def report_inputs(w):
+    """Every file the report reads, from the plan: nothing else is read, and a missing one is rebuilt."""
+    files = {"manifests": [], "vocab": [], "certify": [], "finals": [], "smoothing": [], "certacc": [],
+             "exact": [], "attacks": [], "examples": []}
+    for d, dp in PLAN.datasets.items():
+        files["manifests"].append(data_files(d)["manifest"])
+        files["vocab"] += [rules.vocab.output.metrics.format(dataset=d, vocab=v) for v in PLAN.vocabularies]
+        files["certify"] += [rules.certify.output.summary.format(dataset=d, vocab=v) for v in PLAN.vocabularies]
+        files["finals"] += [rules.train.output.final.format(dataset=d, model=m) for m in dp.models]
+        files["smoothing"] += [rules.smooth.output.summary.format(dataset=d, model=m, sigma=tc.format_sigma(s))
+                               for m, s in dp.smoothed]
+        files["certacc"] += [rules.certacc.output[0].format(dataset=d, vocab=v) for v in dp.certacc]
+        files["exact"] += [rules.exact_certify.output.summary.format(dataset=d, model=m) for m in PLAN.exact]
+        for m in PLAN.attacked_models():
+            files["attacks"] += attack_files(d, m) + [rules.attack_worst.output.summary.format(dataset=d, model=m)]
+        files["examples"] += [vocab_file(d, PLAN.report.example_vocab), data_files(d)["test"],
+                              rules.certify.output.maps.format(dataset=d, vocab=PLAN.report.example_vocab)]
+    return files

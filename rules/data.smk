@@ -1,11 +1,9 @@
 # Data stage: decode a named dataset into uint8 tensors and a manifest.
 
-DATA_FILES = ("train.pt", "test.pt", "manifest.json")
-
 
 rule data:
     input:
-        lambda w: [f"data/{d}/{f}" for d in tc.data_dependencies(config, w.dataset) for f in DATA_FILES],
+        lambda w: [f for d in tc.data_dependencies(config, w.dataset) for f in data_files(d).values()],
     output:
         train="data/{dataset}/train.pt",
         test="data/{dataset}/test.pt",

@@ -3,18 +3,16 @@
 
 rule exact_certify:
     input:
-        model="results/{dataset}/models/{model}/model.pt",
-        vocab=lambda w: f"results/{w.dataset}/vocab/{tc.parse_model(w.model)[1]}.pt",
-        attacks="results/{dataset}/attacks/{model}/worst.csv",
-        test="data/{dataset}/test.pt",
-        manifest="data/{dataset}/manifest.json",
+        unpack(classifier_inputs),
+        model=rules.train.output.model,
+        attacks=rules.attack_worst.output.samples,
     output:
         summary="results/{dataset}/exact/{model}.json",
         samples="results/{dataset}/exact/{model}.csv",
     params:
         exact=config["exact"],
         radii=config["radii"],
-        units=lambda w: tc.dataset_units(config, w.dataset),
+        units=units,
     log:
         "logs/exact_certify/{dataset}/{model}.log",
     benchmark:
@@ -30,4 +28,4 @@ rule exact_certify:
         "../scripts/exact.py"
 
 
-TARGETS += expand("results/{dataset}/exact/{model}.json", dataset=DATASETS, model=tc.exact_models(config))
+TARGETS += expand(rules.exact_certify.output.summary, dataset=DATASETS, model=PLAN.exact)

@@ -2,42 +2,24 @@
 # all regenerated from existing results: `snakemake --cores all report`.
 import shutil
 
-FIGURE_KINDS = ["certified", "robust", "usage", "ktradeoff", "examples"]
 BUILD_PDF = shutil.which("latexmk") is not None
-REPORT_FIGURES = [
-    f"results/report/figures/{d}-{k}.{ext}" for d in DATASETS for k in FIGURE_KINDS for ext in ("pdf", "png")
-]
-
-
-# Stage boundaries for DVC (dvc.yaml): stamps written once everything before them is done.
-rule stamp_models:
-    input:
-        lambda w: stage_targets("models", "certify"),
-    output:
-        touch("results/models.stamp"),
-
-
-rule stamp_evaluation:
-    input:
-        TARGETS,
-    output:
-        touch("results/evaluation.stamp"),
+REPORT_FIGURES = [f"results/report/figures/{d}-{k}" for d in DATASETS for k in PLAN.report.figures]
 
 
 rule report:
     input:
-        TARGETS,
+        # exactly the files the report reads (tokencert.report.collect), from the plan
+        unpack(report_inputs),
     output:
         main=report("results/report/tables/main.tex", caption="../report/captions/main_table.rst", category="Tables"),
         vocab=report("results/report/tables/vocab.tex", caption="../report/captions/vocab_table.rst", category="Tables"),
         cost=report("results/report/tables/cost.tex", caption="../report/captions/cost_table.rst", category="Tables"),
         main_md="results/report/tables/main.md",
         figures=[
-            report(f, caption=f"../report/captions/{f.rsplit('-', 1)[1].split('.')[0]}.rst", category="Figures")
-            if f.endswith(".png")
-            else f
-            for f in REPORT_FIGURES
-        ],
+            report(f"{stem}.png", caption=f"../report/captions/{stem.rsplit('-', 1)[1]}.rst", category="Figures")
+            for stem in REPORT_FIGURES
+        ]
+        + [f"{stem}.pdf" for stem in REPORT_FIGURES],
         tex="results/report/report.tex",
         metrics="results/report/metrics.json",
         pdf=(
@@ -60,4 +42,4 @@ rule report:
         "../scripts/report.py"
 
 
-TARGETS_REPORT = ["results/report/report.tex"] + (["results/report/report.pdf"] if BUILD_PDF else [])
+TARGETS_REPORT = [rules.report.output.tex] + list(rules.report.output.pdf)

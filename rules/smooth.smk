@@ -5,25 +5,17 @@
 SMOOTHING_KEYS = ("n0", "n", "alpha", "batch_size", "every", "max_images")
 
 
-# (model, sigma) pairs smoothed per dataset: noise-<s> at s, listed discrete models at every s.
-SMOOTHED = {
-    d: [(tc.noise_model(s), s) for s in SMOOTHING[d]["sigmas"]]
-    + [(f"{tc.DISCRETE_PREFIX}{v}", s) for v in SMOOTHING[d].get("discrete", []) for s in SMOOTHING[d]["sigmas"]]
-    for d in DATASETS
-}
-
-
 rule smooth:
     input:
-        unpack(CLASSIFIER_INPUTS),
-        model="results/{dataset}/models/{model}/model.pt",
+        unpack(classifier_inputs),
+        model=rules.train.output.model,
     output:
         tsv="results/{dataset}/smooth/{model}/sigma-{sigma}.tsv",
         summary="results/{dataset}/smooth/{model}/sigma-{sigma}.json",
     params:
-        smoothing=lambda w: {k: v for k, v in SMOOTHING[w.dataset].items() if k in SMOOTHING_KEYS},
+        smoothing=lambda w: {k: v for k, v in PLAN.datasets[w.dataset].smoothing.items() if k in SMOOTHING_KEYS},
         radii=config["radii"],
-        units=lambda w: tc.dataset_units(config, w.dataset),
+        units=units,
     log:
         "logs/smooth/{dataset}/{model}/sigma-{sigma}.log",
     benchmark:
@@ -41,17 +33,17 @@ rule smooth:
 
 rule certacc:
     input:
-        model="results/{dataset}/models/discrete-{vocab}/model.pt",
-        vocab="results/{dataset}/vocab/{vocab}.pt",
-        certificate="results/{dataset}/certify/{vocab}.pt",
-        certify_summary="results/{dataset}/certify/{vocab}.json",
-        test="data/{dataset}/test.pt",
-        manifest="data/{dataset}/manifest.json",
+        model=lambda w: model_file(w.dataset, f"{tc.DISCRETE_PREFIX}{w.vocab}"),
+        vocab=rules.vocab.output.vocab,
+        certificate=rules.certify.output.maps,
+        certify_summary=rules.certify.output.summary,
+        test=rules.data.output.test,
+        manifest=rules.data.output.manifest,
     output:
-        "results/{dataset}/certacc/discrete-{vocab}.json",
+        summary="results/{dataset}/certacc/discrete-{vocab}.json",
     params:
         radii=config["radii"],
-        units=lambda w: tc.dataset_units(config, w.dataset),
+        units=units,
     log:
         "logs/certacc/{dataset}/discrete-{vocab}.log",
     benchmark:
@@ -67,6 +59,8 @@ rule certacc:
 
 
 TARGETS += [
-    f"results/{d}/smooth/{m}/sigma-{tc.format_sigma(s)}.json" for d in DATASETS for m, s in SMOOTHED[d]
+    rules.smooth.output.summary.format(dataset=d, model=m, sigma=tc.format_sigma(s))
+    for d in DATASETS
+    for m, s in PLAN.datasets[d].smoothed
 ]
-TARGETS += [f"results/{d}/certacc/discrete-{v}.json" for d in DATASETS for v in DISCRETE_VOCABS]
+TARGETS += [rules.certacc.output.summary.format(dataset=d, vocab=v) for d in DATASETS for v in PLAN.datasets[d].certacc]

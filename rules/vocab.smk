@@ -10,16 +10,15 @@ rule vocab:
         vocab="results/{dataset}/vocab/{vocab}.pt",
         metrics="results/{dataset}/vocab/{vocab}.json",
     params:
-        recipe=lambda w: VOCABS[w.vocab],
+        recipe=lambda w: PLAN.vocabularies[w.vocab],
         patch_size=config["patch_size"],
-        units=lambda w: tc.dataset_units(config, w.dataset),
     log:
         "logs/vocab/{dataset}/{vocab}.log",
     benchmark:
         "benchmarks/rules/vocab/{dataset}/{vocab}.tsv"
     threads: 2
     resources:
-        gpu=lambda w: int(VOCABS[w.vocab]["kind"] == "learned"),
+        gpu=lambda w: int(PLAN.vocabularies[w.vocab]["kind"] == "learned"),
         mem_mb=8000,
         runtime=120,
     conda:

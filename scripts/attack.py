@@ -13,7 +13,7 @@ params = smk.params.attacks
 with job(smk, w.dataset, w.model, w.attack) as ctx:
     data = eval_set(Path(smk.input.manifest).parent, int(params["n_images"]), int(smk.config["seed"]),
                     smk.params.units, ctx.device)
-    model = load_model(smk.input.model, smk.input.vocab[0] if smk.input.vocab else None, w.dataset, ctx.device)
+    model = load_model(smk.input.model, smk.input.get("vocab"), w.dataset, ctx.device)
     baseline = load_model(smk.input.baseline[0], None, w.dataset, ctx.device) if smk.input.baseline else None
     outcome = run_attack(w.attack, model, data.images, data.labels, [float(e) for e in params["eps"]], params,
                          ctx.seed, data.scale, baseline)

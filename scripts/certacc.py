@@ -19,5 +19,5 @@ with job(smk, w.dataset, w.vocab) as ctx:
         units=smk.params.units,
         grid=list(smk.params.radii),
         device=ctx.device,
-        json_path=smk.output[0],
+        json_path=smk.output.summary,
     )

@@ -3,17 +3,15 @@
 from pathlib import Path
 
 from tokencert.certify import certify_dataset
-from tokencert.data import load_manifest, load_split
+from tokencert.data import load_split_in_units
 from tokencert.io import save_torch, write_json
 from tokencert.runtime import job, log
-from tokencert.units import channel_scale
 from tokencert.vocab import Vocabulary
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job(smk, smk.wildcards.dataset, smk.wildcards.vocab):
-    data_dir = Path(smk.input.manifest).parent
-    scale = channel_scale(smk.params.units, load_manifest(data_dir))
-    certs, summary = certify_dataset(Vocabulary.load(smk.input.vocab), load_split(data_dir, "test").images, scale)
+    test = load_split_in_units(Path(smk.input.manifest).parent, "test", smk.params.units)
+    certs, summary = certify_dataset(Vocabulary.load(smk.input.vocab), test.split.images, test.scale)
     summary.update(dataset=smk.wildcards.dataset, vocab=smk.wildcards.vocab, units=smk.params.units)
     save_torch(smk.output.maps, {"assignment": certs.assignment, "radii": certs.radii,
                                  "map_shape": list(certs.map_shape)})

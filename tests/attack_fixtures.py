@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokencert.models import DiscreteClassifier
-from tokencert.tokens import tokenize
-from tokencert.vocab import Vocabulary
+from tokencert.vocab import Vocabulary, tokenize
 
 
 def two_class_images(n: int = 200, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

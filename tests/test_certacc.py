@@ -13,8 +13,7 @@ from tokencert.certify import image_certificates
 from tokencert.data.store import Split, build_manifest, write_dataset
 from tokencert.io import read_json, save_torch, write_json
 from tokencert.models import DiscreteClassifier, build_model, model_meta, save_classifier
-from tokencert.tokens import tokenize
-from tokencert.vocab import Vocabulary
+from tokencert.vocab import Vocabulary, tokenize
 
 GRID = [0.0, 0.5, 1.0, 2.0]
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from tokencert.certify import image_certificates, pairwise_radii, patch_certificates
-from tokencert.tokens import assign, tokenize
-from tokencert.vocab import Vocabulary
+from tokencert.tokens import assign
+from tokencert.vocab import Vocabulary, tokenize
 
 REL = 1e-6
 

@@ -9,6 +9,8 @@ import yaml
 
 from tests.helpers import REPO
 from tokencert import config as tc
+from tokencert.study import ATTACKS, CERT_RADIUS, FIGURE_KINDS
+from tokencert.tokens import resolve_mode
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,27 @@ def test_study_plan(params):
     recipes = tc.vocabulary_recipes(params)
     ks = [recipes[v]["K"] for v in sweep]
     assert ks == sorted(ks) and set(sweep) <= set(recipes)
-    assert tc.resolve_mode("auto", 1) == "joint" and tc.resolve_mode("auto", 3) == "per_channel"
+    assert resolve_mode("auto", 1) == "joint" and resolve_mode("auto", 3) == "per_channel"
+
+
+def test_the_plan_is_resolved_once_from_the_parameters(params):
+    cfg = broken(params, "datasets.mnist5k.smoothing", {"sigmas": [2.0]})
+    plan = tc.resolve_plan(cfg)
+    (d,) = plan.datasets.values()
+    assert d.name == "mnist5k" and d.units == "pixel" and d.sigmas == [2.0]
+    assert d.models == ("baseline", "discrete-gauss", "discrete-kmeans", "discrete-learned", "discrete-gauss-k16",
+                        "discrete-gauss-k1024", "noise-2")
+    assert d.smoothed == (("noise-2", 2.0), ("discrete-gauss", 2.0))
+    assert plan.attacks_on("baseline") == ["pgd", "square"]
+    assert plan.attacks_on("discrete-gauss") == list(ATTACKS)
+    assert plan.exact == ("discrete-gauss", "discrete-learned") and plan.eps == (0.5, 1.0, 2.0, 4.0)
+    assert plan.report.main_vocab == "gauss" and plan.report.cert_radius == CERT_RADIUS
+    assert plan.report.figures == FIGURE_KINDS
+    no_baseline = broken(broken(params, "classifiers.baseline", False), "attacks.models", ["discrete-gauss"])
+    assert "transfer" not in tc.resolve_plan(no_baseline).attacks_on("discrete-gauss")
+    assert tc.load_schema()["definitions"]["attack"] == {"enum": list(ATTACKS)}
+    with pytest.raises(tc.ConfigError, match="attacks.suite.0"):
+        tc.resolve_plan(broken(params, "attacks.suite", ["fgsm"]))
 
 
 def test_alias_datasets_and_per_dataset_units(params):

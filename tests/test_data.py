@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import io
 import tarfile
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +246,73 @@ def test_alias_reuses_a_built_dataset(tmp_path):
     with pytest.raises(DatasetError, match="expected uint8"):
         build_dataset("twin", {**alias, "image_size": 16}, seed=0, cache_dir=tmp_path / "cache",
                       data_root=tmp_path / "data")
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width x height`` pixels (its data is a single pixel's)."""
+    data = bytearray(png_bytes(np.zeros((1, 1), np.uint8)))
+    ihdr = 8 + 8  # signature, then length + type of the IHDR chunk
+    data[ihdr:ihdr + 8] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    data[ihdr + 13:ihdr + 17] = zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])).to_bytes(4, "big")
+    return bytes(data)
+
+
+def tar_with(folder: Path, target: Path, members: dict[str, bytes]) -> Path:
+    """A .tar.gz of ``folder`` plus extra regular members with the given bytes."""
+    with tarfile.open(target, "w:gz") as tar:
+        tar.add(folder, arcname="ds")
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return target
+
+
+# (extra members of an otherwise good 8x8 grayscale archive, the one-line error: the member is named)
+BOUNDED = [
+    ({"ds/train/cat/huge.png": png_claiming(20000, 20000)}, r"ds/train/cat/huge\.png: image too large to decode"),
+    ({"ds/train/cat/big.png": png_claiming(5000, 5000)}, r"ds/train/cat/big\.png: image size 5000x5000, expected 8x8"),
+    ({"ds/train/cat/fat.png": b"\x89PNG" + bytes(70_000)}, r"member 'ds/train/cat/fat\.png' is 70004 bytes"),
+    ({"ds/test/ant/bomb.png": png_bytes(np.zeros((300, 300), np.uint8))}, r"bomb\.png: image size 300x300"),
+]
+
+
+@pytest.mark.parametrize("members, message", BOUNDED,
+                         ids=["decompression-bomb", "pixel-count", "file-size", "wrong-size"])
+def test_members_are_read_within_bounds(tmp_path, members, message):
+    archive = tar_with(make_imagefolder(tmp_path / "src"), tmp_path / "ds.tar.gz", members)
+    with pytest.raises(DatasetError, match=message) as err:
+        build(spec(archive), tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_non_image_members_are_skipped_unread(tmp_path, caplog):
+    """64 MiB of zeros in a .txt member (a few kB compressed) is listed in the log, never read."""
+    folder = make_imagefolder(tmp_path / "src")
+    target = tmp_path / "ds.tar.gz"
+    with tarfile.open(target, "w:gz") as tar:
+        tar.add(folder, arcname="ds")
+        info = tarfile.TarInfo("ds/README.txt")
+        info.size = 64 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    assert target.stat().st_size < 1 << 20
+    tracemalloc.start()
+    with caplog.at_level("INFO", logger="tokencert"):
+        _, splits = build(spec(target), tmp_path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 << 20, f"peak {peak / 2**20:.0f} MiB: the skipped member was read"
+    assert splits["train"].labels.numel() == 6
+    assert any("skipped 1 non-image member(s) unread: ds/README.txt" in r.getMessage() for r in caplog.records)
+
+
+def test_an_empty_class_folder_is_an_error_unless_classes_are_declared(tmp_path):
+    folder = make_imagefolder(tmp_path / "src")
+    (folder / "train" / "bee").mkdir()
+    for source in (folder, make_tar(folder, tmp_path / "ds.tar.gz")):
+        with pytest.raises(DatasetError, match=r"class folder\(s\) \['bee'\] of 'train' hold no images"):
+            build(spec(source), tmp_path)
+    _, splits = build(spec(folder, classes=["ant", "bee", "cat"]), tmp_path)
+    assert splits["train"].classes == ["ant", "bee", "cat"] and 1 not in splits["train"].labels.tolist()
+    with pytest.raises(DatasetError, match=r"images of class\(es\) \['cat'\] not in the declared classes"):
+        build(spec(folder, classes=["ant", "bee"]), tmp_path)

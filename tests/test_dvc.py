@@ -1,12 +1,17 @@
-"""DVC wraps the workflow: `dvc repro` runs the tiny study, a second run does nothing."""
+"""DVC wraps the workflow: `dvc repro` runs the tiny study, a second run does nothing, and each
+stage depends on every file its jobs run."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.helpers import REPO
+from tests.imports import import_closure
 from tests.workflow_copy import copy_workflow, run
 from tokencert.config import deep_merge
 
@@ -18,10 +23,44 @@ def test_dvc_repro_tiny(tmp_path):
                         yaml.safe_load((work / "config/tiny.yaml").read_text()))
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(work, "dvc", "init", "--no-scm", "-q")
-    run(work, "dvc", "repro", timeout=1200)
+    first = run(work, "dvc", "repro", timeout=1200)
+    assert "is empty" not in first.stdout + first.stderr  # stamps list the stage's results
+    stamp = (work / "results/models.stamp").read_text().splitlines()
+    assert stamp and all(len(line.split("  ")[0]) == 64 for line in stamp)
     metrics = json.loads((work / "results/report/metrics.json").read_text())
     assert "acc/baseline" in metrics["mnist5k"]
     again = run(work, "dvc", "repro")
     assert "up to date" in again.stdout + again.stderr
     shown = run(work, "dvc", "metrics", "show")
     assert "acc/baseline" in shown.stdout
+
+
+def stage_scripts(rule_files: list[str]) -> list[Path]:
+    """The scripts run by the rules of these rule files, and what every job imports (the plan)."""
+    scripts = [REPO / "src/tokencert/config.py"]
+    for name in rule_files:
+        for script in re.findall(r'script:\s*"\.\./(scripts/[\w.]+)"', (REPO / name).read_text()):
+            scripts.append(REPO / script)
+    return scripts
+
+
+def test_every_dvc_stage_depends_on_its_whole_import_closure():
+    """Editing any file a stage's jobs run (script, package module, rule, schema) makes `dvc repro` rerun it."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        deps = [REPO / d for d in stage["deps"]]
+        covered = lambda path: any(path == d or d in path.parents for d in deps)  # noqa: E731
+        rule_files = [d for d in stage["deps"] if d.startswith("rules/")]
+        assert rule_files, f"stage {name} names no rule file"
+        needed = {REPO / "Snakefile", REPO / "rules/common.smk", REPO / "src/tokencert/params.schema.yaml"}
+        needed |= {REPO / r for r in rule_files} | set(stage_scripts(rule_files))
+        needed |= import_closure(stage_scripts(rule_files))
+        missing = sorted(str(p.relative_to(REPO)) for p in needed if not covered(p))
+        assert not missing, f"dvc.yaml stage {name} does not depend on {missing}"
+
+
+def test_the_import_closure_finds_indirect_imports():
+    closure = {str(p.relative_to(REPO)) for p in import_closure([REPO / "scripts/certify.py"])}
+    assert {"src/tokencert/certify.py", "src/tokencert/vocab/quantize.py", "src/tokencert/tokens.py",
+            "src/tokencert/data/store.py", "src/tokencert/io.py", "src/tokencert/units.py"} <= closure
+    assert "src/tokencert/report/document.py" not in closure

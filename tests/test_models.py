@@ -14,8 +14,7 @@ from tokencert.models import (
     model_meta,
     save_classifier,
 )
-from tokencert.tokens import tokenize
-from tokencert.vocab import Vocabulary
+from tokencert.vocab import Vocabulary, tokenize
 
 MEAN, STD = [0.13], [0.31]
 

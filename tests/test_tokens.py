@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokencert.tokens import assign, patchify, soft_tokenize, tokenize, unpatchify
-from tokencert.vocab import Vocabulary
+from tokencert.tokens import assign, patchify, unpatchify
+from tokencert.vocab import Vocabulary, soft_tokenize, tokenize
 
 MODES = ("joint", "per_channel", "per_channel_separate")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from tokencert.data.store import Split, build_manifest, load_split, write_dataset
 from tokencert.io import read_json, save_torch
 from tokencert.models import DiscreteClassifier, build_model, load_classifier
-from tokencert.train import TrainSettings, Trainer, crop_flip, evaluate, train_classifier
+from tokencert.train import Trainer, TrainSettings, crop_flip, evaluate, train_classifier
 from tokencert.vocab import Vocabulary
 
 CPU = torch.device("cpu")
@@ -135,6 +136,42 @@ def test_checkpoint_of_another_run_is_ignored(splits, tmp_path):
     save_torch(ckpt, {"epoch": 2, "fingerprint": {"other": 1}})
     trainer = Trainer(fresh_net(), SETTINGS, seed=5, device=CPU, progress=False)
     assert [m["epoch"] for m in trainer.fit(train, test, checkpoint=ckpt)] == [1, 2, 3]
+
+
+def corrupt_checkpoints(ckpt, good: bytes) -> dict:
+    """Ways a checkpoint file can be broken: truncated, not a pickle, a code-running pickle, wrong keys."""
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    return {
+        "truncated": lambda: ckpt.write_bytes(good[: len(good) // 2]),
+        "garbage": lambda: ckpt.write_bytes(b"not a checkpoint at all"),
+        "malicious pickle": lambda: torch.save({"x": Evil()}, ckpt),
+        "wrong weights": lambda: save_torch(ckpt, {**torch.load(io.BytesIO(good), weights_only=True),
+                                                   "model": {"nope": torch.zeros(1)}}),
+    }
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "malicious pickle", "wrong weights"])
+def test_a_corrupt_checkpoint_is_set_aside_and_training_starts_over(splits, tmp_path, kind, caplog):
+    train, test = splits
+    reference = Trainer(fresh_net(), SETTINGS, seed=5, device=CPU, progress=False)
+    ckpt = tmp_path / "checkpoint.pt"
+    reference_metrics = reference.fit(train, test, checkpoint=ckpt)
+    good = ckpt.read_bytes()
+    corrupt_checkpoints(ckpt, good)[kind]()
+    broken = ckpt.read_bytes()
+    trainer = Trainer(fresh_net(), SETTINGS, seed=5, device=CPU, progress=False)
+    with caplog.at_level("WARNING", logger="tokencert"):
+        metrics = trainer.fit(train, test, checkpoint=ckpt)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    for key, value in weights(reference.model).items():  # from epoch 0: the same weights as a fresh run
+        assert torch.equal(value, trainer.model.state_dict()[key]), key
+    assert (tmp_path / "checkpoint.pt.corrupt").read_bytes() == broken
+    (line,) = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
+    assert "\n" not in line and "checkpoint.pt.corrupt" in line
+    assert [m["test_acc"] for m in metrics] == [m["test_acc"] for m in reference_metrics]
 
 
 def test_noise_inputs_have_the_requested_std():

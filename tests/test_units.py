@@ -14,9 +14,8 @@ import torch
 from tokencert.attacks import norms, project
 from tokencert.certify import image_certificates, pairwise_radii
 from tokencert.flips import patch_geometry
-from tokencert.tokens import tokenize
 from tokencert.units import channel_scale, describe, norm
-from tokencert.vocab import Vocabulary
+from tokencert.vocab import Vocabulary, tokenize
 
 REL = 1e-6
 STD = [0.2470, 0.2435, 0.2616]

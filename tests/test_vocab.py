@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from tokencert.tokens import tokenize
-from tokencert.vocab import Vocabulary, build_vocabulary, quality_metrics, usage_statistics
+from tokencert.certify import certify_dataset
+from tokencert.vocab import Vocabulary, build_vocabulary, quality_metrics, tokenize, usage_statistics
 from tokencert.vocab.kmeans import kmeans_tokens
 from tokencert.vocab.learned import sobel_magnitude
 
@@ -97,7 +97,9 @@ def test_quality_metrics():
     assert m["recon_mse"] == pytest.approx(mse)
     assert m["recon_psnr"] == pytest.approx(10 * math.log10(1 / mse))
     assert 1 <= m["perplexity"] <= 8 and 0 <= m["dead_fraction"] < 1
-    assert 0 <= m["patch_cert_min"] <= m["r0_mean"] <= m["patch_cert_mean"]
+    assert not {"patch_cert_mean", "patch_cert_min", "r0_mean"} & set(m)  # the certify stage's numbers
+    certs, summary = certify_dataset(vocab, x)
+    assert 0 <= float(certs.radii.min()) <= summary["r0_mean"] <= summary["patch_cert"]
 
 
 def test_sobel_magnitude_of_edge():

@@ -65,16 +65,45 @@ def test_evaluation_settings_of_a_dataset_do_not_rebuild_its_data(tiny_run):
     assert "rule data:" not in out  # ... but not the images
 
 
+@pytest.mark.slow
+def test_a_deleted_result_is_rebuilt(tiny_run):
+    work, _ = tiny_run
+    (work / "results/mnist5k/attacks/discrete-gauss/pgd.json").unlink()
+    proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "--resources", "gpu=0")
+    out = proc.stdout + proc.stderr
+    assert "rule attack:" in out and "wildcards: dataset=mnist5k, model=discrete-gauss, attack=pgd" in out
+    assert "rule report:" in out
+
+
+@pytest.mark.slow
+def test_the_report_shows_only_what_the_plan_ran(tiny_run):
+    """Results of the earlier, larger configuration stay in results/ but not in the report."""
+    work, _ = tiny_run
+    (work / "less.yaml").write_text("classifiers: {baseline: false}\nattacks: {models: [discrete-gauss]}\n")
+    snakemake(work, "--cores", "2", "--configfile", "config/tiny.yaml", "less.yaml", "--resources", "gpu=0")
+    assert (work / "results/mnist5k/models/baseline/final.json").is_file()  # still there ...
+    metrics = json.loads((work / "results/report/metrics.json").read_text())["mnist5k"]
+    assert not [k for k in metrics if "baseline" in k]  # ... but not reported
+    assert "worst_acc/discrete-gauss@4" in metrics
+    main = (work / "results/report/tables/main.md").read_text()
+    assert "Baseline" not in main and "Discrete (gauss)" in main
+
+
 def test_bad_dataset_fails_cleanly(tmp_path):
+    """What only the data job can find fails that job with one line on the console; the log keeps the details."""
     work = copy_workflow(tmp_path / "wf")
+    (work / "archive.tar.gz").write_bytes(b"not a gzip stream")
     (work / "bad.yaml").write_text(
-        "datasets:\n  broken:\n    source: imagefolder\n    path: missing/archive.tar.gz\n"
+        "datasets:\n  broken:\n    source: imagefolder\n    path: archive.tar.gz\n"
         "    channels: 1\n    image_size: 28\nstudy:\n  datasets: [broken]\n"
     )
     proc = snakemake(work, "--cores", "1", "--configfile", "bad.yaml", "--until", "data", check=False)
     assert proc.returncode != 0
     log = (work / "logs/data/broken.log").read_text()
-    assert "missing/archive.tar.gz: dataset path does not exist" in log
+    assert "archive.tar.gz: corrupt or truncated archive" in log and "Traceback" in log
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("rule data: DatasetError:")]
+    assert "archive.tar.gz: corrupt or truncated archive" in line and "logs/data/broken.log" in line
+    assert "Traceback" not in proc.stdout + proc.stderr
     assert not (work / "data/broken").exists() or not any((work / "data/broken").iterdir())
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.helpers import REPO
 
 WORKFLOW_FILES = ["Snakefile", "params.yaml", "dvc.yaml"]
-WORKFLOW_DIRS = ["rules", "scripts", "schemas", "config", "report", "envs", "profiles"]
+WORKFLOW_DIRS = ["rules", "scripts", "config", "report", "envs", "profiles"]
 
 
 def copy_workflow(dest: Path, with_sources: bool = False) -> Path:

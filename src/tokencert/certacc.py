@@ -22,8 +22,7 @@ import torch
 from .data.store import load_split, to_float
 from .io import load_torch, read_json, write_json
 from .models import DiscreteClassifier, load_classifier
-from .tokens import tokenize
-from .vocab import Vocabulary
+from .vocab import Vocabulary, tokenize
 
 log = logging.getLogger("tokencert")
 

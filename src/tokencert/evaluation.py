@@ -8,10 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .data import load_manifest, load_split, to_float
+from .data import load_split_in_units, to_float
 from .data.split import stratified_indices
 from .models import load_classifier
-from .units import channel_scale
 from .vocab import Vocabulary
 
 
@@ -29,10 +28,10 @@ class EvalSet:
 def eval_set(data_dir: str | os.PathLike[str], n_images: int, seed: int, units: str,
              device: torch.device) -> EvalSet:
     """``n_images`` test images, stratified by class and seeded (all when there are fewer)."""
-    test = load_split(data_dir, "test")
+    loaded = load_split_in_units(data_dir, "test", units)
+    test, scale = loaded.split, loaded.scale
     n = test.labels.numel()
     idx = torch.arange(n) if n_images >= n else stratified_indices(test.labels, n_images, seed)
-    scale = channel_scale(units, load_manifest(data_dir))
     return EvalSet(to_float(test.images[idx]).to(device), test.labels[idx].to(device), idx,
                    None if units == "pixel" else scale, (int(test.images.shape[1]), int(test.images.shape[2])))
 

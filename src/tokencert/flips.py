@@ -43,7 +43,7 @@ def patch_geometry(image: torch.Tensor, vocab: Vocabulary, scale: torch.Tensor |
         tables = vocab.tokens.expand(patches.shape[0], -1, -1)
     else:
         per = patches.shape[0] // c
-        groups = list(vocab.tokens) if vocab.mode == "per_channel_separate" else [vocab.tokens] * c
+        groups = vocab.tables(per_channel=True)
         radii = torch.cat([pairwise_radii(patches[g * per:(g + 1) * per], groups[g]) / s[g] for g in range(c)])
         tables = torch.cat([groups[g].expand(per, -1, -1) for g in range(c)])
         dim_scale = s.repeat_interleave(per).unsqueeze(1).expand(-1, patches.shape[1])

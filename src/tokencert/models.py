@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from .io import load_torch, save_torch
-from .tokens import tokenize
-from .vocab import Vocabulary
+from .vocab import Vocabulary, tokenize
 
 KINDS = ("baseline", "discrete", "noise")
 META_KEYS = (
@@ -113,6 +112,13 @@ def resnet18(channels: int, num_classes: int, width: int = 64) -> nn.Sequential:
 
 
 ARCHITECTURES: dict[str, Callable[[int, int], nn.Module]] = {"cnn": small_cnn, "resnet9": resnet9, "resnet18": resnet18}
+
+
+def resolve_arch(arch: str, channels: int) -> str:
+    """Architecture with ``auto`` resolved from the image shape (cnn for one channel, else resnet9)."""
+    if arch != "auto":
+        return arch
+    return "cnn" if channels == 1 else "resnet9"
 
 
 def build_model(arch: str, channels: int, num_classes: int, mean: Sequence[float], std: Sequence[float]) -> nn.Module:

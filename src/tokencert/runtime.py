@@ -47,11 +47,13 @@ def job(smk: Any, *seed_keys: object) -> Iterator[JobContext]:
     """Run a Snakemake script body: output to the rule's log, seeded, on the right device.
 
     ``smk`` is the ``snakemake`` object of a ``script:`` directive. stdout, stderr and
-    the ``tokencert`` logger go to ``smk.log[0]`` when the rule declares a log. Errors are
-    logged with their message and re-raised, so the job fails with a non-zero exit code.
+    the ``tokencert`` logger go to ``smk.log[0]`` when the rule declares a log. An error is
+    logged with its traceback (in the log) and ends the job with exit code 1 and one line on
+    the console naming the rule, the error and the log (no traceback there).
     """
     log_path = smk.log[0] if len(smk.log) else None
     stream = open(log_path, "w", buffering=1, encoding="utf-8") if log_path else None
+    failure: Exception | None = None
     with contextlib.ExitStack() as stack:
         if stream is not None:
             stack.enter_context(stream)
@@ -71,7 +73,12 @@ def job(smk: Any, *seed_keys: object) -> Iterator[JobContext]:
             log.info("rule %s: device=%s threads=%d seed=%d", smk.rule, device, threads, seed)
             yield JobContext(device=device, seed=seed, threads=threads)
         except Exception as exc:
-            log.error("%s: %s", type(exc).__name__, exc)
-            raise
+            log.exception("%s: %s", type(exc).__name__, exc)
+            if stream is None:
+                raise
+            failure = exc
         finally:
             log.removeHandler(handler)
+    if failure is not None:
+        message = " ".join(str(failure).split())  # one line, whatever the error's text
+        raise SystemExit(f"rule {smk.rule}: {type(failure).__name__}: {message} (details: {log_path})")

@@ -28,11 +28,10 @@ from torch import nn
 from tqdm import tqdm
 
 from .certacc import summarize
-from .data.store import load_manifest, load_split, to_float
+from .data.store import load_split_in_units, to_float
 from .io import write_json, write_text
 from .models import load_classifier
 from .runtime import derive_seed
-from .units import channel_scale
 from .vocab import Vocabulary
 
 log = logging.getLogger("tokencert")
@@ -236,12 +235,12 @@ def smooth_classifier(
     check_params(sigma, alpha, batch_size, n0=n0, n=n)
     vocab = Vocabulary.load(vocab_path) if vocab_path is not None else None
     net, _ = load_classifier(model_path, vocab, map_location=device, dataset=dataset)
-    manifest = load_manifest(data_dir)
-    test = load_split(data_dir, "test")
+    loaded = load_split_in_units(data_dir, "test", units)
+    test = loaded.split
     indices = select_indices(test.labels.numel(), int(settings["every"]), settings.get("max_images"))
     rows = certify_images(
         net, test.images, test.labels, indices, sigma, n0, n, alpha, batch_size,
-        seed=seed, device=device, scale=channel_scale(units, manifest), progress=progress,
+        seed=seed, device=device, scale=loaded.scale, progress=progress,
     )
     write_tsv(tsv_path, rows)
     summary = summarize_rows(rows, dataset=dataset, model=model, units=units, sigma=sigma, grid=grid)

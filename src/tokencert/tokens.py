@@ -1,18 +1,15 @@
-"""Patches and the tokenizer ``Q``: every patch is replaced by its nearest token.
+"""Patch geometry and the nearest-token rule: patches of images, token scores, assignment.
 
 Distances are computed in float64 (whatever the images' dtype) by one function,
 :func:`token_scores`, which the certificates use too: the assignment the classifier sees
 is exactly the assignment the certificate is about. Ties go to the lowest token index.
+This module knows nothing of vocabularies; the tokenizer ``Q`` built on it is
+:mod:`tokencert.vocab.quantize`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
-
-if TYPE_CHECKING:
-    from .vocab import Vocabulary
 
 MODES = ("joint", "per_channel", "per_channel_separate")
 BLOCK_BYTES = 256 << 20  # memory of one float64 patch-by-token distance block
@@ -27,6 +24,14 @@ def check_geometry(shape: tuple[int, ...] | torch.Size, patch_size: int) -> None
     _, _, h, w = shape
     if h % patch_size or w % patch_size:
         raise ValueError(f"patch size {patch_size} does not divide the image size {h}x{w}")
+
+
+def resolve_mode(mode: str | None, channels: int) -> str:
+    """Token mode with ``auto`` resolved: joint for one channel, per_channel otherwise."""
+    if mode in (None, "auto"):
+        return "joint" if channels == 1 else "per_channel"
+    _check_mode(mode)
+    return mode
 
 
 def _check_mode(mode: str) -> None:
@@ -117,57 +122,3 @@ def assign(patches: torch.Tensor, tokens: torch.Tensor, chunk_size: int | None =
     for start in range(0, distinct.shape[0], chunk_size):
         out[start:start + chunk_size] = token_scores(distinct[start:start + chunk_size], tokens).argmin(dim=1)
     return out[inverse].reshape(patches.shape[:-1])
-
-
-def _token_tables(vocab: Vocabulary, device: torch.device) -> list[torch.Tensor]:
-    """One K x d token table per channel group (a single group unless per_channel_separate)."""
-    tokens = vocab.tokens.to(device=device, dtype=torch.float64)
-    return list(tokens) if vocab.mode == "per_channel_separate" else [tokens]
-
-
-def tokenize(images: torch.Tensor, vocab: Vocabulary,
-             chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``Q(x)``: the tokenized images (dtype of ``images``) and the token indices (N x P).
-
-    No gradient flows through the tokenizer (it is piecewise constant).
-    """
-    vocab.check_compatible(images.shape[1], images.shape[2])
-    with torch.no_grad():
-        check_finite("images", images)
-        patches = patchify(images, vocab.patch_size, vocab.mode)
-        n, p_count, d = patches.shape
-        tables = _token_tables(vocab, images.device)
-        groups = len(tables)
-        grouped = patches.reshape(n, groups, p_count // groups, d)
-        index = torch.empty(n, groups, p_count // groups, dtype=torch.long, device=images.device)
-        quantized = torch.empty(grouped.shape, dtype=images.dtype, device=images.device)
-        for g, table in enumerate(tables):
-            idx = assign(grouped[:, g], table, chunk_size)
-            index[:, g] = idx
-            quantized[:, g] = table[idx].to(images.dtype)
-        out = unpatchify(quantized.reshape(n, p_count, d), vocab.patch_size, vocab.mode, vocab.channels,
-                         images.shape[2:])
-    return out, index.reshape(n, p_count)
-
-
-def soft_tokenize(images: torch.Tensor, vocab: Vocabulary, tau: float,
-                  tokens: torch.Tensor | None = None) -> torch.Tensor:
-    """Soft surrogate of ``Q``: each patch becomes ``sum_j softmax(-||x - t_j||^2 / tau)_j t_j``.
-
-    Differentiable in the images and in ``tokens`` (default: the vocabulary's, as a constant);
-    computed in the images' dtype. Used to train vocabularies and by the SSPGD attack.
-    """
-    if not tau > 0:
-        raise ValueError(f"temperature tau must be > 0, got {tau}")
-    vocab.check_compatible(images.shape[1], images.shape[2])
-    patches = patchify(images, vocab.patch_size, vocab.mode)
-    n, p_count, d = patches.shape
-    table = (vocab.tokens if tokens is None else tokens).to(device=images.device, dtype=images.dtype)
-    tables = table if vocab.mode == "per_channel_separate" else table.unsqueeze(0)
-    grouped = patches.reshape(n, tables.shape[0], p_count // tables.shape[0], d).transpose(0, 1)
-    # one matrix product, no distance matrix: ||x||^2 is constant per patch and cancels in the softmax
-    scores = token_scores(grouped.reshape(tables.shape[0], -1, d), tables, images.dtype)
-    weights = torch.softmax(-scores / tau, dim=-1)
-    mixed = (weights @ tables).reshape(tables.shape[0], n, p_count // tables.shape[0], d).transpose(0, 1)
-    return unpatchify(mixed.reshape(n, p_count, d), vocab.patch_size, vocab.mode, vocab.channels,
-                      images.shape[2:])

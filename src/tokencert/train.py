@@ -11,6 +11,7 @@ from the checkpoint of epoch ``e - 1`` gives the same weights as an uninterrupte
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io as _io
 import logging
@@ -26,14 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .config import parse_model, resolve_arch
-from .data.store import Split, load_manifest, load_split, to_float
+from .config import parse_model
+from .data.store import Split, load_split, load_split_in_units, to_float
 from .io import load_torch, save_torch, write_json, write_text
-from .models import DiscreteClassifier, build_model, model_meta, save_classifier
+from .models import DiscreteClassifier, build_model, model_meta, resolve_arch, save_classifier
 from .runtime import derive_seed
-from .tokens import tokenize
-from .units import channel_scale
-from .vocab import Vocabulary
+from .vocab import Vocabulary, tokenize
 
 log = logging.getLogger("tokencert")
 
@@ -63,7 +62,7 @@ class TrainSettings:
         if augment not in AUGMENTS:
             raise ValueError(f"training.augment must be auto or one of {AUGMENTS}, got {augment!r}")
         return cls(
-            arch=resolve_arch(params.get("arch", "auto"), channels, image_size),
+            arch=resolve_arch(params.get("arch", "auto"), channels),
             epochs=int(params["epochs"]),
             batch_size=int(params["batch_size"]),
             lr=float(params["lr"]),
@@ -188,17 +187,30 @@ class Trainer:
 
     def _load_checkpoint(self, path: str | os.PathLike[str] | None,
                          scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[int, list[dict[str, Any]]]:
+        """Resume state of a checkpoint: (epochs done, their metrics). A checkpoint that does not
+        load (truncated, bad pickle, wrong keys or shapes) or belongs to another run is reported in
+        one line, kept aside as ``<name>.corrupt`` and training starts over from epoch 0."""
         if path is None or not os.path.exists(path):
             return 0, []
-        state = load_torch(path, map_location=self.device)
-        if state.get("fingerprint") != self.fingerprint:
-            log.warning("%s belongs to another run (settings, seed or model differ): starting afresh", path)
+        fresh = [copy.deepcopy(x.state_dict()) for x in (self.model, self.optimizer, scheduler)]
+        try:
+            state = load_torch(path, map_location=self.device)
+            if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
+                raise ValueError("it belongs to another run (settings, seed, model or data differ)")
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            done, metrics = int(state["epoch"]), list(state["metrics"])
+        except Exception as exc:  # noqa: BLE001 (any unreadable checkpoint is set aside, never trusted)
+            aside = Path(f"{path}.corrupt")
+            os.replace(path, aside)
+            log.warning("checkpoint %s not used: %s; kept as %s, training from epoch 0",
+                        path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, aside)
+            for x, state in zip((self.model, self.optimizer, scheduler), fresh, strict=True):
+                x.load_state_dict(state)  # a half-loaded checkpoint leaves nothing behind
             return 0, []
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        log.info("resuming from %s after epoch %d", path, state["epoch"])
-        return int(state["epoch"]), list(state["metrics"])
+        log.info("resuming from %s after epoch %d", path, done)
+        return done, metrics
 
     def fit(
         self,
@@ -269,7 +281,8 @@ def train_classifier(
     """
     out = Path(out_dir)
     kind, arg = parse_model(model)
-    manifest = load_manifest(data_dir)
+    loaded = load_split_in_units(data_dir, "test", units)
+    manifest, test = loaded.manifest, loaded.split
     channels, image_size = int(manifest["shape"][0]), int(manifest["shape"][1])
     settings = TrainSettings.from_params(training, channels, image_size)
     vocab = None
@@ -279,7 +292,7 @@ def train_classifier(
         vocab = Vocabulary.load(vocab_path)
         vocab.check_compatible(channels, image_size)
     sigma = float(arg) if kind == "noise" else None
-    train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
+    train = load_split(data_dir, "train")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_model(settings.arch, channels, len(manifest["classes"]), manifest["mean"], manifest["std"])
@@ -287,7 +300,7 @@ def train_classifier(
         arch=settings.arch, channels=channels, num_classes=len(manifest["classes"]), image_size=image_size,
         mean=manifest["mean"], std=manifest["std"], dataset=dataset, kind=kind, sigma=sigma, vocab=vocab,
     )
-    noise_std = None if sigma is None else sigma * channel_scale(units, manifest)
+    noise_std = None if sigma is None else sigma * loaded.scale
     trainer = Trainer(
         net if vocab is None else DiscreteClassifier(net, vocab), settings, seed=seed, device=device,
         noise_std=noise_std, fingerprint={"meta": meta, "units": units, "data": manifest["sha256"]},

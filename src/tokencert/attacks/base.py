@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-ATTACKS = ("pgd", "sspgd", "bpda", "transfer", "square", "tokenflip")
+from ..study import ATTACKS
 
 
 def check_attack_params(eps: float | list[float] | None = None, steps: int | None = None,

@@ -11,6 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..models import DiscreteClassifier
+from ..study import attack_applies, study_eps
 from .base import AttackOutcome, check_attack_params, judge, predict
 from .pgd import pgd
 from .square import square
@@ -21,15 +22,8 @@ log = logging.getLogger("tokencert")
 
 WHITE_BOX = ("pgd", "sspgd", "bpda", "tokenflip")
 BLACK_BOX = ("transfer", "square")
-UNDEFENDED_CHECK = {(1, 28): 4.0, (3, 32): 0.5}  # (channels, size) -> study eps where PGD must win
 UNDEFENDED_MAX_ACCURACY = 0.05
 BLACK_BOX_SLACK = 0.03
-
-
-def applicable(attack: str, discrete: bool) -> bool:
-    """Whether ``attack`` applies to a model: surrogates and token flips need a tokenizer."""
-    check_attack_params(name=attack)
-    return discrete or attack in ("pgd", "square")
 
 
 AttackRun = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
@@ -78,7 +72,7 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
     """
     check_attack_params(eps=list(eps_grid), name=name)
     discrete = isinstance(model, DiscreteClassifier)
-    if not applicable(name, discrete):
+    if not attack_applies(name, discrete):
         raise ValueError(f"attack '{name}' needs a discrete classifier")
     checks = {"step_budget_ok": pgd_settings(params)[2] >= 1.0, "eps_ball_respected": True, "in_box": True}
     min_norm = torch.full((x.shape[0],), torch.inf, dtype=torch.float64)
@@ -121,18 +115,18 @@ def worst_case(outcomes: Mapping[str, AttackOutcome]) -> AttackOutcome:
 def sanity_warnings(model_name: str, discrete: bool, shape: tuple[int, int], outcomes: Mapping[str, AttackOutcome],
                     units: str = "pixel") -> list[str]:
     """Loud warnings: undefended model not broken at the study's eps (pixel units, MNIST- and
-    CIFAR-shaped data); a black-box attack far ahead of every white-box one (a sign of
-    gradient masking); broken checks."""
+    CIFAR-shaped data, :func:`tokencert.study.study_eps`); a black-box attack far ahead of every
+    white-box one (a sign of gradient masking); broken checks."""
     warnings = []
     for name, o in outcomes.items():
         for key, ok in o.checks.items():
             if not ok:
                 warnings.append(f"{name}: sanity check '{key}' failed")
-    study_eps = UNDEFENDED_CHECK.get(shape) if units == "pixel" else None
-    if model_name == "baseline" and study_eps is not None and "pgd" in outcomes and study_eps in outcomes["pgd"].eps:
-        acc = outcomes["pgd"].robust_accuracy()[outcomes["pgd"].eps.index(study_eps)]
+    eps = study_eps(*shape) if units == "pixel" else None
+    if model_name == "baseline" and eps is not None and "pgd" in outcomes and eps in outcomes["pgd"].eps:
+        acc = outcomes["pgd"].robust_accuracy()[outcomes["pgd"].eps.index(eps)]
         if acc > UNDEFENDED_MAX_ACCURACY:
-            warnings.append(f"undefended baseline keeps {acc:.1%} under PGD at eps {study_eps} "
+            warnings.append(f"undefended baseline keeps {acc:.1%} under PGD at eps {eps} "
                             f"(expected <= {UNDEFENDED_MAX_ACCURACY:.0%}): the attack is too weak")
     white = [o for n, o in outcomes.items() if n in WHITE_BOX and (discrete or n == "pgd")]
     for name in BLACK_BOX:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..models import DiscreteClassifier
-from ..tokens import soft_tokenize, tokenize
+from ..vocab import soft_tokenize, tokenize
 
 
 class StraightThrough(nn.Module):

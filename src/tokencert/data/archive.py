@@ -2,7 +2,9 @@
 
 Archives are read member by member in memory, never extracted. A member with an
 absolute path, a ``..`` component, or a link (symbolic or hard) makes the whole archive
-invalid: it is rejected with an error, not silently skipped.
+invalid: it is rejected with an error, not silently skipped. Members are read within
+bounds: only those the caller wants (the rest are listed, never read), and none larger
+than ``max_bytes`` (checked against the declared size before reading, and while reading).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import os
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 
 class ArchiveError(ValueError):
@@ -36,31 +40,63 @@ def check_member_name(archive: Path, name: str) -> PurePosixPath:
     return pure
 
 
-def iter_files(source: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
-    """Yield ``(relative path, bytes)`` of every regular file in a directory or archive."""
+@dataclass(frozen=True)
+class Entry:
+    """A directory or file of a dataset source; ``data`` is None for directories and for files
+    the caller did not want (they are never read)."""
+
+    path: PurePosixPath
+    is_dir: bool
+    data: bytes | None = None
+
+
+def iter_entries(source: Path, wanted: Callable[[PurePosixPath], bool], max_bytes: int) -> Iterator[Entry]:
+    """Every directory and regular file of a directory or archive; the bytes of the files
+    ``wanted`` accepts, each at most ``max_bytes`` long (else :class:`ArchiveError` naming it)."""
     if source.is_dir():
-        yield from _iter_dir(source)
+        yield from _iter_dir(source, wanted, max_bytes)
     elif not source.exists():
         raise FileNotFoundError(f"{source}: dataset path does not exist")
     elif source.name.lower().endswith(".zip"):
-        yield from _iter_zip(source)
+        yield from _iter_zip(source, wanted, max_bytes)
     elif is_archive(source):
-        yield from _iter_tar(source)
+        yield from _iter_tar(source, wanted, max_bytes)
     else:
         raise ArchiveError(f"{source}: not a directory or a {', '.join(ARCHIVE_SUFFIXES)} archive")
 
 
-def _iter_dir(root: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
+def _read_bounded(source: Path, name: str, declared: int, open_member: Callable[[], IO[bytes]],
+                  max_bytes: int) -> bytes:
+    """A member's bytes, refusing it when its declared or actual size exceeds ``max_bytes``."""
+    if declared > max_bytes:
+        raise ArchiveError(f"{source}: member {name!r} is {declared} bytes, more than the {max_bytes} "
+                           "an image of the declared size can take")
+    with open_member() as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ArchiveError(f"{source}: member {name!r} is larger than the {max_bytes} bytes it declares at most")
+    return data
+
+
+def _iter_dir(root: Path, wanted: Callable[[PurePosixPath], bool], max_bytes: int) -> Iterator[Entry]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
+        for dname in dirnames:
+            full = Path(dirpath) / dname
+            if full.is_symlink():
+                raise ArchiveError(f"{full}: symbolic links are not allowed in a dataset directory")
+            yield Entry(PurePosixPath(full.relative_to(root).as_posix()), True)
         for fname in sorted(filenames):
             full = Path(dirpath) / fname
             if full.is_symlink():
                 raise ArchiveError(f"{full}: symbolic links are not allowed in a dataset directory")
-            yield PurePosixPath(full.relative_to(root).as_posix()), full.read_bytes()
+            rel = PurePosixPath(full.relative_to(root).as_posix())
+            data = (_read_bounded(root, str(rel), full.stat().st_size, lambda f=full: open(f, "rb"), max_bytes)
+                    if wanted(rel) else None)
+            yield Entry(rel, False, data)
 
 
-def _iter_tar(path: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
+def _iter_tar(path: Path, wanted: Callable[[PurePosixPath], bool], max_bytes: int) -> Iterator[Entry]:
     try:
         with tarfile.open(path, mode="r:*") as tar:
             for member in tar:
@@ -68,18 +104,22 @@ def _iter_tar(path: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
                 if member.issym() or member.islnk():
                     raise ArchiveError(f"{path}: links are not allowed in dataset archives: {member.name!r}")
                 if member.isdir():
+                    yield Entry(rel, True)
                     continue
                 if not member.isfile():
                     raise ArchiveError(f"{path}: special file not allowed: {member.name!r}")
+                if not wanted(rel):
+                    yield Entry(rel, False)  # tarfile skips over its bytes; they are never held in memory
+                    continue
                 fh = tar.extractfile(member)
                 if fh is None:
                     raise ArchiveError(f"{path}: cannot read member {member.name!r}")
-                yield rel, fh.read()
+                yield Entry(rel, False, _read_bounded(path, member.name, member.size, lambda f=fh: f, max_bytes))
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ArchiveError(f"{path}: corrupt or truncated archive ({exc})") from exc
 
 
-def _iter_zip(path: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
+def _iter_zip(path: Path, wanted: Callable[[PurePosixPath], bool], max_bytes: int) -> Iterator[Entry]:
     try:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
@@ -88,7 +128,10 @@ def _iter_zip(path: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
                 if mode == 0o120000:
                     raise ArchiveError(f"{path}: links are not allowed in dataset archives: {info.filename!r}")
                 if info.is_dir():
+                    yield Entry(rel, True)
                     continue
-                yield rel, zf.read(info)
+                data = (_read_bounded(path, info.filename, info.file_size, lambda i=info: zf.open(i), max_bytes)
+                        if wanted(rel) else None)
+                yield Entry(rel, False, data)
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise ArchiveError(f"{path}: corrupt or truncated archive ({exc})") from exc

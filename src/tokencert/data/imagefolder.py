@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..io import atomic_path, sha256_file
-from .archive import is_archive, iter_files
+from .archive import is_archive, iter_entries
 from .errors import DatasetError
 from .store import Split
 
@@ -24,6 +24,18 @@ log = logging.getLogger("tokencert")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 MODES = {1: "L", 3: "RGB"}
 SPLITS = ("train", "test")
+FILE_SLACK = 64 << 10  # headers and metadata chunks an image file may carry beyond its pixels
+
+
+def max_image_bytes(channels: int, image_size: int) -> int:
+    """The largest file an image of the declared shape can reasonably be: 4x its raw pixels
+    (uncompressed PNG/BMP stay below) plus headers. A larger member is refused unread."""
+    return 4 * channels * image_size * image_size + FILE_SLACK
+
+
+def is_image(rel: PurePosixPath) -> bool:
+    """Whether a member is an image file (by suffix); others are listed and skipped unread."""
+    return rel.suffix.lower() in IMAGE_SUFFIXES
 
 
 def fetch(location: str, cache_dir: Path) -> Path:
@@ -62,33 +74,49 @@ def verify_sha256(path: Path, expected: str | None) -> None:
 
 
 def _decode(name: str, data: bytes, channels: int, size: int) -> np.ndarray:
+    """Decode one image; its header's size and mode are checked before any pixel is decoded."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img.load()
+            if img.size != (size, size):
+                raise DatasetError(f"{name}: image size {img.size[0]}x{img.size[1]}, expected {size}x{size}")
             if img.mode != MODES[channels]:
                 raise DatasetError(
                     f"{name}: image mode {img.mode} but the dataset declares {channels} channel(s) "
                     f"(mode {MODES[channels]})"
                 )
-            if img.size != (size, size):
-                raise DatasetError(f"{name}: image size {img.size[0]}x{img.size[1]}, expected {size}x{size}")
+            img.load()
             arr = np.asarray(img, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        raise DatasetError(f"{name}: image too large to decode ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError(f"{name}: cannot decode image ({exc})") from exc
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
-def read_imagefolder(source: Path, channels: int, image_size: int) -> dict[str, Split]:
+def read_imagefolder(source: Path, channels: int, image_size: int,
+                     classes: list[str] | None = None) -> dict[str, Split]:
     """Decode every image of ``source`` into ``{"train": Split, "test": Split}``.
 
-    Classes are the sorted class folder names and must agree between the splits.
+    Classes are the sorted class folder names and must agree between the splits; a class
+    folder without images is an error. With ``classes`` declared, they are the classes in
+    that order (a class may then have no images in a split), and an image of another class
+    is an error. Non-image members are skipped unread and listed in the log.
     """
     found: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {s: defaultdict(list) for s in SPLITS}
+    folders: dict[str, set[str]] = {s: set() for s in SPLITS}
+    skipped: list[str] = []
     prefix: tuple[str, ...] | None = None
     bar = tqdm(desc=f"decoding {source.name}", unit="img", mininterval=2.0)
-    for rel, data in iter_files(source):
-        if rel.suffix.lower() not in IMAGE_SUFFIXES:
+    for entry in iter_entries(source, is_image, max_image_bytes(channels, image_size)):
+        rel = entry.path
+        if entry.is_dir:
+            if len(rel.parts) >= 2 and rel.parts[-2] in SPLITS:
+                folders[rel.parts[-2]].add(rel.parts[-1])
             continue
+        if entry.data is None:
+            skipped.append(str(rel))
+            continue
+        data = entry.data
         split, cls, root = _locate(source, rel)
         if prefix is None:
             prefix = root
@@ -97,7 +125,15 @@ def read_imagefolder(source: Path, channels: int, image_size: int) -> dict[str, 
         found[split][cls].append((rel.name, _decode(f"{source}:{rel}", data, channels, image_size)))
         bar.update()
     bar.close()
-    return _assemble(source, found)
+    if skipped:
+        log.info("%s: skipped %d non-image member(s) unread: %s", source, len(skipped), ", ".join(skipped))
+    if classes is None:
+        for split in SPLITS:
+            empty = sorted(folders[split] - set(found[split]))
+            if empty and found[split]:
+                raise DatasetError(f"{source}: class folder(s) {empty} of '{split}' hold no images "
+                                   "(declare `classes:` to keep a class without images)")
+    return _assemble(source, found, classes)
 
 
 def _locate(source: Path, rel: PurePosixPath) -> tuple[str, str, tuple[str, ...]]:
@@ -107,15 +143,23 @@ def _locate(source: Path, rel: PurePosixPath) -> tuple[str, str, tuple[str, ...]
     return parts[-3], parts[-2], parts[:-3]
 
 
-def _assemble(source: Path, found: dict[str, dict[str, list[tuple[str, np.ndarray]]]]) -> dict[str, Split]:
+def _assemble(source: Path, found: dict[str, dict[str, list[tuple[str, np.ndarray]]]],
+              declared: list[str] | None) -> dict[str, Split]:
     for split in SPLITS:
         if not found[split]:
             raise DatasetError(f"{source}: no images found for split '{split}'")
-    classes = sorted(found["train"])
-    if sorted(found["test"]) != classes:
-        raise DatasetError(
-            f"{source}: train classes {classes} differ from test classes {sorted(found['test'])}"
-        )
+    if declared is not None:
+        classes = list(declared)
+        for split in SPLITS:
+            extra = sorted(set(found[split]) - set(classes))
+            if extra:
+                raise DatasetError(f"{source}: '{split}' has images of class(es) {extra} not in the declared classes")
+    else:
+        classes = sorted(found["train"])
+        if sorted(found["test"]) != classes:
+            raise DatasetError(
+                f"{source}: train classes {classes} differ from test classes {sorted(found['test'])}"
+            )
     out = {}
     for split in SPLITS:
         images, labels = [], []
@@ -131,10 +175,11 @@ def _assemble(source: Path, found: dict[str, dict[str, list[tuple[str, np.ndarra
     return out
 
 
-def load_imagefolder(location: str, channels: int, image_size: int, cache_dir: Path, sha256: str | None) -> dict[str, Split]:
+def load_imagefolder(location: str, channels: int, image_size: int, cache_dir: Path, sha256: str | None,
+                     classes: list[str] | None = None) -> dict[str, Split]:
     """Fetch, verify and decode an imagefolder dataset."""
     path = fetch(location, cache_dir)
     if not path.is_dir() and not is_archive(path):
         raise DatasetError(f"{path}: expected a directory or a .tar, .tar.gz, .tgz or .zip archive")
     verify_sha256(path, sha256)
-    return read_imagefolder(path, channels, image_size)
+    return read_imagefolder(path, channels, image_size, classes)

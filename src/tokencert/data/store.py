@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..io import load_torch, read_json, save_torch, sha256_tensor, write_json
+from ..units import channel_scale
 from .errors import DatasetError
 
 
@@ -89,6 +90,21 @@ def load_split(dataset_dir: str | Path, split: str) -> Split:
     if sha256_tensor(data.images) != manifest["sha256"][split]:
         raise DatasetError(f"{dataset_dir / f'{split}.pt'}: checksum differs from manifest.json")
     return data
+
+
+@dataclass
+class SplitInUnits:
+    """A checked split with its dataset's manifest and the per-channel unit scale (``tokencert.units``)."""
+
+    split: Split
+    manifest: dict[str, Any]
+    scale: torch.Tensor  # float64, shape C: a perturbation's size in the units is ||delta / scale||
+
+
+def load_split_in_units(dataset_dir: str | Path, split: str, units: str) -> SplitInUnits:
+    """Manifest, split and unit scale of a built dataset: what every evaluation stage starts from."""
+    manifest = load_manifest(dataset_dir)
+    return SplitInUnits(load_split(dataset_dir, split), manifest, channel_scale(units, manifest))
 
 
 def load_manifest(dataset_dir: str | Path) -> dict[str, Any]:

@@ -1,21 +1,24 @@
-"""Reading every result file of a study into one structure (the only place that knows the keys).
+"""Reading the result files of a study into one structure (the only place that knows the keys).
 
-Missing pieces (a dataset without smoothing, a model nobody attacked) become ``None`` and
-render as '-', never as a crash or a made-up number.
+The report reads exactly the files the report rule declares as its inputs (the plan's
+results, ``rules/common.smk: report_inputs``), never a glob of ``results/``: results of an
+earlier configuration cannot leak in. What the plan did not run (a dataset without
+smoothing, a model nobody attacked) becomes ``None`` and renders as '-', never as a crash
+or a made-up number.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import config as tc
+from ..config import Plan
 from ..io import read_json
 
-
-def _json(path: Path) -> dict[str, Any] | None:
-    return read_json(path) if path.is_file() else None
+# Groups of report inputs: result files results/<dataset>/<stage>/... (docs/design.md "Files")
+GROUPS = ("manifests", "vocab", "certify", "finals", "smoothing", "certacc", "exact", "attacks", "examples")
 
 
 @dataclass
@@ -32,37 +35,38 @@ class DatasetResults:
     certacc: dict[str, dict[str, Any]] = field(default_factory=dict)
     exact: dict[str, dict[str, Any]] = field(default_factory=dict)
     attacks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # model -> attack -> summary
-
-    def smoothing_sigmas(self, config: dict[str, Any]) -> list[float]:
-        """The smoothing sigma grid of this dataset."""
-        return [float(s) for s in tc.dataset_section(config, self.name, "smoothing")["sigmas"]]
+    examples: dict[str, Path] = field(default_factory=dict)  # "vocab", "test", "maps": the example figure's files
 
 
-def collect(config: dict[str, Any], root: Path = Path(".")) -> list[DatasetResults]:
-    """Results of every dataset of the study, read from ``root``."""
-    out = []
-    for dataset in config["study"]["datasets"]:
-        res = root / "results" / dataset
-        manifest = _json(root / "data" / dataset / "manifest.json")
-        if manifest is None:
-            continue
-        d = DatasetResults(dataset, manifest, tc.dataset_units(config, dataset))
-        for vocab in tc.vocabulary_recipes(config):
-            for store, sub in ((d.vocab, "vocab"), (d.certify, "certify")):
-                if (found := _json(res / sub / f"{vocab}.json")) is not None:
-                    store[vocab] = found
-        for path in sorted((res / "models").glob("*/final.json")):
-            d.models[path.parent.name] = read_json(path)
-        for path in sorted((res / "smooth").glob("*/sigma-*.json")):
-            summary = read_json(path)
-            d.smoothing.setdefault(path.parent.name, {})[float(summary["sigma"])] = summary
-        for store, sub in ((d.certacc, "certacc"), (d.exact, "exact")):
-            for path in sorted((res / sub).glob("*.json")):
-                store[path.stem] = read_json(path)
-        for path in sorted((res / "attacks").glob("*/*.json")):
-            d.attacks.setdefault(path.parent.name, {})[path.stem] = read_json(path)
-        out.append(d)
-    return out
+def collect(plan: Plan, files: Mapping[str, Sequence[str | Path]]) -> list[DatasetResults]:
+    """Results of every dataset of the plan, read from ``files`` (groups of :data:`GROUPS`)."""
+    unknown = set(files) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"unknown report input groups {sorted(unknown)} (known: {', '.join(GROUPS)})")
+    # per-classifier results in path order (models, then sigmas / attacks), vocabularies in plan order
+    ordered = ("finals", "smoothing", "certacc", "exact", "attacks")
+    paths = {group: [Path(p) for p in files.get(group, [])] for group in GROUPS}
+    paths.update({group: sorted(paths[group]) for group in ordered})
+    out = {}
+    for path in paths["manifests"]:  # data/<dataset>/manifest.json
+        name = path.parts[-2]
+        out[name] = DatasetResults(name, read_json(path), plan.datasets[name].units)
+    for group, store in (("vocab", "vocab"), ("certify", "certify"), ("certacc", "certacc"), ("exact", "exact")):
+        for path in paths[group]:  # results/<dataset>/<stage>/<name>.json
+            getattr(out[path.parts[-3]], store)[path.stem] = read_json(path)
+    for path in paths["finals"]:  # results/<dataset>/models/<model>/final.json
+        out[path.parts[-4]].models[path.parts[-2]] = read_json(path)
+    for path in paths["smoothing"]:  # results/<dataset>/smooth/<model>/sigma-<s>.json
+        summary = read_json(path)
+        out[path.parts[-4]].smoothing.setdefault(path.parts[-2], {})[float(summary["sigma"])] = summary
+    for path in paths["attacks"]:  # results/<dataset>/attacks/<model>/<attack>.json
+        out[path.parts[-4]].attacks.setdefault(path.parts[-2], {})[path.stem] = read_json(path)
+    for path in paths["examples"]:  # results/<dataset>/vocab/<v>.pt, .../certify/<v>.pt, data/<dataset>/test.pt
+        if len(path.parts) >= 4 and path.parts[-4] == "results":
+            out[path.parts[-3]].examples["vocab" if path.parts[-2] == "vocab" else "maps"] = path
+        else:
+            out[path.parts[-2]].examples["test"] = path
+    return [out[name] for name in plan.datasets if name in out]
 
 
 def test_accuracy(d: DatasetResults, model: str) -> float | None:

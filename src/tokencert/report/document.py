@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from .. import config as tc
-from ..io import write_json, write_text
+from ..config import Plan
+from ..io import atomic_path, write_json, write_text
+from ..models import resolve_arch
 from ..smoothing import max_radius
+from ..study import WORST
 from ..units import describe
 from . import figures, reproduce, tables
 from .collect import DatasetResults, collect
@@ -18,10 +21,10 @@ from .collect import DatasetResults, collect
 log = logging.getLogger("tokencert")
 
 
-def findings(results: list[DatasetResults], config: dict[str, Any]) -> list[str]:
+def findings(results: list[DatasetResults], plan: Plan) -> list[str]:
     """Short sentences generated from the numbers (no number is written here by hand)."""
     out = []
-    for row in tables.main_rows(results, config):
+    for row in tables.main_rows(results, plan):
         out.append(f"{row['dataset']}, {row['classifier']}: test accuracy {row['acc']}, worst-case accuracy "
                    f"under the attack suite {row['worst']} at eps {row['eps']} ({row['units']} units).")
     for d in results:
@@ -33,7 +36,7 @@ def findings(results: list[DatasetResults], config: dict[str, Any]) -> list[str]
                        f"median certified radius {s['bracket']['median_lower']:.4f}, median smallest adversarial "
                        f"norm {s['bracket']['median_upper']:.4f}).")
         for model, attacks in sorted(d.attacks.items()):
-            warnings = attacks.get("worst", {}).get("sanity", {}).get("warnings", [])
+            warnings = attacks.get(WORST, {}).get("sanity", {}).get("warnings", [])
             for w in warnings:
                 out.append(f"{d.name}, {model}: SANITY WARNING: {w}.")
     return [tables.latex_escape(s).replace(r"\_", "_") if "$" in s else tables.latex_escape(s) for s in out]
@@ -54,19 +57,21 @@ def metrics(results: list[DatasetResults]) -> dict[str, dict[str, float]]:
             for sigma, s in per_sigma.items():
                 m[f"rs_acr/{model}@{sigma:g}"] = s["acr"]
         for model, attacks in d.attacks.items():
-            if "worst" in attacks:
-                w = attacks["worst"]
+            if WORST in attacks:
+                w = attacks[WORST]
                 m[f"worst_acc/{model}@{max(w['eps']):g}"] = w["robust_accuracy"][-1]
     return out
 
 
-def build(config: dict[str, Any], out_dir: Path, root: Path = Path("."), pdf: bool = True) -> dict[str, list[Path]]:
-    """Write tables, figures and report.tex under ``out_dir``; compile the PDF when asked and possible."""
-    results = collect(config, root)
-    radius = float(config.get("report", {}).get("cert_radius", 0.05))
+def build(plan: Plan, files: Mapping[str, Sequence[str | Path]], out_dir: Path,
+          pdf: bool = True) -> dict[str, list[Path]]:
+    """Write tables, figures and report.tex under ``out_dir`` from the result ``files`` of the plan
+    (:func:`tokencert.report.collect.collect`); compile the PDF when asked."""
+    results = collect(plan, files)
+    radius = plan.report.cert_radius
     written: dict[str, list[Path]] = {"tables": [], "figures": []}
-    main_rows = tables.main_rows(results, config)
-    for name, rows in (("main", main_rows), ("vocab", tables.vocab_rows(results, config)),
+    main_rows = tables.main_rows(results, plan)
+    for name, rows in (("main", main_rows), ("vocab", tables.vocab_rows(results, plan)),
                        ("cost", tables.cost_rows(results))):
         path = out_dir / "tables" / f"{name}.tex"
         write_text(path, tables.render(f"{name}_table.tex", rows=rows, radius=f"{radius:g}"))
@@ -76,25 +81,18 @@ def build(config: dict[str, Any], out_dir: Path, root: Path = Path("."), pdf: bo
     written["tables"].append(main_md)
     figure_names = []
     for d in results:
-        made = {"certified": figures.certified_accuracy(d), "robust": figures.robust_accuracy(d),
-                "usage": figures.token_usage(d), "ktradeoff": figures.k_tradeoff(d, config)}
-        main_vocab = (config["classifiers"]["discrete"] or list(d.vocab))[0]
-        vocab_path = root / "results" / d.name / "vocab" / f"{main_vocab}.pt"
-        maps_path = root / "results" / d.name / "certify" / f"{main_vocab}.pt"
-        if vocab_path.is_file() and maps_path.is_file():
-            count = int(config.get("report", {}).get("example_images", 6))
-            made["examples"] = figures.examples(d, vocab_path, maps_path, root / "data" / d.name, count)
-        for kind, fig in made.items():
+        for kind in plan.report.figures:
+            fig = figures.make(kind, d, plan)
             written["figures"] += figures.save(fig, out_dir / "figures" / f"{d.name}-{kind}")
             figure_names.append((d.name, kind))
     write_json(out_dir / "metrics.json", metrics(results))
     written["metrics"] = [out_dir / "metrics.json"]
     study = [(c, reproduce.rows(c), [tables.latex_escape(v) for v in reproduce.verdict(c)])
-             for c in reproduce.comparisons(results, config)]
+             for c in reproduce.comparisons(results, plan)]
     tex = tables.render("report.tex", radius=f"{radius:g}", units={d.name: latex_units(d.units) for d in results},
-                        figures=figure_names, findings=findings(results, config), study=study,
-                        settings=[tables.latex_escape(s) for s in run_settings(results, config)],
-                        models=", ".join(tc.model_names(config)))
+                        figures=figure_names, findings=findings(results, plan), study=study,
+                        settings=[tables.latex_escape(s) for s in run_settings(results, plan)],
+                        models=", ".join(plan.models))
     write_text(out_dir / "report.tex", tex)
     written["tex"] = [out_dir / "report.tex"]
     if pdf:
@@ -107,14 +105,14 @@ def latex_units(units: str) -> str:
     return tables.latex_escape(describe(units))
 
 
-def run_settings(results: list[DatasetResults], config: dict[str, Any]) -> list[str]:
+def run_settings(results: list[DatasetResults], plan: Plan) -> list[str]:
     """What this run did, per dataset: data, architecture and epochs, smoothing samples, attack budget."""
     out = []
-    attacks, pgd = config["attacks"], config["attacks"].get("pgd", {})
+    attacks, pgd = plan.config["attacks"], plan.config["attacks"].get("pgd", {})
     for d in results:
-        train = tc.training_params(config, d.name)
-        arch = tc.resolve_arch(train["arch"], int(d.manifest["shape"][0]), int(d.manifest["shape"][1]))
-        smooth = tc.dataset_section(config, d.name, "smoothing")
+        train = plan.datasets[d.name].training
+        arch = resolve_arch(train["arch"], int(d.manifest["shape"][0]))
+        smooth = plan.datasets[d.name].smoothing
         out.append(f"{d.name} ({describe(d.units)}): {d.manifest['counts']['train']} training and "
                    f"{d.manifest['counts']['test']} test images ({d.manifest['source']}: "
                    f"{d.manifest.get('location') or 'embedded'}); "
@@ -127,11 +125,18 @@ def run_settings(results: list[DatasetResults], config: dict[str, Any]) -> list[
 
 
 def compile_pdf(tex: Path) -> Path:
-    """``latexmk -pdf`` in the report's directory; raises with the LaTeX log on failure."""
+    """``latexmk -pdf`` of the report, built in a temporary directory and moved into place only
+    when complete (a killed build leaves no half-written PDF nor auxiliary files behind);
+    raises with the LaTeX log on failure."""
     if shutil.which("latexmk") is None:
         raise RuntimeError("latexmk not found: install a TeX distribution (see README) to build the PDF")
-    proc = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", tex.name],
-                          cwd=tex.parent, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"latexmk failed:\n{proc.stdout[-3000:]}")
-    return tex.with_suffix(".pdf")
+    target = tex.with_suffix(".pdf")
+    with tempfile.TemporaryDirectory(prefix=".latex-", dir=tex.parent) as build:
+        proc = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error",
+                               f"-outdir={Path(build).name}", tex.name], cwd=tex.parent, capture_output=True, text=True)
+        built = Path(build) / target.name
+        if proc.returncode != 0 or not built.is_file():
+            raise RuntimeError(f"latexmk failed:\n{proc.stdout[-3000:]}")
+        with atomic_path(target) as tmp:
+            shutil.copyfile(built, tmp)
+    return target

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -14,11 +13,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .. import config as tc  # noqa: E402
+from ..config import Plan  # noqa: E402
 from ..data import load_split, to_float  # noqa: E402
 from ..io import atomic_path  # noqa: E402
-from ..tokens import tokenize  # noqa: E402
 from ..units import describe  # noqa: E402
-from ..vocab import Vocabulary  # noqa: E402
+from ..vocab import Vocabulary, tokenize  # noqa: E402
 from .collect import DatasetResults, test_accuracy  # noqa: E402
 
 
@@ -69,9 +68,9 @@ def robust_accuracy(d: DatasetResults) -> plt.Figure:
     return fig
 
 
-def k_tradeoff(d: DatasetResults, config: dict[str, Any]) -> plt.Figure:
+def k_tradeoff(d: DatasetResults, plan: Plan) -> plt.Figure:
     """Downstream accuracy and mean patch certificate over vocabulary size K."""
-    sweep = [v for v in tc.sweep_vocabularies(config) if v in d.vocab]
+    sweep = [v for v in plan.sweep if v in d.vocab]
     ks = [d.vocab[v]["K"] for v in sweep]
     acc = [test_accuracy(d, tc.DISCRETE_PREFIX + v) for v in sweep]
     cert = [d.certify.get(v, {}).get("patch_cert") for v in sweep]
@@ -98,10 +97,11 @@ def token_usage(d: DatasetResults) -> plt.Figure:
     return fig
 
 
-def examples(d: DatasetResults, vocab_path: Path, maps_path: Path, data_dir: Path, count: int) -> plt.Figure:
+def examples(d: DatasetResults, count: int) -> plt.Figure:
     """Original images (one per class), their tokenization and their certificate maps."""
-    vocab = Vocabulary.load(vocab_path)
-    test = load_split(data_dir, "test")
+    vocab = Vocabulary.load(d.examples["vocab"])
+    maps_path = d.examples["maps"]
+    test = load_split(d.examples["test"].parent, "test")
     pick = torch.tensor([int(torch.nonzero(test.labels == c)[0]) for c in torch.unique(test.labels)][:count])
     count = pick.numel()
     x = to_float(test.images[pick])
@@ -126,3 +126,17 @@ def examples(d: DatasetResults, vocab_path: Path, maps_path: Path, data_dir: Pat
         axes[row, 0].set_ylabel(label, fontsize=8)
     fig.suptitle(f"{d.name}: images, tokenization and certificate maps")
     return fig
+
+
+def make(kind: str, d: DatasetResults, plan: Plan) -> plt.Figure:
+    """The figure of ``kind`` (one of :data:`tokencert.study.FIGURE_KINDS`) for dataset ``d``."""
+    makers = {
+        "certified": lambda: certified_accuracy(d),
+        "robust": lambda: robust_accuracy(d),
+        "usage": lambda: token_usage(d),
+        "ktradeoff": lambda: k_tradeoff(d, plan),
+        "examples": lambda: examples(d, plan.report.example_images),
+    }
+    if kind not in makers:
+        raise ValueError(f"unknown figure kind '{kind}' (known: {', '.join(makers)})")
+    return makers[kind]()

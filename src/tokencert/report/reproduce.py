@@ -7,11 +7,11 @@ the study, method.md section 6); every other number is read from this run's resu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from .. import config as tc
+from ..config import Plan
+from ..study import WORST
 from .collect import DatasetResults, attack_accuracy, test_accuracy
 
 # (key, label, unit-dependent?, is an accuracy?)
@@ -60,21 +60,21 @@ def ours(d: DatasetResults | None, vocab: str, sigma: float, eps: float) -> dict
         "patch_cert": cert.get("patch_cert"),
         "img_cert": cert.get("img_cert_summed"),
         "discrete_attack_acc": attack_accuracy(d, discrete, "sspgd", eps),
-        "discrete_worst_acc": attack_accuracy(d, discrete, "worst", eps),
+        "discrete_worst_acc": attack_accuracy(d, discrete, WORST, eps),
         "baseline_acc": test_accuracy(d, tc.BASELINE),
         "rs_acc": None if smooth is None else smooth["clean_accuracy"],
         "rs_cert": None if smooth is None else smooth["acr"],
         "baseline_attack_acc": attack_accuracy(d, tc.BASELINE, "pgd", eps),
-        "baseline_worst_acc": attack_accuracy(d, tc.BASELINE, "worst", eps),
+        "baseline_worst_acc": attack_accuracy(d, tc.BASELINE, WORST, eps),
     }
 
 
-def comparisons(results: list[DatasetResults], config: Mapping[str, Any]) -> list[Comparison]:
+def comparisons(results: list[DatasetResults], plan: Plan) -> list[Comparison]:
     """One :class:`Comparison` per entry of ``report.reproduce``."""
     by_name = {d.name: d for d in results}
     out = []
-    for entry in config.get("report", {}).get("reproduce", []):
-        vocab = entry.get("vocab") or config["classifiers"]["discrete"][0]
+    for entry in plan.report.reproduce:
+        vocab = entry.get("vocab") or plan.report.main_vocab
         sigma, eps = float(entry["sigma"]), float(entry["eps"])
         norm_data = by_name.get(entry["normalized"])
         pixel = ours(by_name.get(entry["pixel"]), vocab, sigma, eps)

@@ -9,9 +9,11 @@ from typing import Any
 import jinja2
 
 from .. import config as tc
+from ..config import Plan
+from ..study import WORST, study_eps
 from .collect import DatasetResults, at, attack_accuracy, test_accuracy
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "report" / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data
 DASH = "-"
 
 
@@ -25,20 +27,21 @@ def num(value: float | None, digits: int = 3) -> str:
     return DASH if value is None else f"{value:.{digits}f}"
 
 
-def study_eps(d: DatasetResults, grid: Sequence[float]) -> float:
-    """The study's attack eps for this kind of data (4.0 on 1-channel, 0.5 on RGB) if in the grid, else the largest."""
-    wanted = 4.0 if d.manifest["shape"][0] == 1 else 0.5
-    return wanted if any(abs(e - wanted) < 1e-12 for e in grid) else max(grid)
+def headline_eps(d: DatasetResults, grid: Sequence[float]) -> float:
+    """The study's attack eps for this kind of data (:func:`tokencert.study.study_eps`) if in the
+    grid, else the largest eps of the grid."""
+    wanted = study_eps(d.manifest["shape"][0], d.manifest["shape"][1])
+    return wanted if wanted is not None and any(abs(e - wanted) < 1e-12 for e in grid) else max(grid)
 
 
-def main_rows(results: list[DatasetResults], config: dict[str, Any]) -> list[dict[str, str]]:
+def main_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, str]]:
     """The study's main table, filled from our results, plus the honest columns."""
     rows = []
-    main_vocab = config["classifiers"]["discrete"][0] if config["classifiers"]["discrete"] else None
-    radius = float(config.get("report", {}).get("cert_radius", 0.05))
+    main_vocab = plan.report.main_vocab
+    radius = plan.report.cert_radius
     for d in results:
-        eps = study_eps(d, config["attacks"]["eps"])
-        sigma = max(d.smoothing_sigmas(config))
+        eps = headline_eps(d, plan.eps)
+        sigma = max(plan.datasets[d.name].sigmas)
         if main_vocab is not None:
             model = tc.DISCRETE_PREFIX + main_vocab
             cert, exact = d.certify.get(main_vocab, {}), d.exact.get(model, {})
@@ -48,10 +51,12 @@ def main_rows(results: list[DatasetResults], config: dict[str, Any]) -> list[dic
                 "patch": num(cert.get("patch_cert")), "img": num(cert.get("img_cert_summed"), 2),
                 "rs_acc": DASH, "rs_cert": DASH,
                 "sspgd": pct(attack_accuracy(d, model, "sspgd", eps)),
-                "worst": pct(attack_accuracy(d, model, "worst", eps)),
+                "worst": pct(attack_accuracy(d, model, WORST, eps)),
                 "r0": pct(_cert_at(d.certacc.get(model), radius)),
                 "r2": pct(_cert_at(exact.get("R2"), radius)),
             })
+        if tc.BASELINE not in plan.datasets[d.name].models:
+            continue
         smooth = d.smoothing.get(tc.noise_model(sigma), {}).get(sigma)
         rows.append({
             "dataset": d.name, "units": d.units, "eps": f"{eps:g}", "classifier": "Baseline",
@@ -60,7 +65,7 @@ def main_rows(results: list[DatasetResults], config: dict[str, Any]) -> list[dic
             "rs_acc": DASH if smooth is None else f"{pct(smooth['clean_accuracy'])} @ {sigma:g}",
             "rs_cert": DASH if smooth is None else f"{smooth['acr']:.2f} @ {sigma:g}",
             "sspgd": pct(attack_accuracy(d, tc.BASELINE, "pgd", eps)),
-            "worst": pct(attack_accuracy(d, tc.BASELINE, "worst", eps)),
+            "worst": pct(attack_accuracy(d, tc.BASELINE, WORST, eps)),
             "r0": DASH, "r2": DASH,
         })
     return rows
@@ -72,11 +77,11 @@ def _cert_at(summary: dict[str, Any] | None, radius: float) -> float | None:
     return at(summary["certified_accuracy"], summary["radii"], radius)
 
 
-def vocab_rows(results: list[DatasetResults], config: dict[str, Any]) -> list[dict[str, str]]:
+def vocab_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, str]]:
     """One row per dataset and vocabulary: reconstruction, usage, radii, downstream accuracy, robustness."""
     rows = []
     for d in results:
-        eps = study_eps(d, config["attacks"]["eps"])
+        eps = headline_eps(d, plan.eps)
         for name, q in d.vocab.items():
             model = tc.DISCRETE_PREFIX + name
             cert = d.certify.get(name, {})
@@ -85,7 +90,7 @@ def vocab_rows(results: list[DatasetResults], config: dict[str, Any]) -> list[di
                 "psnr": num(q.get("recon_psnr"), 1), "perplexity": num(q.get("perplexity"), 1),
                 "dead": pct(q.get("dead_fraction")), "patch": num(cert.get("patch_cert")),
                 "r0": num(cert.get("r0_mean"), 4), "acc": pct(test_accuracy(d, model)),
-                "robust": pct(attack_accuracy(d, model, "worst", eps)),
+                "robust": pct(attack_accuracy(d, model, WORST, eps)),
             })
     return rows
 
@@ -138,7 +143,7 @@ def latex_escape(text: str) -> str:
 
 
 def render(template: str, **context: Any) -> str:
-    """Render a template of ``report/templates``."""
+    """Render a template of ``tokencert/report/templates`` (package data)."""
     env = environment()
     env.filters["tex"] = latex_escape
     return env.get_template(template).render(**context)

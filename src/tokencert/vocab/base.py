@@ -59,6 +59,28 @@ class Vocabulary:
         """The vocabulary's name in params (``meta["name"]``), or ``"?"``."""
         return str(self.meta.get("name", "?"))
 
+    @property
+    def groups(self) -> int:
+        """Number of token tables: one per channel for ``per_channel_separate``, else one."""
+        return self.channels if self.mode == "per_channel_separate" else 1
+
+    def tables(self, per_channel: bool = False) -> list[torch.Tensor]:
+        """The K x d token tables in patch order (float64, on the tokens' device).
+
+        One per token group (:attr:`groups`), or with ``per_channel`` one per channel for the
+        per-channel modes (the shared table repeated for ``per_channel``), one for ``joint``:
+        the split of a patch sequence by channel that certificates need (each channel has its
+        own unit scale).
+        """
+        if self.mode == "per_channel_separate":
+            return list(self.tokens)
+        return [self.tokens] * (self.channels if per_channel and self.mode == "per_channel" else 1)
+
+    def group_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """N x P x d patches of this vocabulary's mode as N x G x (P/G) x d, one slice per token table."""
+        n, p_count, d = patches.shape
+        return patches.reshape(n, self.groups, p_count // self.groups, d)
+
     def check_compatible(self, channels: int, image_size: int | tuple[int, int]) -> None:
         """Raise ``ValueError`` when these tokens cannot tokenize images of this shape."""
         size = image_size if isinstance(image_size, int) else tuple(image_size)

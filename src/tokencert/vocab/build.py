@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..config import resolve_mode
+from ..tokens import resolve_mode
 from .base import Vocabulary
 from .gaussian import gaussian_tokens
 from .kmeans import kmeans_plus_plus, kmeans_tokens

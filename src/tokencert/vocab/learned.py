@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data.store import to_float
-from ..tokens import patchify, token_scores, tokenize, unpatchify
+from ..tokens import patchify, token_scores, unpatchify
 from .base import Vocabulary
+from .quantize import tokenize
 
 log = logging.getLogger("tokencert")
 
@@ -59,10 +60,7 @@ def sobel_magnitude(images: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 def _grouped_patches(images: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
     """N x G x L x d patches (G token tables)."""
-    patches = patchify(images, vocab.patch_size, vocab.mode)
-    groups = vocab.channels if vocab.mode == "per_channel_separate" else 1
-    n, p_count, d = patches.shape
-    return patches.reshape(n, groups, p_count // groups, d)
+    return vocab.group_patches(patchify(images, vocab.patch_size, vocab.mode))
 
 
 def _reconstruct(images: torch.Tensor, tokens: torch.Tensor, vocab: Vocabulary,
@@ -90,7 +88,7 @@ def _reconstruct(images: torch.Tensor, tokens: torch.Tensor, vocab: Vocabulary,
 def train_learned(init: Vocabulary, train_images: torch.Tensor, settings: LearnedSettings,
                   gen: torch.Generator, device: torch.device) -> Vocabulary:
     """Train the tokens of ``init`` on uint8 ``train_images``; returns the trained vocabulary."""
-    groups = init.channels if init.mode == "per_channel_separate" else 1
+    groups = init.groups
     tokens = init.tokens.reshape(groups, init.K, init.dim).to(device=device, dtype=torch.float32)
     tokens = torch.nn.Parameter(tokens.clone())
     optimiser = torch.optim.Adam([tokens], lr=settings.lr)

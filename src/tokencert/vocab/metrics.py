@@ -1,4 +1,8 @@
-"""Quality of a vocabulary on test images: reconstruction, token usage, certificates."""
+"""Quality of a vocabulary on test images: reconstruction and token usage.
+
+The certificates of a vocabulary (patch radii, ``R_0``) are the certify stage's
+(:mod:`tokencert.certify`); the report reads them from there.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,15 @@ from typing import Any
 
 import torch
 
-from ..certify import image_certificates
 from ..data.store import to_float
-from ..tokens import tokenize
 from .base import Vocabulary
+from .quantize import tokenize
 
 
 def usage_statistics(index: torch.Tensor, vocab: Vocabulary) -> tuple[torch.Tensor, float, float]:
     """Token counts (G x K), usage perplexity ``exp(H)`` and the fraction of tokens never used."""
-    groups = vocab.channels if vocab.mode == "per_channel_separate" else 1
     n, p_count = index.shape
-    per_group = index.reshape(n, groups, p_count // groups).transpose(0, 1).reshape(groups, -1)
+    per_group = index.reshape(n, vocab.groups, p_count // vocab.groups).transpose(0, 1).reshape(vocab.groups, -1)
     counts = torch.stack([torch.bincount(row, minlength=vocab.K) for row in per_group]).to(torch.float64)
     probs = counts.flatten() / counts.sum()
     nonzero = probs[probs > 0]
@@ -26,20 +28,17 @@ def usage_statistics(index: torch.Tensor, vocab: Vocabulary) -> tuple[torch.Tens
     return counts, perplexity, float((counts == 0).to(torch.float64).mean())
 
 
-def quality_metrics(vocab: Vocabulary, test_images: torch.Tensor, scale: torch.Tensor | None = None,
-                    batch_size: int = 1000) -> dict[str, Any]:
-    """Reconstruction MSE/PSNR, usage perplexity, dead-token fraction, patch certificates."""
+def quality_metrics(vocab: Vocabulary, test_images: torch.Tensor, batch_size: int = 1000) -> dict[str, Any]:
+    """Reconstruction MSE/PSNR, usage perplexity and dead-token fraction on uint8 test images."""
     start = time.perf_counter()
-    squared, indices, radii = 0.0, [], []
+    squared, indices = 0.0, []
     for i in range(0, test_images.shape[0], batch_size):
         x = to_float(test_images[i:i + batch_size]).to(torch.float64)
         tokenized, index = tokenize(x, vocab)
         squared += float(((tokenized.clamp(0, 1) - x) ** 2).sum())
         indices.append(index)
-        radii.append(image_certificates(x, vocab, scale).radii)
     mse = squared / test_images.numel()
     counts, perplexity, dead = usage_statistics(torch.cat(indices), vocab)
-    all_radii = torch.cat(radii)
     return {
         "name": vocab.name,
         "kind": vocab.meta.get("kind"),
@@ -50,9 +49,6 @@ def quality_metrics(vocab: Vocabulary, test_images: torch.Tensor, scale: torch.T
         "recon_psnr": 10 * math.log10(1.0 / mse) if mse > 0 else math.inf,
         "perplexity": perplexity,
         "dead_fraction": dead,
-        "patch_cert_mean": float(all_radii.mean()),
-        "patch_cert_min": float(all_radii.min()),
-        "r0_mean": float(all_radii.min(dim=1).values.mean()),
         "usage_counts": counts.tolist(),
         "seconds": time.perf_counter() - start,
     }

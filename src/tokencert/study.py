@@ -1,0 +1,42 @@
+"""The study's fixed facts, each defined here once and imported wherever it is needed.
+
+Attack names and which classifiers each applies to, the study's headline attack eps per
+kind of data, the report's default certificate radius and the report's figure kinds. The
+parameter schema, the rules, the attack suite and the report all read them from here.
+"""
+
+from __future__ import annotations
+
+ATTACKS = ("pgd", "sspgd", "bpda", "transfer", "square", "tokenflip")
+"""Every attack of the suite, in the order the suite runs and reports them."""
+
+PIXEL_ATTACKS = ("pgd", "square")
+"""Attacks that need only the classifier (no tokenizer): they apply to every classifier.
+The others need a token classifier (surrogates, token flips); ``transfer`` also needs the
+baseline, whose adversarial examples it transfers."""
+
+WORST = "worst"
+"""Name of the per-sample worst case over every attack run on a classifier."""
+
+STUDY_EPS = {(1, 28): 4.0, (3, 32): 0.5}
+"""(channels, image size) -> the study's headline attack eps (MNIST 4.0, CIFAR-10 0.5)."""
+
+CERT_RADIUS = 0.05
+"""Default radius at which the report's main table gives R_0 / R_2 certified accuracy."""
+
+FIGURE_KINDS = ("certified", "robust", "usage", "ktradeoff", "examples")
+"""The report's figures, one of each kind per dataset (``<dataset>-<kind>.{pdf,png}``)."""
+
+
+def attack_applies(attack: str, token_classifier: bool, baseline_trained: bool = True) -> bool:
+    """Whether the suite runs ``attack`` on a classifier (``token_classifier``: it sees tokens)."""
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack '{attack}' (known: {', '.join(ATTACKS)})")
+    if attack == "transfer" and not baseline_trained:
+        return False
+    return token_classifier or attack in PIXEL_ATTACKS
+
+
+def study_eps(channels: int, image_size: int) -> float | None:
+    """The study's headline eps for images of this shape (None: the study has none)."""
+    return STUDY_EPS.get((int(channels), int(image_size)))

@@ -1,0 +1,74 @@
+"""The package's imports run one way: data -> tokens -> vocab -> certify -> models/train ->
+smoothing/attacks/exact -> report, with the plan and plumbing modules below everything."""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+
+from tests.helpers import REPO
+from tests.imports import module_imports, package_modules
+
+# Layer of each top-level part of tokencert; a module may import only from its own layer or below.
+LAYERS = {
+    "study": 0, "io": 0, "device": 0, "units": 0, "runtime": 0, "config": 0,
+    "data": 1,
+    "tokens": 2,
+    "vocab": 3,
+    "certify": 4,
+    "models": 5, "train": 5,
+    "flips": 6, "exact": 6, "certacc": 6, "smoothing": 6, "evaluation": 6, "attacks": 6,
+    "report": 7,
+}
+
+
+def layer(module: str) -> int:
+    part = module.split(".")[1] if "." in module else ""
+    assert part in LAYERS, f"{module}: add its part '{part}' to LAYERS (which stage does it belong to?)"
+    return LAYERS[part]
+
+
+def graph() -> dict[str, set[str]]:
+    return {name: module_imports(path) - {name} for name, path in package_modules().items() if name != "tokencert"}
+
+
+def test_imports_never_run_backwards():
+    backwards = [f"{m} -> {i}" for m, imports in graph().items() for i in imports if i != "tokencert"
+                 and layer(i) > layer(m)]
+    assert not backwards, backwards
+
+
+def test_the_plumbing_layer_imports_only_itself():
+    assert all(layer(i) == 0 for m, imports in graph().items() if layer(m) == 0 for i in imports if i != "tokencert")
+
+
+def test_no_import_cycle():
+    edges = graph()
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in edges.get(node, ()):
+            # a package's __init__ re-exporting its modules is not a cycle with them
+            if nxt == "tokencert" or node.startswith(nxt + "."):
+                continue
+            assert state.get(nxt) != 1, "import cycle: " + " -> ".join([*path, node, nxt])
+            if nxt not in state:
+                visit(nxt, [*path, node])
+        state[node] = 2
+
+    for node in edges:
+        if node not in state:
+            visit(node, [])
+
+
+
+def test_package_data_is_declared_and_read_from_the_package():
+    """`pip install .` (not only an editable install) ships the schema and the templates."""
+    src = REPO / "src" / "tokencert"
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tokencert"]
+    data = [p.relative_to(src).as_posix() for p in src.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert data and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in data), (data, patterns)
+    climbing = [p for p in src.rglob("*.py") if "parents[" in p.read_text()]
+    assert not climbing, f"paths that climb out of the package: {climbing}"
