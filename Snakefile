@@ -2,6 +2,8 @@
 #   default study (embedded mnist5k):  snakemake --cores all
 #   full study:                        snakemake --cores all --configfile config/paper.yaml
 #   report only, from results:         snakemake --cores all report
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -20,6 +22,17 @@ include: "rules/attack.smk"
 include: "rules/exact.smk"
 include: "rules/report.smk"
 include: "rules/dvc.smk"
+
+
+# A real run (not a dry run) with the profile's placeholders left in place stops before any job.
+onstart:
+    defaults = workflow.resource_settings.default_resources
+    placeholders = [a.split("=")[0] for a in (defaults.args if defaults else None) or [] if "CHANGE_ME" in a]
+    if placeholders:
+        sys.exit(
+            f"profiles/slurm: set {' and '.join(placeholders)} in profiles/slurm/config.yaml "
+            f"(or --default-resources {' '.join(p + '=...' for p in placeholders)})"
+        )
 
 
 # Light jobs run on the submitting node under a cluster executor (profiles/slurm).

@@ -45,3 +45,15 @@ def test_default_profile_dry_run(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml")
     assert "profiles/default" in proc.stdout + proc.stderr
+
+
+def test_a_run_with_the_placeholder_partition_stops_at_once(tmp_path):
+    """A real run (not a dry run) with profiles/slurm's CHANGE_ME values says what to set, runs nothing."""
+    work = copy_workflow(tmp_path / "wf")
+    proc = snakemake(work, "--profile", "profiles/slurm", "--configfile", "config/tiny.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    lines = [line for line in out.splitlines() if line.startswith("profiles/slurm:")]
+    assert lines == ["profiles/slurm: set slurm_partition and slurm_account in profiles/slurm/config.yaml "
+                     "(or --default-resources slurm_partition=... slurm_account=...)"]
+    assert "submitted" not in out and "Traceback" not in out and not (work / "data").exists()

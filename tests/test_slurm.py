@@ -1,0 +1,73 @@
+"""The tiny study through `profiles/slurm` on a real Slurm cluster (.ci/slurm-up starts one).
+
+Skips where no Slurm cluster answers (a laptop); CI starts one, so there it must run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tests.workflow_copy import copy_workflow, snakemake
+
+GPU_RULES = {"train", "smooth", "attack", "certacc", "exact_certify"}
+
+
+def partition() -> str | None:
+    """The default partition of a running Slurm cluster with a usable node, else None."""
+    if shutil.which("sinfo") is None:
+        return None
+    proc = subprocess.run(["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True, timeout=30)
+    for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+        name, state = line.split()
+        if state.rstrip("*~#") in ("idle", "mixed", "allocated", "completing"):
+            return name.rstrip("*")
+    return None
+
+
+def slurm_jobs() -> dict[str, dict[str, str]]:
+    """Jobs the controller still knows (``scontrol show job``), by id, as key=value fields."""
+    out = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, timeout=30).stdout
+    jobs = {}
+    for line in out.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "JobId" in fields:
+            jobs[fields["JobId"]] = fields
+    return jobs
+
+
+@pytest.mark.slow
+def test_the_tiny_study_runs_through_slurm(tmp_path):
+    part = partition()
+    if part is None:
+        assert not os.environ.get("CI"), "CI must start a Slurm cluster (.ci/slurm-up)"
+        pytest.skip("no Slurm cluster is running (start a single-node one with .ci/slurm-up)")
+    local = copy_workflow(tmp_path / "local")
+    snakemake(local, "--cores", "2", "--configfile", "config/tiny.yaml", "--resources", "gpu=0")
+    work = copy_workflow(tmp_path / "slurm")
+    known = set(slurm_jobs())
+    proc = snakemake(
+        work, "--profile", "profiles/slurm", "--configfile", "config/tiny.yaml", "--jobs", "4",
+        "--default-resources", f"slurm_partition={part}", "slurm_account=ci", "mem_mb=2000", "runtime=30",
+        # the CI node has 2 cores: no rule may ask for more
+        "--set-resources", "train:cpus_per_task=1", "smooth:cpus_per_task=1", "attack:cpus_per_task=2",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        "--seconds-between-status-checks", "2", timeout=1500,
+    )
+    out = proc.stdout + proc.stderr
+    remote = re.findall(r"^rule (\w+):", out, re.M)
+    submitted = {job_id: f for job_id, f in slurm_jobs().items() if job_id not in known}
+    rules = [re.match(r"rule_(.+?)_wildcards_", f.get("Comment", "")) for f in submitted.values()]
+    assert remote and len(submitted) == len(remote) == out.count("has been submitted with SLURM jobid")
+    assert sorted(m.group(1) for m in rules if m) == sorted(remote)  # every non-local job went through sbatch
+    assert set(re.findall(r"^localrule (\w+):", out, re.M)) <= {"all", "data", "attack_worst", "report"}
+    for fields, match in zip(submitted.values(), rules, strict=True):
+        gpus = fields.get("TresPerJob", "") + fields.get("TresPerNode", "")
+        assert fields["JobState"] == "COMPLETED", fields
+        assert ("gpu:1" in gpus) == (match.group(1) in GPU_RULES or "vocab" == match.group(1)
+                                     and "learned" in fields["Comment"]), fields
+    assert (work / "results/report/metrics.json").read_bytes() == (local / "results/report/metrics.json").read_bytes()
