@@ -1,29 +1,35 @@
 # Report stage: tables, figures, report.tex and (when latexmk is installed) report.pdf,
 # all regenerated from existing results: `snakemake --cores all report`.
 import shutil
+from pathlib import Path
 
 BUILD_PDF = shutil.which("latexmk") is not None
 REPORT_FIGURES = [f"results/report/figures/{d}-{k}" for d in DATASETS for k in PLAN.report.figures]
+CAPTIONS = "../report/captions"  # one text per figure kind and table: the HTML and the PDF report
 
 
 rule report:
     input:
         # exactly the files the report reads (tokencert.report.collect), from the plan
         unpack(report_inputs),
+        captions=sorted(str(p) for p in Path(workflow.basedir, "report", "captions").glob("*.rst")),
     output:
-        main=report("results/report/tables/main.tex", caption="../report/captions/main_table.rst", category="Tables"),
-        vocab=report("results/report/tables/vocab.tex", caption="../report/captions/vocab_table.rst", category="Tables"),
-        cost=report("results/report/tables/cost.tex", caption="../report/captions/cost_table.rst", category="Tables"),
+        tables=[f"results/report/tables/{t}.tex" for t in ("main", "vocab", "cost")],
+        # the HTML report shows rendered tables, the PDF the LaTeX ones
+        html_tables=[
+            report(f"results/report/tables/{t}.html", caption=f"{CAPTIONS}/{t}_table.rst", category="Tables")
+            for t in ("main", "vocab", "cost")
+        ],
         main_md="results/report/tables/main.md",
         figures=[
-            report(f"{stem}.png", caption=f"../report/captions/{stem.rsplit('-', 1)[1]}.rst", category="Figures")
+            report(f"{stem}.png", caption=f"{CAPTIONS}/{stem.rsplit('-', 1)[1]}.rst", category="Figures")
             for stem in REPORT_FIGURES
         ]
         + [f"{stem}.pdf" for stem in REPORT_FIGURES],
         tex="results/report/report.tex",
         metrics="results/report/metrics.json",
         pdf=(
-            [report("results/report/report.pdf", caption="../report/captions/report_pdf.rst", category="Report")]
+            [report("results/report/report.pdf", caption=f"{CAPTIONS}/report_pdf.rst", category="Report")]
             if BUILD_PDF
             else []
         ),

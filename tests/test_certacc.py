@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tokencert.certacc import certacc_r0, summarize, token_invariance
+from tokencert.certacc import certacc_r0, curve, summarize, token_invariance
 from tokencert.certify import image_certificates
 from tokencert.data.store import Split, build_manifest, write_dataset
 from tokencert.io import read_json, save_torch, write_json
@@ -41,8 +41,9 @@ def test_format_matches_design_and_accepts_numpy_and_lists():
     s = _summary(np.array([1.0, 2.0]), [True, False], [False, False], method="R0", sigma=None)
     assert list(s) == [
         "method", "dataset", "model", "sigma", "units", "n_images", "clean_accuracy", "abstain_rate",
-        "radii", "certified_accuracy", "acr", "seconds_per_image",
+        "radii", "certified_accuracy", "certified_radii", "acr", "seconds_per_image",
     ]
+    assert s["certified_radii"] == [1.0]  # the correct images' radii, sorted
     assert s["sigma"] is None and s["acr"] == pytest.approx(0.5)
 
 
@@ -54,6 +55,22 @@ def test_certified_accuracy_is_non_increasing_and_starts_at_clean_accuracy():
     acc = s["certified_accuracy"][:-1]
     assert all(a >= b for a, b in zip(acc, acc[1:]))
     assert s["certified_accuracy"][-1] == s["clean_accuracy"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_step_curve_is_the_certified_accuracy_between_radii(seed):
+    """The plotted step function equals the summary's certified accuracy at every radius that is
+    not itself an image's radius, starts at clean accuracy, never increases and ends at 0."""
+    rng = np.random.default_rng(seed)
+    radii = np.round(rng.exponential(1.0, 60), 1)  # ties on purpose
+    correct, abstain = rng.random(60) < 0.8, rng.random(60) < 0.1
+    grid = sorted(set(np.round(rng.random(30) * 4, 3)) - set(radii))
+    s = _summary(radii, correct, abstain, grid=grid)
+    xs, ys = curve(s)
+    assert ys[0] == pytest.approx(s["clean_accuracy"]) and ys[-1] == 0 and np.all(np.diff(ys) <= 0)
+    for r, expected in zip(grid, s["certified_accuracy"], strict=True):
+        value = ys[np.searchsorted(xs, r, side="right") - 1]  # steps-post: value on [x_k, x_{k+1})
+        assert value == pytest.approx(expected), r
 
 
 def test_infinite_radius_of_a_wrong_image_does_not_poison_acr():

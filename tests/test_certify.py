@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tokencert.certify import image_certificates, pairwise_radii, patch_certificates
+from tokencert.certify import certify_dataset, image_certificates, pairwise_radii, patch_certificates
 from tokencert.tokens import assign
 from tokencert.vocab import Vocabulary, tokenize
 
@@ -206,3 +206,18 @@ def test_bad_input():
     images[0, 0, 0, 0] = math.nan
     with pytest.raises(ValueError, match="NaN"):
         image_certificates(images, vocab)
+
+
+def test_certify_summary_separates_the_most_common_patch():
+    """The background patch (all zero) dominates the mean; the summary names its radius and share
+    and gives the mean of the other patches."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
+    images[:, :, :4, :4] = torch.randint(0, 256, (6, 1, 4, 4), generator=gen, dtype=torch.uint8)
+    vocab = Vocabulary(torch.rand(12, 16, generator=gen, dtype=torch.float64), 4, "joint", 1, 8, {"name": "v"})
+    certs, summary = certify_dataset(vocab, images)
+    background = certs.radii[:, 1:]  # three of every four patches are zero
+    assert torch.unique(background).numel() == 1
+    assert summary["mode_radius"] == float(background[0, 0]) and summary["mode_share"] == 0.75
+    assert summary["patch_cert_rest"] == pytest.approx(float(certs.radii[:, 0].mean()))
+    assert summary["patch_cert"] == pytest.approx(0.75 * summary["mode_radius"] + 0.25 * summary["patch_cert_rest"])

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import yaml
 
 from tests.helpers import REPO
+from tokencert.certacc import summarize
 from tokencert.config import resolve_plan
 from tokencert.io import write_json
-from tokencert.report import reproduce, tables
+from tokencert.report import figures, reproduce, tables
+from tokencert.report.captions import caption, rst_to_latex
 from tokencert.report.collect import DatasetResults, at, collect
+from tokencert.smoothing import chance_level
+from tokencert.study import FIGURE_KINDS
 
 
 def params() -> dict:
@@ -32,10 +38,11 @@ def test_missing_results_render_as_dashes(tmp_path):
     assert collect(plan(), {}) == []  # nothing built yet
     d = DatasetResults("mnist5k", {"shape": [1, 28, 28]})
     rows = tables.main_rows([d], plan())
-    assert [r["classifier"] for r in rows] == ["Discrete (gauss)", "Baseline"]
+    smoothed = [f"{m}, smoothed (sigma {s:g})" for m, s in plan().datasets["mnist5k"].smoothed]
+    assert [r["classifier"] for r in rows] == ["Discrete (gauss)", "Baseline", *smoothed]
     assert all(v == "-" for r in rows for k, v in r.items() if k not in ("dataset", "units", "eps", "classifier"))
-    tex = tables.render("main_table.tex", rows=rows, radius="0.05")
-    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\\") == 3
+    tex = tables.render("table.tex", rows=rows, columns=tables.main_columns(rows, 0.05))
+    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\\") == len(rows) + 1
 
 
 def test_study_eps_follows_the_data():
@@ -83,7 +90,8 @@ def test_reproduce_section_compares_both_units_with_the_study():
     (missing,) = reproduce.comparisons([pixel], plan(config))
     assert all(v["normalized"] is None for v in missing.values.values())
     assert "not enough results" in reproduce.verdict(missing)[0]
-    tex = tables.render("report.tex", radius="0.05", units={"m": "pixel"}, figures=[], findings=[],
+    tex = tables.render("report.tex", radius="0.05", units={"m": "pixel"}, figures=[], findings=[], captions={
+                            k: "c" for k in ("main_table", "vocab_table", "cost_table")},
                         settings=["s"], models="baseline", study=[(c, rows, reproduce.verdict(c))])
     assert r"\section*{Reproducing the study}" in tex and "Ours, normalized units" in tex
 
@@ -150,3 +158,103 @@ def test_collect_routes_every_group_by_path(tmp_path):
     assert d.examples["maps"].parent.name == "certify"
     with pytest.raises(ValueError, match="unknown report input groups"):
         collect(plan(), {"globbed": []})
+
+
+def synthetic() -> DatasetResults:
+    """Results of every kind the figures draw, with many curves (the crowded case)."""
+    rng = np.random.default_rng(0)
+
+    def cert(method, sigma=None, n=50):
+        radii = rng.exponential(0.3 if sigma else 0.01, n)
+        return summarize(method, "m", "x", "pixel", radii, rng.random(n) < 0.9, np.zeros(n, bool),
+                         [0.0, 0.1, 0.5], sigma, 0.1)
+
+    d = DatasetResults("m", {"shape": [1, 28, 28], "classes": [str(i) for i in range(10)]})
+    models = ["discrete-gauss", "discrete-kmeans", "discrete-learned", "discrete-gauss-k16", "discrete-gauss-k1024"]
+    d.certacc = {m: cert("R0") for m in models}
+    d.exact = {m: {"R2": cert("R2")} for m in models[:2]}
+    d.smoothing = {m: {s: cert("smoothing", s) for s in (0.25, 0.5, 1.0)} for m in ("noise-0.25", "discrete-gauss")}
+    eps = [0.5, 1.0, 2.0, 4.0]
+    attacks = {a: {"eps": eps, "robust_accuracy": sorted(rng.random(4), reverse=True), "clean_accuracy": 0.95}
+               for a in ("pgd", "sspgd", "bpda", "transfer", "square", "tokenflip")}
+    attacks["worst"] = {"eps": eps, "robust_accuracy": [min(a["robust_accuracy"][i] for a in attacks.values())
+                                                         for i in range(4)], "clean_accuracy": 0.95}
+    d.attacks = {"baseline": {k: attacks[k] for k in ("pgd", "square", "worst")}, "discrete-gauss": attacks}
+    d.vocab = {v: {"K": k, "usage_counts": [sorted(rng.integers(0, 100, k).tolist(), reverse=True)]}
+               for v, k in (("gauss", 256), ("gauss-k16", 16), ("gauss-k1024", 1024), ("kmeans", 256))}
+    d.certify = {v: {"patch_cert": 0.1, "patch_cert_rest": 0.05} for v in d.vocab}
+    d.models = {f"discrete-{v}": {"test_accuracy": 0.9} for v in d.vocab}
+    return d
+
+
+def overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("kind", ["certified", "robust", "usage", "ktradeoff"])
+def test_no_legend_covers_a_data_line_or_an_axis_label(kind):
+    config = params()
+    config["k_sweep"] = {"base": "gauss", "K": [16, 1024]}
+    fig = figures.make(kind, synthetic(), plan(config))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [leg for ax in fig.axes for leg in [ax.get_legend()] if leg is not None] + list(fig.legends)
+    assert legends, "no legend"
+    boxes = [leg.get_window_extent(renderer) for leg in legends]
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            points = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+            for box in boxes:
+                inside = ((points[:, 0] > box.x0) & (points[:, 0] < box.x1) & (points[:, 1] > box.y0)
+                          & (points[:, 1] < box.y1))
+                assert not inside.any(), f"{kind}: legend over the line {line.get_label()}"
+        for label in (ax.xaxis.label, ax.yaxis.label, ax.title):
+            if label.get_text():
+                for box in boxes:
+                    assert not overlaps(label.get_window_extent(renderer), box), f"{kind}: legend over {label}"
+    for text in fig.texts:  # the suptitle must not touch the panel titles
+        for ax in fig.axes:
+            if ax.get_title():
+                assert not overlaps(text.get_window_extent(renderer), ax.title.get_window_extent(renderer))
+    plt.close(fig)
+
+
+def test_every_curve_of_a_panel_has_its_own_colour_and_style():
+    fig = figures.certified_accuracy(synthetic())
+    for ax in fig.axes:
+        styles = [(line.get_color(), line.get_linestyle()) for line in ax.get_lines()]
+        assert len(styles) == len(set(styles))
+    robust = figures.robust_accuracy(synthetic())
+    for ax in robust.axes:
+        xs = [line.get_xdata()[0] for line in ax.get_lines()]
+        assert all(x == 0.0 for x in xs)  # every curve starts at eps 0 (clean accuracy)
+    plt.close("all")
+
+
+def test_main_table_names_eps_and_radius_and_gives_smoothing_to_the_smoothed_classifier():
+    d = synthetic()
+    d.name = "mnist5k"
+    d.smoothing = {"noise-0.25": {0.25: {"clean_accuracy": 0.9, "acr": 0.5}},
+                   "discrete-gauss": {0.25: {"clean_accuracy": 0.1, "acr": 0.9}}}
+    config = params()
+    config["smoothing"]["sigmas"] = [0.25]
+    rows = tables.main_rows([d], plan(config))
+    by = {r["classifier"]: r for r in rows}
+    assert by["Baseline"]["rs_acc"] == "-" and by["noise-0.25, smoothed (sigma 0.25)"]["rs_cert"] == "0.500"
+    assert by["discrete-gauss, smoothed (sigma 0.25)"]["rs_acc"] == "10.00 % (chance!)"
+    columns = dict(tables.main_columns(rows, 0.05))
+    assert columns["worst"] == "Worst-case acc. @ eps = 4" and columns["r0"] == "R_0 cert. acc. @ r = 0.05"
+    tex = tables.render("table.tex", rows=rows, columns=list(columns.items()))
+    assert r"@ $\varepsilon$ = 4" in tex and "$R_0$ cert. acc. @ r = 0.05" in tex
+    page = tables.html(rows, list(columns.items()), "caption <b>")
+    assert page.count("<tr>") == len(rows) + 1 and "<table>" in page and "caption &lt;b&gt;" in page
+    assert chance_level(0.10, 10) and chance_level(0.149, 10) and not chance_level(0.16, 10)
+
+
+def test_captions_say_what_is_plotted_and_convert_to_latex():
+    for kind in (*FIGURE_KINDS, "main_table", "vocab_table", "cost_table"):
+        text = caption(kind, REPO / "report" / "captions")
+        assert len(text) > 80 and ("units" in text.lower() or "seconds" in text), kind
+        latex = rst_to_latex(text)
+        assert ":math:" not in latex and "``" not in latex
+    assert rst_to_latex(":math:`R_0` of ``x_y`` at 5%") == r"$R_0$ of \texttt{x\_y} at 5\%"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import shutil
 
 import pytest
 
 from tests.workflow_copy import copy_workflow, snakemake
+from tokencert.study import FIGURE_KINDS
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +42,24 @@ def test_tiny_workflow_builds_the_report(tiny_run):
         assert (report / name).is_file(), name
     tex = (report / "report.tex").read_text()
     assert "Run settings" in tex and "L2 in [0,1] pixel space" in tex
+    assert "Reproducing the study" not in tex and "1 restarts" not in tex  # no section it lacks, no "1 restarts"
+    captions = re.findall(r"\\captionof\{figure\}\{(.*)\}", tex)
+    assert len(captions) == len(FIGURE_KINDS)
+    assert all("Perturbation sizes in this figure: L2 in [0,1] pixel space" in c and len(c) > 200 for c in captions)
+    main = (report / "tables/main.tex").read_text()
+    assert r"Worst-case acc. @ $\varepsilon$ = 4" in main and "$R_0$ cert. acc. @ r = 0.05" in main
+    assert "eps = 4" in (report / "tables/main.md").read_text()
     if shutil.which("latexmk") is None:
         assert not os.environ.get("CI"), "CI must install LaTeX and build the PDF"
         pytest.skip("latexmk not installed: the PDF is not built")
     assert (report / "report.pdf").read_bytes()[:5] == b"%PDF-"
     snakemake(work, "--report", "report.html", "--configfile", "config/tiny.yaml")
     html = (work / "report.html").read_text(errors="replace")
-    assert "main.tex" in html and "mnist5k-certified.png" in html
+    assert "mnist5k-certified.png" in html
+    embedded = {m.group(1): base64.b64decode(m.group(2)).decode() for m in re.finditer(
+        r"data:text/html;charset=utf8;filename=(\w+\.html);base64,([A-Za-z0-9+/=]+)", html)}
+    assert set(embedded) == {"main.html", "vocab.html", "cost.html"}  # rendered tables, not LaTeX source
+    assert all("<table>" in page and "\\toprule" not in page for page in embedded.values())
 
 
 @pytest.mark.slow

@@ -19,7 +19,8 @@ def copy_workflow(dest: Path, with_sources: bool = False) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_DIRS + (["src"] if with_sources else []):
         if (REPO / name).exists():
-            shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+                            dirs_exist_ok=True)
     for name in WORKFLOW_FILES:
         if (REPO / name).exists():
             shutil.copy2(REPO / name, dest / name)

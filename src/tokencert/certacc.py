@@ -45,6 +45,18 @@ def certified_accuracy(radii: np.ndarray, ok: np.ndarray, grid: Sequence[float])
     return [float(np.mean(ok & (radii >= r))) for r in grid]
 
 
+def curve(summary: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Certified accuracy as the step function it is, from the summary's per-image
+    ``certified_radii``: breakpoints ``0, r_1 <= r_2 <= ...`` and the value on
+    ``[x_k, x_{k+1})`` (``drawstyle="steps-post"``), the fraction of the ``n_images`` whose
+    radius exceeds ``r``; it equals ``#{i: radius_i >= r} / n`` everywhere but at the radii."""
+    radii = np.sort(np.asarray(summary["certified_radii"], dtype=np.float64))
+    n = int(summary["n_images"])
+    xs = np.concatenate([[0.0], radii])
+    ys = np.concatenate([[radii.size], radii.size - np.arange(1, radii.size + 1)]) / n
+    return xs, ys
+
+
 def summarize(
     method: str,
     dataset: str,
@@ -89,6 +101,7 @@ def summarize(
         "abstain_rate": float(abst.mean()),
         "radii": grid,
         "certified_accuracy": certified_accuracy(r, ok, grid),
+        "certified_radii": sorted(float(v) for v in r[ok]),  # the whole curve: a step at each radius
         "acr": float(np.where(ok, r, 0.0).mean()),
         "seconds_per_image": float(seconds_per_image),
     }

@@ -62,6 +62,15 @@ def max_radius(sigma: float, n: int, alpha: float) -> float:
     return sigma * float(norm.ppf(lower_confidence_bound(n, n, alpha)))
 
 
+CHANCE_SLACK = 0.05  # clean accuracy within this of 1/classes: the smoothed classifier predicts a constant
+
+
+def chance_level(clean_accuracy: float, num_classes: int) -> bool:
+    """Whether a smoothed classifier's clean accuracy is at chance level (``<= 1/classes + 0.05``):
+    its prediction is (nearly) constant, so its certified radii say nothing about robustness."""
+    return num_classes > 1 and clean_accuracy <= 1.0 / num_classes + CHANCE_SLACK
+
+
 def _image(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 3:
         x = x.unsqueeze(0)

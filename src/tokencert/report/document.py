@@ -12,10 +12,11 @@ from pathlib import Path
 from ..config import Plan
 from ..io import atomic_path, write_json, write_text
 from ..models import resolve_arch
-from ..smoothing import max_radius
+from ..smoothing import chance_level, max_radius
 from ..study import WORST
 from ..units import describe
 from . import figures, reproduce, tables
+from .captions import caption, rst_to_latex
 from .collect import DatasetResults, collect
 
 log = logging.getLogger("tokencert")
@@ -25,9 +26,29 @@ def findings(results: list[DatasetResults], plan: Plan) -> list[str]:
     """Short sentences generated from the numbers (no number is written here by hand)."""
     out = []
     for row in tables.main_rows(results, plan):
-        out.append(f"{row['dataset']}, {row['classifier']}: test accuracy {row['acc']}, worst-case accuracy "
-                   f"under the attack suite {row['worst']} at eps {row['eps']} ({row['units']} units).")
+        if row["worst"] != tables.DASH:
+            out.append(f"{row['dataset']}, {row['classifier']}: test accuracy {row['acc']}, worst-case accuracy "
+                       f"under the attack suite {row['worst']} at eps {row['eps']} ({row['units']} units).")
     for d in results:
+        classes = len(d.manifest.get("classes", []))
+        for model, per_sigma in sorted(d.smoothing.items()):
+            for sigma, s in sorted(per_sigma.items()):
+                if chance_level(s["clean_accuracy"], classes):
+                    out.append(f"{d.name}, {model} smoothed at sigma {sigma:g}: SANITY WARNING: clean accuracy "
+                               f"{100 * s['clean_accuracy']:.1f} % is chance level for {classes} classes: the "
+                               f"smoothed classifier predicts (nearly) a constant, and its certified radii (ACR "
+                               f"{s['acr']:.3f}) say nothing about robustness.")
+        sweep = [v for v in plan.sweep if v in d.certify]
+        if len(sweep) > 1:
+            parts = [f"K = {d.vocab[v]['K']}: mean {d.certify[v]['patch_cert']:.3f}, most common patch radius "
+                     f"{d.certify[v]['mode_radius']:.3f} ({100 * d.certify[v]['mode_share']:.0f} % of patches), "
+                     f"mean of the other patches {d.certify[v]['patch_cert_rest']:.3f}"
+                     for v in sweep if "patch_cert_rest" in d.certify[v]]
+            if parts:
+                out.append(f"{d.name}, patch certificate over the K sweep ({d.units} units): " + "; ".join(parts)
+                           + ". The patch certificate is set by the few tokens nearest to the most common "
+                           "patches, for a Gaussian vocabulary one random draw per K: it need not fall "
+                           "monotonically in K.")
         for model, s in sorted(d.exact.items()):
             out.append(f"{d.name}, {model}: mean certified radius (ACR) {s['R0']['acr']:.4f} with $R_0$ and "
                        f"{s['R2']['acr']:.4f} with the single-flip certificate $R_2$; every certified radius "
@@ -63,21 +84,24 @@ def metrics(results: list[DatasetResults]) -> dict[str, dict[str, float]]:
     return out
 
 
-def build(plan: Plan, files: Mapping[str, Sequence[str | Path]], out_dir: Path,
+def build(plan: Plan, files: Mapping[str, Sequence[str | Path]], out_dir: Path, captions_dir: Path,
           pdf: bool = True) -> dict[str, list[Path]]:
     """Write tables, figures and report.tex under ``out_dir`` from the result ``files`` of the plan
-    (:func:`tokencert.report.collect.collect`); compile the PDF when asked."""
+    (:func:`tokencert.report.collect.collect`), with the captions of ``captions_dir``; compile the
+    PDF when asked."""
     results = collect(plan, files)
     radius = plan.report.cert_radius
     written: dict[str, list[Path]] = {"tables": [], "figures": []}
-    main_rows = tables.main_rows(results, plan)
-    for name, rows in (("main", main_rows), ("vocab", tables.vocab_rows(results, plan)),
-                       ("cost", tables.cost_rows(results))):
-        path = out_dir / "tables" / f"{name}.tex"
-        write_text(path, tables.render(f"{name}_table.tex", rows=rows, radius=f"{radius:g}"))
-        written["tables"].append(path)
+    main_rows, vocab_rows = tables.main_rows(results, plan), tables.vocab_rows(results, plan)
+    for name, rows, columns in (("main", main_rows, tables.main_columns(main_rows, radius)),
+                                ("vocab", vocab_rows, tables.vocab_columns(vocab_rows)),
+                                ("cost", tables.cost_rows(results), tables.COST_COLUMNS)):
+        stem = out_dir / "tables" / name
+        write_text(stem.with_suffix(".tex"), tables.render("table.tex", rows=rows, columns=columns))
+        write_text(stem.with_suffix(".html"), tables.html(rows, columns, caption(f"{name}_table", captions_dir)))
+        written["tables"] += [stem.with_suffix(".tex"), stem.with_suffix(".html")]
     main_md = out_dir / "tables" / "main.md"
-    write_text(main_md, f"R_0 / R_2 columns: certified accuracy at radius {radius:g}.\n\n" + tables.markdown(main_rows))
+    write_text(main_md, tables.markdown(main_rows, tables.main_columns(main_rows, radius)))
     written["tables"].append(main_md)
     figure_names = []
     for d in results:
@@ -89,7 +113,10 @@ def build(plan: Plan, files: Mapping[str, Sequence[str | Path]], out_dir: Path,
     written["metrics"] = [out_dir / "metrics.json"]
     study = [(c, reproduce.rows(c), [tables.latex_escape(v) for v in reproduce.verdict(c)])
              for c in reproduce.comparisons(results, plan)]
-    tex = tables.render("report.tex", radius=f"{radius:g}", units={d.name: latex_units(d.units) for d in results},
+    units = {d.name: latex_units(d.units) for d in results}
+    captions = {kind: rst_to_latex(caption(kind, captions_dir))
+                for kind in (*plan.report.figures, "main_table", "vocab_table", "cost_table")}
+    tex = tables.render("report.tex", radius=f"{radius:g}", units=units, captions=captions,
                         figures=figure_names, findings=findings(results, plan), study=study,
                         settings=[tables.latex_escape(s) for s in run_settings(results, plan)],
                         models=", ".join(plan.models))
@@ -98,6 +125,19 @@ def build(plan: Plan, files: Mapping[str, Sequence[str | Path]], out_dir: Path,
     if pdf:
         written["pdf"] = [compile_pdf(out_dir / "report.tex")]
     return written
+
+
+def every(step: int) -> str:
+    """``every``, ``every 2nd``, ``every 20th`` (of the test images)."""
+    if step == 1:
+        return "every"
+    suffix = "th" if 10 <= step % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(step % 10, "th")
+    return f"every {step}{suffix}"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 restart``, ``2 restarts``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def latex_units(units: str) -> str:
@@ -117,10 +157,10 @@ def run_settings(results: list[DatasetResults], plan: Plan) -> list[str]:
                    f"{d.manifest['counts']['test']} test images ({d.manifest['source']}: "
                    f"{d.manifest.get('location') or 'embedded'}); "
                    f"classifiers {arch}, {train['epochs']} epochs; randomized smoothing with n0 = {smooth['n0']}, "
-                   f"n = {smooth['n']}, alpha = {smooth['alpha']} on every {smooth['every']}th test image "
+                   f"n = {smooth['n']}, alpha = {smooth['alpha']} on {every(int(smooth['every']))} test image "
                    f"(no certified radius can exceed {max_radius(1.0, smooth['n'], smooth['alpha']):.2f} sigma); "
                    f"attacks on {attacks['n_images']} test images (PGD {pgd.get('steps', 50)} steps, "
-                   f"{pgd.get('restarts', 1)} restarts).")
+                   f"{plural(pgd.get('restarts', 1), 'restart')}).")
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,9 +14,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .. import config as tc  # noqa: E402
+from ..certacc import curve  # noqa: E402
 from ..config import Plan  # noqa: E402
 from ..data import load_split, to_float  # noqa: E402
 from ..io import atomic_path  # noqa: E402
+from ..study import WORST  # noqa: E402
 from ..units import describe  # noqa: E402
 from ..vocab import Vocabulary, tokenize  # noqa: E402
 from .collect import DatasetResults, test_accuracy  # noqa: E402
@@ -33,67 +36,116 @@ def save(fig: plt.Figure, stem: str | os.PathLike[str]) -> list[Path]:
     return paths
 
 
+def _legend_below(ax: plt.Axes, ncol: int = 2) -> None:
+    """The axes' legend under the x-axis label, never over the data."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, fontsize=8, frameon=False)
+
+
+def _panels(count: int, width: float = 5.2, height: float = 4.4) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure of ``count`` panels, at most two per row (readable on a page), and its used axes."""
+    cols = min(2, max(1, count))
+    rows = (max(1, count) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+    flat = list(axes.flat)
+    for ax in flat[max(1, count):]:
+        ax.set_visible(False)
+    return fig, flat[:max(1, count)]
+
+
+def _style(i: int) -> dict[str, Any]:
+    """Distinct colour and line style for the i-th curve of a panel."""
+    return {"color": PALETTE[i % len(PALETTE)], "ls": LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)]}
+
+
+PALETTE = plt.get_cmap("tab10").colors
+LINESTYLES = ("-", "--", ":", "-.")
+
+
 def certified_accuracy(d: DatasetResults) -> plt.Figure:
-    """Certified accuracy vs radius: randomized smoothing and the discrete classifiers' R_0 / R_2."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for model, per_sigma in sorted(d.smoothing.items()):
-        for sigma, s in sorted(per_sigma.items()):
-            if model.startswith(tc.NOISE_PREFIX) or model.startswith(tc.DISCRETE_PREFIX):
-                ax.plot(s["radii"], s["certified_accuracy"], marker=".", label=f"RS {model} sigma={sigma:g}")
-    for model, s in sorted(d.certacc.items()):
-        ax.plot(s["radii"], s["certified_accuracy"], ls="--", marker="x", label=f"$R_0$ {model}")
-    for model, s in sorted(d.exact.items()):
-        ax.plot(s["R2"]["radii"], s["R2"]["certified_accuracy"], ls="-.", marker="+", label=f"$R_2$ {model}")
-    ax.set(xlabel=f"radius ({describe(d.units)})", ylabel="certified accuracy", ylim=(0, 1.02),
-           title=f"{d.name}: certified accuracy vs radius")
-    ax.set_xscale("symlog", linthresh=0.01)
-    ax.set_xlim(left=0)
-    ax.legend(fontsize=6, ncol=2)
-    ax.grid(alpha=0.3)
+    """Certified accuracy vs radius as step functions of the per-image radii: one panel for the
+    deterministic certificates (R_0, R_2 of each discrete classifier), one per smoothing sigma."""
+    deterministic = [(f"$R_0$ {m}", s) for m, s in sorted(d.certacc.items())]
+    deterministic += [(f"$R_2$ {m}", s["R2"]) for m, s in sorted(d.exact.items())]
+    sigmas = sorted({sigma for per_sigma in d.smoothing.values() for sigma in per_sigma})
+    panels = [("deterministic, sound ($R_0$, $R_2$)", deterministic)]
+    panels += [(f"randomized smoothing, $\\sigma$ = {sigma:g}",
+                [(m, per_sigma[sigma]) for m, per_sigma in sorted(d.smoothing.items()) if sigma in per_sigma])
+               for sigma in sigmas]
+    fig, axes = _panels(len(panels))
+    for ax, (title, curves) in zip(axes, panels, strict=True):
+        for i, (label, summary) in enumerate(curves):
+            if "certified_radii" not in summary:
+                continue
+            xs, ys = curve(summary)
+            ax.step(np.append(xs, xs[-1] * 1.5 + 1e-6), np.append(ys, ys[-1]), where="post", lw=1.6,
+                    label=label, **_style(i))
+        ax.set(xlabel=f"radius ({describe(d.units)})", ylabel="certified accuracy", ylim=(0, 1.02), title=title)
+        ax.set_xscale("symlog", linthresh=1e-3)
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+        if curves:
+            _legend_below(ax, ncol=1 if len(curves) < 4 else 2)
+    fig.suptitle(f"{d.name}: certified accuracy against radius (test images)")
     return fig
 
 
 def robust_accuracy(d: DatasetResults) -> plt.Figure:
-    """Robust accuracy vs eps, one panel per attacked model, one line per attack (worst in black)."""
+    """Robust accuracy vs eps, one panel per attacked model: the worst case as a wide grey band,
+    each attack on top of it with its own colour, line style and marker; eps 0 is clean accuracy."""
     models = sorted(d.attacks)
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(4.2 * max(1, len(models)), 3.6), squeeze=False)
-    for ax, model in zip(axes[0], models, strict=False):
-        for attack, s in sorted(d.attacks[model].items()):
-            style = {"color": "black", "lw": 2.5} if attack == "worst" else {"marker": "."}
-            ax.plot(s["eps"], s["robust_accuracy"], label=attack, **style)
-        ax.set(title=model, xlabel=f"eps ({describe(d.units)})", ylabel="robust accuracy", ylim=(0, 1.02))
+    fig, axes = _panels(len(models))
+    markers = "os^vDP*X"
+    for ax, model in zip(axes, models, strict=False):
+        attacks = sorted(d.attacks[model].items(), key=lambda kv: (kv[0] != WORST, kv[0]))
+        for i, (attack, s) in enumerate(attacks):
+            eps = [0.0, *s["eps"]]
+            acc = [s["clean_accuracy"], *s["robust_accuracy"]]
+            if attack == WORST:
+                ax.plot(eps, acc, color="0.55", lw=7, alpha=0.45, solid_capstyle="round", label="worst case", zorder=1)
+            else:
+                ax.plot(eps, acc, marker=markers[i % len(markers)], ms=5, lw=1.4, label=attack, zorder=2,
+                        **_style(i - 1))
+        ax.set(title=model, xlabel=f"eps ({describe(d.units)})", ylabel="robust accuracy", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend_below(ax, ncol=3)
     fig.suptitle(f"{d.name}: robust accuracy under attack (judged on the hard model)")
     return fig
 
 
 def k_tradeoff(d: DatasetResults, plan: Plan) -> plt.Figure:
-    """Downstream accuracy and mean patch certificate over vocabulary size K."""
+    """Downstream accuracy and patch certificate (mean, and mean without the most common patch) over K."""
     sweep = [v for v in plan.sweep if v in d.vocab]
     ks = [d.vocab[v]["K"] for v in sweep]
     acc = [test_accuracy(d, tc.DISCRETE_PREFIX + v) for v in sweep]
-    cert = [d.certify.get(v, {}).get("patch_cert") for v in sweep]
-    fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    ax.plot(ks, [np.nan if a is None else a for a in acc], marker="o", color="tab:blue", label="test accuracy")
+    fig, ax = plt.subplots(figsize=(6.0, 4.4), layout="constrained")
+    lines = ax.plot(ks, [np.nan if a is None else a for a in acc], marker="o", color="tab:blue",
+                    label="test accuracy of f(Q(x)) (left axis)")
     ax.set(xscale="log", xlabel="vocabulary size K", ylabel="test accuracy of f(Q(x))")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax2 = ax.twinx()
-    ax2.plot(ks, [np.nan if c is None else c for c in cert], marker="s", color="tab:red", label="mean patch cert.")
-    ax2.set(ylabel=f"mean patch certificate ({d.units} units)")
-    fig.legend(loc="lower center", fontsize=7, ncol=2)
+    for key, marker, label in (("patch_cert", "s", "mean patch cert."),
+                               ("patch_cert_rest", "^", "mean over all but the most common patch")):
+        values = [d.certify.get(v, {}).get(key) for v in sweep]
+        lines += ax2.plot(ks, [np.nan if c is None else c for c in values], marker=marker, color="tab:red",
+                          ls="-" if key == "patch_cert" else "--", label=f"{label} (right axis)")
+    ax2.set(ylabel=f"patch certificate ({describe(d.units)})")
+    ax2.set_ylim(bottom=0)
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper center", bbox_to_anchor=(0.5, -0.18),
+              ncol=1, fontsize=8, frameon=False)
     ax.set_title(f"{d.name}: accuracy vs certificate over K")
     return fig
 
 
 def token_usage(d: DatasetResults) -> plt.Figure:
     """Histogram of token usage on the test set per vocabulary (sorted counts, log scale)."""
-    fig, ax = plt.subplots(figsize=(6.0, 3.8))
-    for name, q in sorted(d.vocab.items()):
+    fig, ax = plt.subplots(figsize=(6.0, 4.4), layout="constrained")
+    for i, (name, q) in enumerate(sorted(d.vocab.items())):
         counts = np.sort(np.asarray(q["usage_counts"], dtype=float).ravel())[::-1]
-        ax.plot(np.arange(1, counts.size + 1), counts / counts.sum(), label=f"{name} (K={q['K']})")
+        ax.plot(np.arange(1, counts.size + 1), counts / counts.sum(), label=f"{name} (K={q['K']})", **_style(i))
     ax.set(xscale="log", yscale="log", xlabel="token rank", ylabel="share of test patches",
            title=f"{d.name}: token usage")
-    ax.legend(fontsize=6)
+    _legend_below(ax, ncol=3)
     return fig
 
 
@@ -110,20 +162,23 @@ def examples(d: DatasetResults, count: int) -> plt.Figure:
     radii = maps["radii"][pick].reshape(count, *maps["map_shape"])
     if radii.ndim == 4:  # per channel: show the smallest radius over channels
         radii = radii.min(dim=1).values
-    fig, axes = plt.subplots(3, count, figsize=(1.6 * count, 5.2), squeeze=False)
+    fig, axes = plt.subplots(3, count, figsize=(1.7 * count + 1.2, 5.6), squeeze=False, layout="constrained")
+    top = float(radii.max())  # one colour scale for every map
     for i in range(count):
         img = x[i].permute(1, 2, 0).squeeze(-1).numpy()
         tok = tokenized[i].clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
         axes[0, i].imshow(img, cmap="gray", vmin=0, vmax=1)
         axes[1, i].imshow(tok, cmap="gray", vmin=0, vmax=1)
-        shown = axes[2, i].imshow(radii[i].numpy(), cmap="viridis")
-        fig.colorbar(shown, ax=axes[2, i], fraction=0.046)
-        axes[2, i].set_xlabel(f"$R_0$={float(radii[i].min()):.3f}", fontsize=7)
+        shown = axes[2, i].imshow(radii[i].numpy(), cmap="viridis", vmin=0.0, vmax=top)
+        axes[2, i].set_xlabel(f"$R_0$={float(radii[i].min()):.2e}", fontsize=7)
         for ax in axes[:, i]:
             ax.set_xticks([])
             ax.set_yticks([])
     for row, label in enumerate(("original", f"tokenized ({vocab.name})", "patch certificate")):
         axes[row, 0].set_ylabel(label, fontsize=8)
+    bar = fig.colorbar(shown, ax=axes[2, :], location="right", shrink=0.9)
+    bar.set_label(f"patch radius\n({describe(d.units)})", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     fig.suptitle(f"{d.name}: images, tokenization and certificate maps")
     return fig
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import jinja2
 
 from .. import config as tc
 from ..config import Plan
+from ..smoothing import chance_level
 from ..study import WORST, study_eps
 from .collect import DatasetResults, at, attack_accuracy, test_accuracy
 
@@ -20,6 +22,11 @@ DASH = "-"
 def pct(value: float | None) -> str:
     """A fraction as a percentage with two decimals, '-' when missing."""
     return DASH if value is None else f"{100 * value:.2f} %"
+
+
+def sci(value: float | None) -> str:
+    """A small positive number with three significant digits (``3.10e-05``), '-' when missing."""
+    return DASH if value is None else f"{value:.2e}"
 
 
 def num(value: float | None, digits: int = 3) -> str:
@@ -35,40 +42,53 @@ def headline_eps(d: DatasetResults, grid: Sequence[float]) -> float:
 
 
 def main_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, str]]:
-    """The study's main table, filled from our results, plus the honest columns."""
+    """The study's main table, filled from our results, plus the honest columns.
+
+    One row for the main discrete classifier, one for the baseline (when trained), and one per
+    smoothed classifier and sigma: a smoothing result belongs to the classifier that was smoothed.
+    """
     rows = []
     main_vocab = plan.report.main_vocab
     radius = plan.report.cert_radius
     for d in results:
         eps = headline_eps(d, plan.eps)
-        sigma = max(plan.datasets[d.name].sigmas)
+        common = {"dataset": d.name, "units": d.units, "eps": f"{eps:g}", "patch": DASH, "img": DASH,
+                  "rs_acc": DASH, "rs_cert": DASH, "sspgd": DASH, "worst": DASH, "r0": DASH, "r2": DASH}
         if main_vocab is not None:
             model = tc.DISCRETE_PREFIX + main_vocab
             cert, exact = d.certify.get(main_vocab, {}), d.exact.get(model, {})
-            rows.append({
-                "dataset": d.name, "units": d.units, "eps": f"{eps:g}", "classifier": f"Discrete ({main_vocab})",
-                "acc": pct(test_accuracy(d, model)),
-                "patch": num(cert.get("patch_cert")), "img": num(cert.get("img_cert_summed"), 2),
-                "rs_acc": DASH, "rs_cert": DASH,
-                "sspgd": pct(attack_accuracy(d, model, "sspgd", eps)),
-                "worst": pct(attack_accuracy(d, model, WORST, eps)),
-                "r0": pct(_cert_at(d.certacc.get(model), radius)),
-                "r2": pct(_cert_at(exact.get("R2"), radius)),
-            })
-        if tc.BASELINE not in plan.datasets[d.name].models:
-            continue
-        smooth = d.smoothing.get(tc.noise_model(sigma), {}).get(sigma)
-        rows.append({
-            "dataset": d.name, "units": d.units, "eps": f"{eps:g}", "classifier": "Baseline",
-            "acc": pct(test_accuracy(d, tc.BASELINE)),
-            "patch": DASH, "img": DASH,
-            "rs_acc": DASH if smooth is None else f"{pct(smooth['clean_accuracy'])} @ {sigma:g}",
-            "rs_cert": DASH if smooth is None else f"{smooth['acr']:.2f} @ {sigma:g}",
-            "sspgd": pct(attack_accuracy(d, tc.BASELINE, "pgd", eps)),
-            "worst": pct(attack_accuracy(d, tc.BASELINE, WORST, eps)),
-            "r0": DASH, "r2": DASH,
-        })
+            rows.append({**common, "classifier": f"Discrete ({main_vocab})", "acc": pct(test_accuracy(d, model)),
+                         "patch": num(cert.get("patch_cert")), "img": num(cert.get("img_cert_summed"), 2),
+                         "sspgd": pct(attack_accuracy(d, model, "sspgd", eps)),
+                         "worst": pct(attack_accuracy(d, model, WORST, eps)),
+                         "r0": pct(_cert_at(d.certacc.get(model), radius)),
+                         "r2": pct(_cert_at(exact.get("R2"), radius))})
+        if tc.BASELINE in plan.datasets[d.name].models:
+            rows.append({**common, "classifier": "Baseline", "acc": pct(test_accuracy(d, tc.BASELINE)),
+                         "sspgd": pct(attack_accuracy(d, tc.BASELINE, "pgd", eps)),
+                         "worst": pct(attack_accuracy(d, tc.BASELINE, WORST, eps))})
+        for model, sigma in plan.datasets[d.name].smoothed:
+            smooth = d.smoothing.get(model, {}).get(sigma)
+            flag = smooth is not None and chance_level(smooth["clean_accuracy"], len(d.manifest.get("classes", [])))
+            rows.append({**common, "classifier": f"{model}, smoothed (sigma {sigma:g})",
+                         "acc": pct(test_accuracy(d, model)),
+                         "rs_acc": DASH if smooth is None else pct(smooth["clean_accuracy"]) + (" (chance!)" if flag
+                                                                                               else ""),
+                         "rs_cert": DASH if smooth is None else f"{smooth['acr']:.3f}"})
     return rows
+
+
+def main_columns(rows: list[dict[str, str]], radius: float) -> list[tuple[str, str]]:
+    """(key, title) of the main table's columns: the attack columns name their eps (in the title
+    when every row shares one, else in an eps column), the certificate columns their radius."""
+    eps = {r["eps"] for r in rows}
+    at_eps = f" @ eps = {eps.pop()}" if len(eps) == 1 else " @ eps (column eps)"
+    columns = [("dataset", "Dataset"), ("units", "Units"), ("classifier", "Classifier"), ("acc", "Clean acc."),
+               ("patch", "Patch cert."), ("img", "Img. cert. (summed)"), ("rs_acc", "RS clean acc."),
+               ("rs_cert", "RS ACR"), ("sspgd", "PGD/SSPGD acc." + at_eps), ("worst", "Worst-case acc." + at_eps)]
+    if at_eps.endswith("(column eps)"):
+        columns.append(("eps", "eps"))
+    return columns + [("r0", f"R_0 cert. acc. @ r = {radius:g}"), ("r2", f"R_2 cert. acc. @ r = {radius:g}")]
 
 
 def _cert_at(summary: dict[str, Any] | None, radius: float) -> float | None:
@@ -89,10 +109,19 @@ def vocab_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, str]
                 "dataset": d.name, "vocab": name, "kind": q.get("kind", DASH), "K": str(q.get("K", DASH)),
                 "psnr": num(q.get("recon_psnr"), 1), "perplexity": num(q.get("perplexity"), 1),
                 "dead": pct(q.get("dead_fraction")), "patch": num(cert.get("patch_cert")),
-                "r0": num(cert.get("r0_mean"), 4), "acc": pct(test_accuracy(d, model)),
-                "robust": pct(attack_accuracy(d, model, WORST, eps)),
+                "r0": sci(cert.get("r0_mean")), "acc": pct(test_accuracy(d, model)),
+                "robust": pct(attack_accuracy(d, model, WORST, eps)), "eps": f"{eps:g}",
             })
     return rows
+
+
+def vocab_columns(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """(key, title) of the vocabulary table."""
+    eps = {r["eps"] for r in rows}
+    at_eps = f" @ eps = {eps.pop()}" if len(eps) == 1 else ""
+    return [("dataset", "Dataset"), ("vocab", "Vocabulary"), ("kind", "Kind"), ("K", "K"), ("psnr", "PSNR (dB)"),
+            ("perplexity", "Perplexity"), ("dead", "Dead tokens"), ("patch", "Mean patch cert."),
+            ("r0", "Mean R_0"), ("acc", "Clean acc."), ("robust", "Worst-case acc." + at_eps)]
 
 
 def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
@@ -112,13 +141,10 @@ def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
     return rows
 
 
-MAIN_COLUMNS = (("dataset", "Dataset"), ("units", "Units"), ("classifier", "Classifier"), ("acc", "Acc."),
-                ("patch", "Patch Cert."), ("img", "Img. Cert. (summed)"), ("rs_acc", "RS Acc. @ sigma"),
-                ("rs_cert", "RS ACR @ sigma"), ("sspgd", "PGD/SSPGD Acc. @ eps"), ("worst", "Worst Acc. @ eps"),
-                ("eps", "eps"), ("r0", "R_0 cert. Acc."), ("r2", "R_2 cert. Acc."))
+COST_COLUMNS = (("dataset", "Dataset"), ("method", "Method"), ("seconds", "Seconds per image"))
 
 
-def markdown(rows: list[dict[str, str]], columns: Sequence[tuple[str, str]] = MAIN_COLUMNS) -> str:
+def markdown(rows: list[dict[str, str]], columns: Sequence[tuple[str, str]]) -> str:
     """A GitHub-flavoured markdown table of ``rows`` (for README files and quick reading)."""
     lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(r[key] for key, _ in columns) + " |" for r in rows]
@@ -130,8 +156,37 @@ def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), block_start_string=r"\BLOCK{", block_end_string="}",
         variable_start_string=r"\VAR{", variable_end_string="}", comment_start_string=r"\#{",
-        comment_end_string="}", trim_blocks=True, lstrip_blocks=True, autoescape=False, undefined=jinja2.StrictUndefined,
+        comment_end_string="}", trim_blocks=True, lstrip_blocks=True, autoescape=False,
+        undefined=jinja2.StrictUndefined,
     )
+
+
+def latex_title(title: str) -> str:
+    """A plain column title in LaTeX: symbols for sigma, eps, R_0 and R_2."""
+    text = latex_escape(title)
+    for plain, symbol in (("sigma", r"$\\sigma$"), ("eps", r"$\\varepsilon$"), (r"R\\_0", "$R_0$"),
+                          (r"R\\_2", "$R_2$")):
+        text = re.sub(rf"\b{plain}\b", symbol, text)
+    return text
+
+
+def html(rows: list[dict[str, str]], columns: Sequence[tuple[str, str]], caption: str) -> str:
+    """A rendered HTML table (for the HTML report, where LaTeX source would show as text)."""
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(HTML_TABLE).render(rows=rows, columns=columns, caption=caption)
+
+
+HTML_TABLE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><style>
+table {border-collapse: collapse; font-family: sans-serif; font-size: 13px}
+th, td {border-bottom: 1px solid #ccc; padding: 3px 8px; text-align: left}
+caption {caption-side: top; text-align: left; padding: 4px 0}
+</style></head><body><table>
+<caption>{{ caption }}</caption>
+<thead><tr>{% for key, title in columns %}<th>{{ title }}</th>{% endfor %}</tr></thead>
+<tbody>{% for r in rows %}<tr>{% for key, title in columns %}<td>{{ r[key] }}</td>{% endfor %}</tr>{% endfor %}</tbody>
+</table></body></html>
+"""
 
 
 def latex_escape(text: str) -> str:
@@ -146,4 +201,5 @@ def render(template: str, **context: Any) -> str:
     """Render a template of ``tokencert/report/templates`` (package data)."""
     env = environment()
     env.filters["tex"] = latex_escape
+    env.filters["texhead"] = latex_title
     return env.get_template(template).render(**context)
