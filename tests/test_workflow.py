@@ -8,10 +8,22 @@ import os
 import re
 import shutil
 
+import matplotlib.pyplot as plt
 import pytest
+import yaml
 
+from tests.figure_checks import assert_legible
 from tests.workflow_copy import copy_workflow, snakemake
+from tokencert.config import deep_merge, resolve_plan
+from tokencert.report import figures
+from tokencert.report.collect import collect
 from tokencert.study import FIGURE_KINDS
+
+
+def tiny_config(work) -> dict:
+    """params.yaml with config/tiny.yaml merged over it."""
+    return deep_merge(yaml.safe_load((work / "params.yaml").read_text()),
+                      yaml.safe_load((work / "config/tiny.yaml").read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +58,16 @@ def test_tiny_workflow_builds_the_report(tiny_run):
     captions = re.findall(r"\\captionof\{figure\}\{(.*)\}", tex)
     assert len(captions) == len(FIGURE_KINDS)
     assert all("Perturbation sizes in this figure: L2 in [0,1] pixel space" in c and len(c) > 200 for c in captions)
+    res, config = work / "results/mnist5k", tiny_config(work)
+    files = {"manifests": [work / "data/mnist5k/manifest.json"], "finals": sorted(res.glob("models/*/final.json")),
+             **{g: sorted(res.glob(f"{g}/*.json")) for g in ("vocab", "certify", "certacc", "exact")},
+             "smoothing": sorted(res.glob("smooth/*/*.json")), "attacks": sorted(res.glob("attacks/*/*.json")),
+             "examples": [res / "vocab/gauss.pt", res / "certify/gauss.pt", work / "data/mnist5k/test.pt"]}
+    (d,) = collect(resolve_plan(config), files)
+    for kind in FIGURE_KINDS:  # the tiny study's own figures, drawn again and measured
+        fig = figures.make(kind, d, resolve_plan(config))
+        assert_legible(fig, kind)
+        plt.close(fig)
     main = (report / "tables/main.tex").read_text()
     assert r"Worst-case acc. @ $\varepsilon$ = 4" in main and "$R_0$ cert. acc. @ r = 0.05" in main
     assert "eps = 4" in (report / "tables/main.md").read_text()
