@@ -82,7 +82,7 @@ def report_inputs(w):
         files["finals"] += [rules.train.output.final.format(dataset=d, model=m) for m in dp.models]
         files["smoothing"] += [rules.smooth.output.summary.format(dataset=d, model=m, sigma=tc.format_sigma(s))
                                for m, s in dp.smoothed]
-        files["certacc"] += [rules.certacc.output[0].format(dataset=d, vocab=v) for v in dp.certacc]
+        files["certacc"] += [rules.certacc.output.summary.format(dataset=d, vocab=v) for v in PLAN.discrete]
         files["exact"] += [rules.exact_certify.output.summary.format(dataset=d, model=m) for m in PLAN.exact]
         for m in PLAN.attacked_models():
             files["attacks"] += attack_files(d, m) + [rules.attack_worst.output.summary.format(dataset=d, model=m)]

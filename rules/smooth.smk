@@ -63,4 +63,4 @@ TARGETS += [
     for d in DATASETS
     for m, s in PLAN.datasets[d].smoothed
 ]
-TARGETS += [rules.certacc.output.summary.format(dataset=d, vocab=v) for d in DATASETS for v in PLAN.datasets[d].certacc]
+TARGETS += [rules.certacc.output.summary.format(dataset=d, vocab=v) for d in DATASETS for v in PLAN.discrete]

@@ -323,7 +323,6 @@ class DatasetPlan:
     smoothing: dict[str, Any]
     models: tuple[str, ...]  # trained classifiers
     smoothed: tuple[tuple[str, float], ...]  # (model, sigma)
-    certacc: tuple[str, ...]  # vocabularies whose discrete classifier gets R_0 certified accuracy
 
     @property
     def sigmas(self) -> list[float]:
@@ -351,7 +350,7 @@ class Plan:
     datasets: dict[str, DatasetPlan]
     vocabularies: dict[str, dict[str, Any]]  # recipes the study builds, by name (K sweep included)
     sweep: tuple[str, ...]  # the K-sweep vocabularies, ordered by K
-    discrete: tuple[str, ...]  # vocabularies with a discrete classifier
+    discrete: tuple[str, ...]  # vocabularies with a discrete classifier (each gets R_0 certified accuracy)
     attacked: tuple[tuple[str, str], ...]  # (model, attack)
     exact: tuple[str, ...]  # discrete models with the single-flip certificate
     radii: tuple[float, ...]
@@ -380,7 +379,7 @@ def resolve_plan(config: Mapping[str, Any]) -> Plan:
         smoothing = dataset_section(config, name, "smoothing")
         models = [m for m in names if parse_model(m)[0] != "noise"] + [noise_model(s) for s in smoothing["sigmas"]]
         datasets[name] = DatasetPlan(name, dataset_units(config, name), training_params(config, name), smoothing,
-                                     tuple(models), tuple(smoothed_pairs(config, name)), tuple(discrete))
+                                     tuple(models), tuple(smoothed_pairs(config, name)))
     report = config.get("report", {})
     main = config["classifiers"]["discrete"][0] if config["classifiers"]["discrete"] else None
     return Plan(
