@@ -29,9 +29,8 @@ from bench_certify import HERE, load_labeled
 
 from tokencert.attacks import clean_accuracy, project, run_attack
 from tokencert.attacks.pgd import random_start
-from tokencert.attacks.surrogate import StraightThrough
 from tokencert.io import write_json, write_text
-from tokencert.models import DiscreteClassifier, build_model
+from tokencert.models import DiscreteClassifier, StraightThrough, build_model
 from tokencert.tokens import patchify
 from tokencert.vocab import Vocabulary, tokenize
 from tokencert.vocab.gaussian import gaussian_tokens

@@ -11,13 +11,20 @@ rule attack:
         samples="results/{dataset}/attacks/{model}/{attack}.csv",
     params:
         # what changes this attack's result: the budget, the test images, its own and PGD's settings
-        attacks=lambda w: {k: v for k, v in config["attacks"].items() if k in ("eps", "n_images", "pgd", w.attack)},
+        # (apgd-ce and apgd-dlr share the `apgd` section)
+        attacks=lambda w: {k: v for k, v in config["attacks"].items()
+                           if k in ("eps", "n_images", "pgd", w.attack, w.attack.split("-")[0])},
         units=units,
     log:
         "logs/attack/{dataset}/{model}/{attack}.log",
     benchmark:
         "benchmarks/rules/attack/{dataset}/{model}/{attack}.tsv"
-    threads: 2
+    # 1 thread, measured (default study, 2 idle cores): 148 s wall with every rule at 1 thread
+    # against 196 s with attack/certify/exact/vocab at 2 (two 1-thread jobs beat one 2-thread job);
+    # one Square job: 20.7 s (1 thread) vs 19.4 s (2) idle, 19.7 s vs 34.3 s beside a busy core
+    # (OpenMP spin-waiting). Raising it (--set-threads) on a shared machine: export
+    # OMP_WAIT_POLICY=PASSIVE (22.2 s under load, 22.2 s idle). README "Speed" has the figures.
+    threads: 1
     resources:
         gpu=1,
         mem_mb=8000,
@@ -51,4 +58,5 @@ rule attack_worst:
         "../scripts/attack_worst.py"
 
 
-TARGETS += expand(rules.attack_worst.output.summary, dataset=DATASETS, model=PLAN.attacked_models())
+TARGETS += [rules.attack_worst.output.summary.format(dataset=d, model=m) for d in DATASETS
+            for m in PLAN.attacked_models() if m in PLAN.datasets[d].models]

@@ -1,4 +1,5 @@
 # The study plan, resolved once by the tokencert package, and the input functions the rules share.
+import re
 import sys
 
 import tokencert.config as tc
@@ -17,7 +18,7 @@ CONDA_ENV = f"../envs/{config.get('conda_env', 'cpu')}.yaml"
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.]*(-[A-Za-z0-9_.]+)*",
     vocab=r"[A-Za-z0-9][A-Za-z0-9_.]*(-[A-Za-z0-9_.]+)*",
-    model=r"baseline|discrete-[A-Za-z0-9_.-]+|noise-[0-9.e+-]+",
+    model="|".join(re.escape(m) for m in sorted(PLAN.models, key=len, reverse=True)),
     sigma=r"[0-9.e+-]+",
     attack="|".join(ATTACKS),
 
@@ -53,16 +54,15 @@ def vocab_file(dataset, vocab):
     return rules.vocab.output.vocab.format(dataset=dataset, vocab=vocab)
 
 
-def token_vocab(model):
-    """The vocabulary a classifier sees (None for a pixel classifier)."""
-    kind, arg = tc.parse_model(model)
-    return arg if kind == "discrete" else None
+def recipe(w):
+    """The recipe of the job's classifier."""
+    return PLAN.datasets[w.dataset].recipes[w.model]
 
 
 def classifier_inputs(w):
     """The test split and, for a token classifier, its vocabulary."""
     files = {k: v for k, v in data_files(w.dataset).items() if k != "train"}
-    vocab = token_vocab(w.model)
+    vocab = recipe(w).vocab
     return {**files, **({"vocab": vocab_file(w.dataset, vocab)} if vocab else {})}
 
 
@@ -83,8 +83,9 @@ def report_inputs(w):
         files["smoothing"] += [rules.smooth.output.summary.format(dataset=d, model=m, sigma=tc.format_sigma(s))
                                for m, s in dp.smoothed]
         files["certacc"] += [rules.certacc.output.summary.format(dataset=d, vocab=v) for v in PLAN.discrete]
-        files["exact"] += [rules.exact_certify.output.summary.format(dataset=d, model=m) for m in PLAN.exact]
-        for m in PLAN.attacked_models():
+        files["exact"] += [rules.exact_certify.output.summary.format(dataset=d, model=m) for m in PLAN.exact
+                           if m in dp.models]
+        for m in [m for m in PLAN.attacked_models() if m in dp.models]:
             files["attacks"] += attack_files(d, m) + [rules.attack_worst.output.summary.format(dataset=d, model=m)]
         files["examples"] += [vocab_file(d, PLAN.report.example_vocab), data_files(d)["test"],
                               rules.certify.output.maps.format(dataset=d, vocab=PLAN.report.example_vocab)]

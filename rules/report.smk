@@ -14,11 +14,11 @@ rule report:
         unpack(report_inputs),
         captions=sorted(str(p) for p in Path(workflow.basedir, "report", "captions").glob("*.rst")),
     output:
-        tables=[f"results/report/tables/{t}.tex" for t in ("main", "vocab", "cost")],
+        tables=[f"results/report/tables/{t}.tex" for t in ("main", "landscape", "vocab", "cost")],
         # the HTML report shows rendered tables, the PDF the LaTeX ones
         html_tables=[
             report(f"results/report/tables/{t}.html", caption=f"{CAPTIONS}/{t}_table.rst", category="Tables")
-            for t in ("main", "vocab", "cost")
+            for t in ("main", "landscape", "vocab", "cost")
         ],
         main_md="results/report/tables/main.md",
         figures=[

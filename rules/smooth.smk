@@ -2,7 +2,7 @@
 # discrete classifiers, and the certified accuracy of every discrete classifier with R_0.
 
 # Settings that change the smoothing results (the sigma grid and model list only pick jobs).
-SMOOTHING_KEYS = ("n0", "n", "alpha", "batch_size", "every", "max_images")
+SMOOTHING_KEYS = ("n0", "n", "alpha", "batch_size", "precision", "every", "max_images")
 
 
 rule smooth:
@@ -20,6 +20,7 @@ rule smooth:
         "logs/smooth/{dataset}/{model}/sigma-{sigma}.log",
     benchmark:
         "benchmarks/rules/smooth/{dataset}/{model}/sigma-{sigma}.tsv"
+    # 1 thread: two 1-thread jobs on 2 cores beat one 2-thread job (measured in rules/attack.smk)
     threads: 1
     resources:
         gpu=1,

@@ -1,4 +1,4 @@
-# Train stage: the study's classifiers per dataset (baseline, discrete-<vocab>, noise-<sigma>).
+# Train stage: the study's classifiers per dataset, each from its recipe (tokencert.config.Recipe).
 
 
 rule train:
@@ -10,12 +10,15 @@ rule train:
         metrics="results/{dataset}/models/{model}/metrics.csv",
         final="results/{dataset}/models/{model}/final.json",
     params:
-        training=lambda w: PLAN.datasets[w.dataset].training,
+        # the dataset's training section with the recipe's overrides, and what it minimises
+        training=lambda w: tc.deep_merge(PLAN.datasets[w.dataset].training, recipe(w).training),
+        objective=lambda w: recipe(w).objective,
         units=units,
     log:
         "logs/train/{dataset}/{model}.log",
     benchmark:
         "benchmarks/rules/train/{dataset}/{model}.tsv"
+    # 1 thread: two 1-thread jobs on 2 cores beat one 2-thread job (measured in rules/attack.smk)
     threads: 1
     resources:
         gpu=1,

@@ -16,7 +16,8 @@ rule vocab:
         "logs/vocab/{dataset}/{vocab}.log",
     benchmark:
         "benchmarks/rules/vocab/{dataset}/{vocab}.tsv"
-    threads: 2
+    # 1 thread: two 1-thread jobs on 2 cores beat one 2-thread job (measured in rules/attack.smk)
+    threads: 1
     resources:
         gpu=lambda w: int(PLAN.vocabularies[w.vocab]["kind"] == "learned"),
         mem_mb=8000,

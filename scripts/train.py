@@ -13,6 +13,7 @@ with job(smk, smk.wildcards.dataset, smk.wildcards.model) as ctx:
         data_dir=Path(smk.input.manifest).parent,
         out_dir=Path(smk.output.model).parent,
         training=dict(smk.params.training),
+        objective=dict(smk.params.objective),
         units=smk.params.units,
         seed=ctx.seed,
         device=ctx.device,

@@ -1,4 +1,4 @@
-"""Shared test helpers: small synthetic image folders and archives."""
+"""Shared test helpers: small synthetic image folders and archives, an interrupted training run."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,3 +52,24 @@ def make_zip(folder: Path, target: Path, arcroot: str = "ds") -> Path:
             if path.is_file():
                 zf.write(path, f"{arcroot}/{path.relative_to(folder).as_posix()}")
     return target
+
+
+def kill_in_epoch_2(trainer, train, test, monkeypatch, **fit_kwargs) -> None:
+    """Run ``trainer.fit`` until a KeyboardInterrupt strikes in its second epoch, as in a killed job."""
+    from tokencert.train import Trainer
+
+    original = Trainer._train_epoch
+    calls = []
+
+    def killed(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", killed)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(train, test, **fit_kwargs)
+    finally:
+        monkeypatch.undo()

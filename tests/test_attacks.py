@@ -7,14 +7,14 @@ import torch
 
 from tests.attack_fixtures import trained_models, vocabulary
 from tokencert.attacks import check_attack_params, clean_accuracy, norms, pgd, project, run_attack, worst_case
+from tokencert.attacks.apgd import apgd
 from tokencert.attacks.square import square
 from tokencert.attacks.suite import sanity_warnings
-from tokencert.attacks.surrogate import StraightThrough
 from tokencert.attacks.tokenflip import tokenflip
-from tokencert.models import DiscreteClassifier
+from tokencert.models import DiscreteClassifier, StraightThrough
 from tokencert.vocab import Vocabulary
 
-PARAMS = {"pgd": {"steps": 20, "restarts": 1, "step_size": 2.5}, "sspgd": {"taus": [0.05]},
+PARAMS = {"pgd": {"steps": 20, "restarts": 1, "step_size": 2.5}, "apgd": {"steps": 20}, "sspgd": {"taus": [0.05]},
           "square": {"queries": 200, "p_init": 0.8}, "tokenflip": {"max_flips": 24, "candidates": 28}}
 
 
@@ -56,6 +56,34 @@ def test_pgd_on_discrete_model_is_masked_but_bpda_and_sspgd_are_not(models):
     sspgd = run_attack("sspgd", discrete, x, y, eps, PARAMS, seed=0).robust_accuracy()[0]
     assert plain > 0.9  # no gradient: PGD only tries its random start
     assert bpda < 0.1 and sspgd < 0.1
+
+
+def test_apgd_ce_breaks_undefended_and_token_models_through_the_surrogate(models):
+    baseline, discrete, x, y = models
+    adv = apgd(baseline, x, y, eps=4.0, loss="ce", steps=20, restarts=1, seed=0)
+    assert (norms(adv - x) <= 4.0 + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1
+    assert clean_accuracy(baseline, adv, y) <= 0.05
+    assert clean_accuracy(baseline, apgd(baseline, x, y, 0.05, "ce", 10, 1, 0), y) > 0.5
+    # on the token classifier the suite differentiates the straight-through surrogate
+    outcome = run_attack("apgd-ce", discrete, x, y, [4.0], PARAMS, seed=0)
+    assert outcome.robust_accuracy()[0] < 0.1 and all(outcome.checks.values())
+    # torchattacks restores the mode it found: the classifier must still be in eval mode (batch norm)
+    assert not any(m.training for m in discrete.modules()) and not StraightThrough(discrete, None).training
+
+
+def test_apgd_dlr_on_three_classes_and_refused_on_two(models):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)).eval()
+    x = torch.rand(30, 1, 8, 8)
+    y = net(x).argmax(1).detach()
+    adv = apgd(net, x, y, eps=2.0, loss="dlr", steps=20, restarts=1, seed=0)
+    assert (norms(adv - x) <= 2.0 + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1
+    assert clean_accuracy(net, adv, y) < 1.0
+    baseline, _, x2, y2 = models
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        apgd(baseline, x2, y2, eps=1.0, loss="dlr", steps=5, restarts=1, seed=0)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        apgd(baseline, x2, y2, eps=1.0, loss="margin", steps=5, restarts=1, seed=0)
 
 
 def test_tokenflip_examples_really_fool_the_hard_model(models):
@@ -131,7 +159,7 @@ def test_straight_through_forward_is_exactly_the_hard_model(models):
         assert torch.equal(StraightThrough(discrete, tau)(x + 0.01), discrete(x + 0.01))
 
 
-@pytest.mark.parametrize("attack", ["pgd", "bpda", "sspgd", "transfer"])
+@pytest.mark.parametrize("attack", ["pgd", "apgd-ce", "bpda", "sspgd", "transfer"])
 def test_grid_outcomes_are_nested_and_witnessed(models, attack):
     """Robust accuracy never rises with eps (an unsorted grid included), clean mistakes are
     broken at eps 0, and every eps where a sample fell has a verified example within it."""

@@ -9,7 +9,7 @@ import yaml
 
 from tests.helpers import REPO
 from tokencert import config as tc
-from tokencert.study import ATTACKS, CERT_RADIUS, FIGURE_KINDS
+from tokencert.study import ATTACKS, CERT_RADIUS, FIGURE_KINDS, OBJECTIVES
 from tokencert.tokens import resolve_mode
 
 
@@ -85,17 +85,22 @@ def test_unknown_references(params):
 
 
 def test_study_plan(params):
-    names = tc.model_names(params)
-    assert names[0] == "baseline"
-    assert all(tc.parse_model(n)[0] in {"baseline", "discrete", "noise"} for n in names)
-    assert tc.parse_model("noise-0.25") == ("noise", 0.25)
-    assert tc.parse_model("discrete-gauss-k16") == ("discrete", "gauss-k16")
-    with pytest.raises(tc.ConfigError):
-        tc.parse_model("resnet")
+    recipes = tc.study_recipes(params)
+    names = list(recipes)
+    assert names[0] == "baseline" and recipes["baseline"].input == "pixels" and recipes["baseline"].kind == "standard"
+    noise = recipes["noise-0.25"]
+    assert noise.objective == {"objective": "noise", "sigma": 0.25} and noise.sigma == 0.25
+    assert recipes["discrete-gauss-k16"].vocab == "gauss-k16" and recipes["discrete-gauss-k16"].sigma is None
+    # smoothing.discrete: the token classifier is trained under the noise it is smoothed with
+    token_noise = recipes["discrete-gauss-noise-0.5"]
+    assert (token_noise.vocab, token_noise.kind, token_noise.sigma) == ("gauss", "noise", 0.5)
+    plan = tc.resolve_plan(params)
+    assert ("discrete-gauss-noise-0.5", 0.5) in plan.datasets["mnist5k"].smoothed
+    assert all(plan.datasets["mnist5k"].recipes[m].sigma == s for m, s in plan.datasets["mnist5k"].smoothed)
     sweep = tc.sweep_vocabularies(params)
-    recipes = tc.vocabulary_recipes(params)
-    ks = [recipes[v]["K"] for v in sweep]
-    assert ks == sorted(ks) and set(sweep) <= set(recipes)
+    vocabs = tc.vocabulary_recipes(params)
+    ks = [vocabs[v]["K"] for v in sweep]
+    assert ks == sorted(ks) and set(sweep) <= set(vocabs)
     assert resolve_mode("auto", 1) == "joint" and resolve_mode("auto", 3) == "per_channel"
 
 
@@ -104,17 +109,19 @@ def test_the_plan_is_resolved_once_from_the_parameters(params):
     plan = tc.resolve_plan(cfg)
     (d,) = plan.datasets.values()
     assert d.name == "mnist5k" and d.units == "pixel" and d.sigmas == [2.0]
+    defenses = tuple(params["classifiers"].get("recipes", {}))
     assert d.models == ("baseline", "discrete-gauss", "discrete-kmeans", "discrete-learned", "discrete-gauss-k16",
-                        "discrete-gauss-k1024", "noise-2")
-    assert d.smoothed == (("noise-2", 2.0), ("discrete-gauss", 2.0))
-    assert plan.attacks_on("baseline") == ["pgd", "square"]
+                        "discrete-gauss-k1024", "noise-2", "discrete-gauss-noise-2") + defenses
+    assert d.smoothed[:2] == (("noise-2", 2.0), ("discrete-gauss-noise-2", 2.0))
+    assert plan.attacks_on("baseline") == ["pgd", "apgd-ce", "apgd-dlr", "square"]
     assert plan.attacks_on("discrete-gauss") == list(ATTACKS)
-    assert plan.exact == ("discrete-gauss", "discrete-learned") and plan.eps == (0.5, 1.0, 2.0, 4.0)
+    assert plan.exact == ("discrete-gauss", "discrete-learned") and plan.eps == (0.5, 1.0, 1.58, 2.0, 4.0)
     assert plan.report.main_vocab == "gauss" and plan.report.cert_radius == CERT_RADIUS
     assert plan.report.figures == FIGURE_KINDS
     no_baseline = broken(broken(params, "classifiers.baseline", False), "attacks.models", ["discrete-gauss"])
     assert "transfer" not in tc.resolve_plan(no_baseline).attacks_on("discrete-gauss")
     assert tc.load_schema()["definitions"]["attack"] == {"enum": list(ATTACKS)}
+    assert tc.load_schema()["definitions"]["objective"] == {"enum": list(OBJECTIVES)}
     with pytest.raises(tc.ConfigError, match="attacks.suite.0"):
         tc.resolve_plan(broken(params, "attacks.suite", ["fgsm"]))
 
@@ -160,3 +167,38 @@ def test_study_vocabularies_pick_what_is_built(params):
         tc.validate({**broken(cfg, "study.vocabularies", ["kmeans"]), "k_sweep": {"base": "gauss", "K": [16]},
                      "classifiers": {"baseline": True, "discrete": []}, "smoothing": {**cfg["smoothing"], "discrete": []},
                      "attacks": {**cfg["attacks"], "models": ["baseline"]}})
+
+
+def test_recipes_are_planned_attacked_and_smoothed(params):
+    recipes = {"at": {"input": "pixels", "objective": "pgd_at", "eps": 1.0, "steps": 3},
+               "tok-cons": {"input": "tokens:gauss", "objective": "consistency", "sigma": 0.5, "arch": "cnn",
+                            "training": {"epochs": 1}}}
+    plan = tc.resolve_plan(broken(params, "classifiers.recipes", recipes))
+    d = plan.datasets["mnist5k"]
+    assert d.models[-2:] == ("at", "tok-cons") and d.recipes["tok-cons"].training == {"epochs": 1, "arch": "cnn"}
+    assert ("tok-cons", 0.5) in d.smoothed and not any(m == "at" for m, _ in d.smoothed)
+    assert plan.attacks_on("at") == ["pgd", "apgd-ce", "apgd-dlr", "square"]
+    assert "sspgd" in plan.attacks_on("tok-cons") and "tok-cons" in plan.exact
+    everything = tc.resolve_plan(broken(broken(params, "classifiers.recipes", recipes), "attacks.models", "all"))
+    assert everything.attacked_models() == sorted(everything.datasets["mnist5k"].models)
+
+
+@pytest.mark.parametrize("recipe, match", [
+    ({"input": "pixels", "objective": "mixup"}, "classifiers.recipes.r.objective"),
+    ({"input": "pixels", "objective": "pgd_at", "eps": 0}, "classifiers.recipes.r.eps"),
+    ({"input": "pixels", "objective": "pgd_at"}, "classifiers.recipes.r.eps is required by objective pgd_at"),
+    ({"input": "pixels", "objective": "trades", "eps": 1.0, "beta": -1}, "classifiers.recipes.r.beta"),
+    ({"input": "tokens:nope", "objective": "standard"}, "classifiers.recipes.r.input names vocabulary 'nope'"),
+    ({"input": "pixels", "objective": "consistency"}, "classifiers.recipes.r.sigma is required by objective"),
+    ({"input": "pixels", "objective": "standard", "sigma": 0.5}, "classifiers.recipes.r.sigma has no meaning"),
+    ({"input": "voxels", "objective": "standard"}, "classifiers.recipes.r.input"),
+])
+def test_bad_recipes_name_their_key(params, recipe, match):
+    with pytest.raises(tc.ConfigError, match=match):
+        tc.resolve_plan(broken(params, "classifiers.recipes", {"r": recipe}))
+
+
+def test_a_recipe_cannot_take_a_shorthand_name(params):
+    with pytest.raises(tc.ConfigError, match="classifiers.recipes.noise-0.5: the name is taken"):
+        tc.resolve_plan(broken(params, "classifiers.recipes",
+                               {"noise-0.5": {"input": "pixels", "objective": "standard"}}))

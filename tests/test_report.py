@@ -92,7 +92,7 @@ def test_reproduce_section_compares_both_units_with_the_study():
     assert all(v["normalized"] is None for v in missing.values.values())
     assert "not enough results" in reproduce.verdict(missing)[0]
     tex = tables.render("report.tex", radius="0.05", units={"m": "pixel"}, figures=[], findings=[], captions={
-                            k: "c" for k in ("main_table", "vocab_table", "cost_table")},
+                            k: "c" for k in ("main_table", "landscape_table", "vocab_table", "cost_table")},
                         settings=["s"], models="baseline", study=[(c, rows, reproduce.verdict(c))])
     assert r"\section*{Reproducing the study}" in tex and "Ours, normalized units" in tex
 
@@ -111,8 +111,10 @@ def test_cost_rows_name_each_smoothing_sigma():
     d = DatasetResults("m", {"shape": [1, 28, 28]})
     d.smoothing = {"discrete-gauss": {s: {"n": 2000, "seconds_per_image": s} for s in (0.25, 1.0)}}
     methods = [r["method"] for r in tables.cost_rows([d])]
-    assert methods == ["randomized smoothing (discrete-gauss, sigma=0.25, n=2000)",
-                       "randomized smoothing (discrete-gauss, sigma=1, n=2000)"]
+    assert methods == ["randomized smoothing (discrete-gauss, sigma=0.25, n=2000, fp32 on cpu)",
+                       "randomized smoothing (discrete-gauss, sigma=1, n=2000, fp32 on cpu)"]
+    d.smoothing["discrete-gauss"][1.0].update(precision="bf16", device="cuda")
+    assert tables.cost_rows([d])[1]["method"].endswith("n=2000, bf16 on cuda)")
 
 
 def write_results(root, dataset: str, models: list[str]) -> dict[str, list]:
@@ -192,7 +194,11 @@ def synthetic() -> DatasetResults:
 def test_no_legend_covers_a_data_line_or_an_axis_label(kind):
     config = params()
     config["k_sweep"] = {"base": "gauss", "K": [16, 1024]}
-    fig = figures.make(kind, synthetic(), plan(config))
+    d = synthetic()
+    d.name = "mnist5k"  # a planned dataset: the certified figure adds the defense families' panel
+    fig = figures.make(kind, d, plan(config))
+    if kind == "certified":
+        assert any(ax.get_title().startswith("defense families") for ax in fig.axes)
     assert any(ax.get_legend() for ax in fig.axes) or fig.legends, "no legend"
     assert_legible(fig, kind)
     plt.close(fig)
@@ -214,13 +220,15 @@ def test_main_table_names_eps_and_radius_and_gives_smoothing_to_the_smoothed_cla
     d = synthetic()
     d.name = "mnist5k"
     d.smoothing = {"noise-0.25": {0.25: {"clean_accuracy": 0.9, "acr": 0.5}},
-                   "discrete-gauss": {0.25: {"clean_accuracy": 0.1, "acr": 0.9}}}
+                   "discrete-gauss-noise-0.25": {0.25: {"clean_accuracy": 0.1, "acr": 0.9, "precision": "bf16",
+                                                        "device": "cuda"}}}
     config = params()
     config["smoothing"]["sigmas"] = [0.25]
     rows = tables.main_rows([d], plan(config))
     by = {r["classifier"]: r for r in rows}
-    assert by["Baseline"]["rs_acc"] == "-" and by["noise-0.25, smoothed (sigma 0.25)"]["rs_cert"] == "0.500"
-    assert by["discrete-gauss, smoothed (sigma 0.25)"]["rs_acc"] == "10.00 % (chance!)"
+    assert by["Baseline"]["rs_acc"] == "-"
+    assert by["noise-0.25, smoothed (sigma 0.25, fp32 on cpu)"]["rs_cert"] == "0.500"
+    assert by["discrete-gauss-noise-0.25, smoothed (sigma 0.25, bf16 on cuda)"]["rs_acc"] == "10.00 % (chance!)"
     columns = dict(tables.main_columns(rows, 0.05))
     assert columns["worst"] == "Worst-case acc. @ eps = 4" and columns["r0"] == "R_0 cert. acc. @ r = 0.05"
     tex = tables.render("table.tex", rows=rows, columns=list(columns.items()))
@@ -237,3 +245,33 @@ def test_captions_say_what_is_plotted_and_convert_to_latex():
         latex = rst_to_latex(text)
         assert ":math:" not in latex and "``" not in latex
     assert rst_to_latex(":math:`R_0` of ``x_y`` at 5%") == r"$R_0$ of \texttt{x\_y} at 5\%"
+
+
+def test_landscape_gives_each_classifier_its_best_certificate_and_worst_case_at_the_standard_radii():
+    d = DatasetResults("mnist5k", {"shape": [1, 28, 28], "classes": [str(i) for i in range(10)]})
+
+    def cert(method, radii, sigma=None):
+        n = len(radii)
+        return {**summarize(method, "mnist5k", "x", "pixel", np.array(radii), np.ones(n, bool), np.zeros(n, bool),
+                            [0.0], sigma, 0.5), "alpha": 0.001}
+
+    d.certacc = {"discrete-gauss": cert("R0", [0.01, 0.02, 0.6, 2.0])}
+    d.exact = {"discrete-gauss": {"R2": cert("R2", [0.02, 0.03, 1.2, 2.0])}}  # dominates R_0
+    d.smoothing = {"noise-0.5": {0.5: cert("smoothing", [0.4, 0.7, 1.0, 1.6], sigma=0.5)}}
+    d.attacks = {"pgd-at": {"worst": {"eps": [0.5, 1.0, 1.58, 4.0], "robust_accuracy": [0.8, 0.6, 0.3, 0.0]}}}
+    d.models = {m: {"test_accuracy": 0.9} for m in ("discrete-gauss", "noise-0.5", "pgd-at")}
+    p = plan()
+    gauss = tables.landscape_numbers(d, p, "discrete-gauss")
+    assert gauss["radii"] == [0.5, 1.0, 1.58] and gauss["certified"] == [0.5, 0.5, 0.25]
+    assert gauss["certificate"] == ["deterministic"] * 3 and gauss["input"] == "tokens:gauss"
+    noise = tables.landscape_numbers(d, p, "noise-0.5")
+    assert noise["certified"] == [0.75, 0.5, 0.25] and noise["certificate"][0] == "probabilistic (alpha 0.001)"
+    at = tables.landscape_numbers(d, p, "pgd-at")
+    assert at["certified"] == [None] * 3 and at["worst"] == [0.8, 0.6, 0.3] and at["worst_study_eps"] == 0.0
+    assert at["objective"] == "pgd_at"
+    rows = tables.landscape_rows([d], p)
+    assert [r["classifier"] for r in rows] == list(p.datasets["mnist5k"].models)
+    columns = dict(tables.landscape_columns([d]))
+    assert columns["cert2"] == "Certified @ r = 1.58" and columns["worst0"] == "Worst-case @ r = 0.5"
+    assert {r["classifier"]: r for r in rows}["discrete-gauss"]["cert0"] == "50.00 % (det.)"
+    assert tables.render("table.tex", rows=rows, columns=list(columns.items())).count(r"\\") == len(rows) + 1

@@ -12,12 +12,17 @@ from tokencert.io import read_json
 from tokencert.models import DiscreteClassifier, build_model, model_meta, save_classifier
 from tokencert.smoothing import (
     ABSTAIN,
+    NOISE_CHUNK,
+    batch_size_for,
     certify,
     certify_images,
+    group_size,
     lower_confidence_bound,
     max_radius,
     predict,
+    prepare,
     sample_counts,
+    sample_counts_many,
     select_indices,
     smooth_classifier,
     summarize_rows,
@@ -197,6 +202,52 @@ def test_rows_do_not_depend_on_which_other_images_are_certified():
     assert both[1]["radius"] == alone[0]["radius"] and both[1]["predict"] == alone[0]["predict"]
 
 
+@pytest.mark.parametrize("batch_size", [7, 64, 1000, 5000])
+def test_rows_do_not_depend_on_batch_size_nor_on_the_images_certified_together(batch_size):
+    # n crosses two noise-chunk boundaries.
+    n = 2 * NOISE_CHUNK + 500
+    images = torch.randint(0, 256, (6, 1, 6, 6), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 0, 1, 2, 0])
+    kw = dict(sigma=0.5, n0=10, n=n, alpha=0.01, seed=3, device=torch.device("cpu"), progress=False)
+    model = Threshold(0.45)
+    reference = [certify_images(model, images, labels, [i], batch_size=10, **kw)[0] for i in range(6)]
+    rows = certify_images(model, images, labels, list(range(6)), batch_size=batch_size, **kw)
+    assert (group_size(batch_size, 10) > 1) == (batch_size >= 20)  # batch 64 on: several images per pass
+    assert [(r["predict"], r["radius"]) for r in rows] == [(r["predict"], r["radius"]) for r in reference]
+    assert len({r["radius"] for r in rows}) > 1  # the images differ, so does the comparison
+
+
+def test_sample_counts_many_equals_each_image_alone():
+    xs = torch.rand(3, 1, 6, 6)
+    many = sample_counts_many(Threshold(), xs, 0.5, 1500, 700, generators=[gen(i) for i in range(3)])
+    assert many.shape == (3, 3) and many.sum(1).tolist() == [1500] * 3
+    for i in range(3):
+        assert torch.equal(many[i], sample_counts(Threshold(), xs[i], 0.5, 1500, 1500, generator=gen(i)))
+    with pytest.raises(ValueError, match="2 generators for 3 images"):
+        sample_counts_many(Threshold(), xs, 0.5, 10, 10, generators=[gen(), gen()])
+
+
+def test_batch_size_per_device():
+    assert batch_size_for(100, "cuda") == 100
+    assert batch_size_for({"cpu": 100, "cuda": 10000}, torch.device("cuda")) == 10000
+    assert batch_size_for({"cpu": 100, "cuda": 10000}, torch.device("cpu")) == 100
+    with pytest.raises(ValueError, match="no entry for device 'cuda'"):
+        batch_size_for({"cpu": 5}, "cuda")
+
+
+def test_bf16_base_classifier_counts_close_to_fp32():
+    torch.manual_seed(0)
+    net = build_model("cnn", 1, 10, [0.13], [0.31]).eval()
+    x = torch.rand(1, 28, 28)
+    fp32 = sample_counts(prepare(net, "fp32"), x, 0.25, 400, 100, generator=gen(5))
+    bf16 = sample_counts(prepare(net, "bf16"), x, 0.25, 400, 100, generator=gen(5), precision="bf16")
+    assert bf16.sum() == 400 and (fp32 - bf16).abs().sum() <= 0.05 * 400
+    conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        prepare(net, "fp16")
+
+
 
 def test_smoothed_discrete_classifier_tokenizes_the_noisy_image():
     # Token 0 is the only one any noisy patch can be nearest to: Q(x + eps) is constant.
@@ -219,13 +270,15 @@ def test_smooth_classifier_writes_tsv_and_summary(tmp_path):
     meta = model_meta(arch="cnn", channels=1, num_classes=2, image_size=8, mean=[0.5], std=[0.25], dataset="toy",
                       kind="noise", sigma=0.5, test_accuracy=0.5)
     save_classifier(tmp_path / "model.pt", net, meta)
-    settings = {"n0": 5, "n": 50, "alpha": 0.01, "batch_size": 32, "every": 5, "max_images": 2}
+    settings = {"n0": 5, "n": 50, "alpha": 0.01, "batch_size": {"cpu": 32, "cuda": 1000}, "every": 5,
+                "max_images": 2}
     kw = dict(dataset="toy", model="noise-0.5", sigma=0.5, model_path=tmp_path / "model.pt",
               data_dir=tmp_path / "data", settings=settings, units="pixel", grid=[0.0, 0.5], seed=0,
               device=torch.device("cpu"), progress=False)
     summary = smooth_classifier(**kw, tsv_path=tmp_path / "s.tsv", json_path=tmp_path / "s.json")
     assert read_json(tmp_path / "s.json") == summary
     assert summary["n_images"] == 2 and summary["n"] == 50 and summary["model"] == "noise-0.5"
+    assert (summary["precision"], summary["device"], summary["batch_size"]) == ("fp32", "cpu", 32)
     assert [line.split("\t")[0] for line in (tmp_path / "s.tsv").read_text().splitlines()] == ["idx", "0", "5"]
     with pytest.raises(ValueError, match="dataset 'toy', not 'other'"):
         smooth_classifier(**{**kw, "dataset": "other"}, tsv_path=tmp_path / "x.tsv", json_path=tmp_path / "x.json")

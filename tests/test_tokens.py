@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokencert.tokens import assign, patchify, unpatchify
+from tokencert.tokens import assign, patchify, unique_rows, unpatchify
 from tokencert.vocab import Vocabulary, soft_tokenize, tokenize
 
 MODES = ("joint", "per_channel", "per_channel_separate")
@@ -121,3 +121,19 @@ def test_soft_tokenize_matches_the_distance_softmax():
         expected[:, g] = w @ vocab.tokens[g]
     ref = unpatchify(expected.reshape(2, 12, 16), 4, "per_channel_separate", 3, 8)
     assert torch.allclose(soft_tokenize(images, vocab, 0.05), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("dedup", [True, False])
+def test_assign_with_and_without_dedup_agree_on_repeated_and_distinct_rows(dedup):
+    torch.manual_seed(0)
+    tokens = torch.rand(40, 4, dtype=torch.float64)
+    distinct = torch.rand(30, 4, dtype=torch.float64)
+    patches = torch.cat([distinct, distinct[:10], torch.zeros(5, 4), -torch.zeros(5, 4)])[torch.randperm(50)]
+    expected = torch.cdist(patches, tokens).argmin(1)
+    assert torch.equal(assign(patches.reshape(5, 10, 4), tokens, dedup=dedup).reshape(-1), expected)
+
+
+def test_unique_rows_finds_every_repeat_and_maps_back():
+    rows = torch.tensor([[1.0, 2.0], [0.0, 0.0], [1.0, 2.0], [3.0, 1e-300], [0.0, 0.0]], dtype=torch.float64)
+    distinct, inverse = unique_rows(rows)
+    assert distinct.shape[0] == 3 and torch.equal(distinct[inverse], rows)

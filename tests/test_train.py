@@ -8,13 +8,16 @@ import io
 import pytest
 import torch
 
+from tests.helpers import kill_in_epoch_2
 from tokencert.data.store import Split, build_manifest, load_split, write_dataset
 from tokencert.io import read_json, save_torch
 from tokencert.models import DiscreteClassifier, build_model, load_classifier
+from tokencert.objectives import Objective, batch_loss
 from tokencert.train import Trainer, TrainSettings, crop_flip, evaluate, train_classifier
 from tokencert.vocab import Vocabulary
 
 CPU = torch.device("cpu")
+NOISE = Objective("noise", sigma=0.1)
 SETTINGS = TrainSettings(arch="cnn", epochs=3, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, augment="none")
 
 
@@ -99,29 +102,16 @@ def test_different_seed_gives_different_weights(splits):
 def test_interrupted_run_resumes_to_identical_weights(splits, tmp_path, monkeypatch):
     train, test = splits
     settings = TrainSettings(**{**SETTINGS.__dict__, "augment": "cropflip"})
-    noise = torch.tensor([0.1])
-    reference = Trainer(fresh_net(), settings, seed=9, device=CPU, noise_std=noise, progress=False)
+    reference = Trainer(fresh_net(), settings, seed=9, device=CPU, objective=NOISE, progress=False)
     reference_metrics = reference.fit(train, test)
 
     ckpt, metrics_csv = tmp_path / "checkpoint.pt", tmp_path / "metrics.csv"
-    original = Trainer._train_epoch
-    calls = []
-
-    def killed_in_epoch_2(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(fresh_net(), settings, seed=9, device=CPU, noise_std=noise, progress=False).fit(
-            train, test, checkpoint=ckpt, metrics_csv=metrics_csv)
-    monkeypatch.undo()
+    kill_in_epoch_2(Trainer(fresh_net(), settings, seed=9, device=CPU, objective=NOISE, progress=False), train,
+                    test, monkeypatch, checkpoint=ckpt, metrics_csv=metrics_csv)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     assert len(list(csv.DictReader(metrics_csv.open()))) == 1
 
-    resumed = Trainer(fresh_net(seed=123), settings, seed=9, device=CPU, noise_std=noise, progress=False)
+    resumed = Trainer(fresh_net(seed=123), settings, seed=9, device=CPU, objective=NOISE, progress=False)
     metrics = resumed.fit(train, test, checkpoint=ckpt, metrics_csv=metrics_csv)
     for key, value in weights(reference.model).items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
@@ -175,19 +165,24 @@ def test_a_corrupt_checkpoint_is_set_aside_and_training_starts_over(splits, tmp_
 
 
 def test_noise_inputs_have_the_requested_std():
-    trainer = Trainer(fresh_net(channels=2), SETTINGS, seed=0, device=CPU, noise_std=torch.tensor([0.2, 0.5]),
-                      progress=False)
+    seen = []
+    recorder = lambda x: seen.append(x) or torch.zeros(x.shape[0], 2, requires_grad=True)  # noqa: E731
     x = torch.full((64, 2, 16, 16), 0.5)
-    noise = trainer._inputs(x, torch.Generator().manual_seed(0)) - x
+    batch_loss(Objective("noise", sigma=0.5), recorder, x, torch.zeros(64, dtype=torch.long),
+               torch.Generator().manual_seed(0), scale=torch.tensor([0.4, 1.0]))
+    noise = seen[0] - x
     assert noise.transpose(0, 1).flatten(1).std(dim=1).tolist() == pytest.approx([0.2, 0.5], rel=0.03)
 
 
-@pytest.mark.parametrize("model, kind, sigma", [("baseline", "baseline", None), ("noise-0.25", "noise", 0.25)])
-def test_train_classifier_writes_outputs_and_removes_checkpoint(data_dir, tmp_path, model, kind, sigma):
+@pytest.mark.parametrize("model, objective, kind, sigma", [
+    ("baseline", {}, "baseline", None), ("noise-0.25", {"objective": "noise", "sigma": 0.25}, "noise", 0.25),
+    ("at", {"objective": "pgd_at", "eps": 1.0, "steps": 2}, "baseline", None)])
+def test_train_classifier_writes_outputs_and_removes_checkpoint(data_dir, tmp_path, model, objective, kind, sigma):
     out = tmp_path / "models" / model
     params = {**SETTINGS.__dict__, "epochs": 2}
     final = train_classifier(dataset="toy", model=model, data_dir=data_dir, out_dir=out, training=params,
-                             units="pixel", seed=0, device=CPU, progress=False)
+                             units="pixel", seed=0, device=CPU, objective=objective, progress=False)
+    assert final["objective"] == Objective.from_recipe(objective).record()
     assert sorted(p.name for p in out.iterdir()) == ["final.json", "metrics.csv", "model.pt"]
     assert read_json(out / "final.json") == final
     assert final["kind"] == kind and final["sigma"] == sigma and final["n_train"] == 64
@@ -199,12 +194,6 @@ def test_train_classifier_writes_outputs_and_removes_checkpoint(data_dir, tmp_pa
     assert meta["arch"] == "cnn" and meta["vocabulary"] is None
     test = load_split(data_dir, "test")
     assert evaluate(net, test.images, test.labels, 7, CPU) == final["test_accuracy"]  # the saved weights
-
-
-def test_discrete_model_needs_its_vocabulary(data_dir, tmp_path):
-    with pytest.raises(ValueError, match="vocabulary"):
-        train_classifier(dataset="toy", model="discrete-gauss", data_dir=data_dir, out_dir=tmp_path / "m",
-                         training=SETTINGS.__dict__, units="pixel", seed=0, device=CPU, progress=False)
 
 
 def test_discrete_classifier_trains_on_tokenized_images_and_records_its_vocabulary(data_dir, tmp_path):

@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .study import ATTACKS, CERT_RADIUS, FIGURE_KINDS, attack_applies
+from .study import ATTACKS, CERT_RADIUS, EPS_OBJECTIVES, FIGURE_KINDS, OBJECTIVES, SIGMA_OBJECTIVES, attack_applies
 
 SCHEMA_PATH = Path(str(resources.files("tokencert") / "params.schema.yaml"))
 
@@ -45,10 +45,11 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Read the parameter schema; the attack names come from :data:`tokencert.study.ATTACKS`."""
+    """Read the parameter schema; attack and objective names come from :mod:`tokencert.study`."""
     with open(path, encoding="utf-8") as fh:
         schema = yaml.safe_load(fh)
     schema["definitions"]["attack"] = {"enum": list(ATTACKS)}
+    schema["definitions"]["objective"] = {"enum": list(OBJECTIVES)}
     return schema
 
 
@@ -147,13 +148,42 @@ def _check_references(config: Mapping[str, Any]) -> None:
         for vocab in section.get("discrete", []):
             if vocab not in vocabs:
                 raise ConfigError(f"params: {key}.discrete names '{vocab}', which is not in vocabularies")
-    known = set(model_names(config))
-    for model in config["attacks"]["models"]:
+    _check_recipes(config, vocabs)
+    known = set(study_recipes(config))
+    for model in [] if config["attacks"]["models"] == "all" else config["attacks"]["models"]:
         if model not in known:
             raise ConfigError(
                 f"params: attacks.models names '{model}', which is not a classifier of the study "
                 f"(known: {', '.join(sorted(known))})"
             )
+
+
+def _check_recipes(config: Mapping[str, Any], vocabs: Mapping[str, Any]) -> None:
+    """Recipes that validate but cannot be built: an unknown vocabulary, a missing sigma or eps,
+    a name the shorthands already use."""
+    given = config["classifiers"].get("recipes", {})
+    shorthand = {name for d in config["study"]["datasets"]
+                 for name in dataset_recipes({**config, "classifiers": {**config["classifiers"], "recipes": {}}}, d)}
+    for name, spec in given.items():
+        key = f"params: classifiers.recipes.{name}"
+        if name in shorthand:
+            raise ConfigError(f"{key}: the name is taken by a shorthand classifier (baseline, discrete-<vocab>, "
+                              "noise-<sigma>, discrete-<vocab>-noise-<sigma>)")
+        for dataset in spec.get("datasets", []):
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"{key}.datasets names '{dataset}', which is not in datasets")
+        if spec["input"] != "pixels" and spec["input"].split(":", 1)[1] not in vocabs:
+            raise ConfigError(f"{key}.input names vocabulary '{spec['input'].split(':', 1)[1]}', which is not built "
+                              f"(known: {', '.join(vocabs)})")
+        objective = spec["objective"]
+        for needed, kinds in (("sigma", SIGMA_OBJECTIVES), ("eps", EPS_OBJECTIVES)):
+            if objective in kinds and needed not in spec:
+                raise ConfigError(f"{key}.{needed} is required by objective {objective}")
+        unused = [k for k in ("sigma", "eps", "steps", "beta", "lam", "eta", "copies") if k in spec
+                  and k not in {"noise": ("sigma",), "consistency": ("sigma", "lam", "eta", "copies"),
+                                "pgd_at": ("eps", "steps"), "trades": ("eps", "steps", "beta")}.get(objective, ())]
+        if unused:
+            raise ConfigError(f"{key}.{unused[0]} has no meaning for objective {objective}")
 
 
 def retype_command_line(config: dict[str, Any], overrides: Mapping[str, Any]) -> None:
@@ -233,30 +263,78 @@ def noise_model(sigma: float) -> str:
     return f"{NOISE_PREFIX}{format_sigma(sigma)}"
 
 
-def model_names(config: Mapping[str, Any]) -> list[str]:
-    """Every classifier the study trains, per dataset."""
-    names = [BASELINE] if config["classifiers"]["baseline"] else []
-    names += [DISCRETE_PREFIX + v for v in discrete_vocabularies(config)]
-    names += [noise_model(s) for s in config["smoothing"]["sigmas"]]
-    return names
+RECIPE_OBJECTIVE_KEYS = ("objective", "sigma", "eps", "steps", "beta", "lam", "eta", "copies")
 
 
-def parse_model(name: str) -> tuple[str, str | float | None]:
-    """Split a classifier name into its kind and argument.
+@dataclass(frozen=True)
+class Recipe:
+    """How one classifier is built: what it sees, its training overrides, what it minimises."""
 
-    ``baseline`` -> ("baseline", None); ``discrete-gauss`` -> ("discrete", "gauss");
-    ``noise-0.25`` -> ("noise", 0.25).
-    """
-    if name == BASELINE:
-        return "baseline", None
-    if name.startswith(DISCRETE_PREFIX) and len(name) > len(DISCRETE_PREFIX):
-        return "discrete", name[len(DISCRETE_PREFIX):]
-    if name.startswith(NOISE_PREFIX):
-        try:
-            return "noise", float(name[len(NOISE_PREFIX):])
-        except ValueError:
-            pass
-    raise ConfigError(f"unknown classifier name '{name}' (baseline, discrete-<vocab>, noise-<sigma>)")
+    name: str
+    vocab: str | None  # ``input: tokens:<vocab>``; None for ``input: pixels``
+    objective: dict[str, Any]  # {"objective": kind, and its parameters} (``objectives.Objective.from_recipe``)
+    training: dict[str, Any] = field(default_factory=dict)  # overrides of the dataset's training section
+    defense: bool = False  # named in classifiers.recipes: always attacked
+
+    @property
+    def kind(self) -> str:
+        """The objective's name."""
+        return str(self.objective["objective"])
+
+    @property
+    def sigma(self) -> float | None:
+        """The noise level it is trained (and smoothed) at, for the noise objectives."""
+        return float(self.objective["sigma"]) if self.kind in SIGMA_OBJECTIVES else None
+
+    @property
+    def input(self) -> str:
+        """``pixels`` or ``tokens:<vocab>``."""
+        return "pixels" if self.vocab is None else f"tokens:{self.vocab}"
+
+
+def noise_token_model(vocab: str, sigma: float) -> str:
+    """Name of the token classifier trained under noise ``sigma`` (what ``smoothing.discrete`` smooths)."""
+    return f"{DISCRETE_PREFIX}{vocab}-{noise_model(sigma)}"
+
+
+def _recipe(name: str, spec: Mapping[str, Any], defense: bool) -> Recipe:
+    kind = spec["input"]
+    training = dict(spec.get("training", {}))
+    if "arch" in spec:
+        training["arch"] = spec["arch"]
+    return Recipe(name, None if kind == "pixels" else kind.split(":", 1)[1],
+                  {k: spec[k] for k in RECIPE_OBJECTIVE_KEYS if k in spec}, training, defense)
+
+
+def dataset_recipes(config: Mapping[str, Any], dataset: str) -> dict[str, Recipe]:
+    """Every classifier trained on ``dataset``, by name: the shorthands (``baseline``,
+    ``discrete-<vocab>``, ``noise-<sigma>`` per smoothing sigma, ``discrete-<vocab>-noise-<sigma>``
+    for ``smoothing.discrete``), then ``classifiers.recipes``."""
+    sigmas = dataset_section(config, dataset, "smoothing")
+    out = {}
+    if config["classifiers"]["baseline"]:
+        out[BASELINE] = _recipe(BASELINE, {"input": "pixels", "objective": "standard"}, False)
+    for v in discrete_vocabularies(config):
+        name = DISCRETE_PREFIX + v
+        out[name] = _recipe(name, {"input": f"tokens:{v}", "objective": "standard"}, False)
+    for s in sigmas["sigmas"]:
+        out[noise_model(s)] = _recipe(noise_model(s), {"input": "pixels", "objective": "noise", "sigma": s}, False)
+    for v in sigmas.get("discrete", []):
+        for s in sigmas["sigmas"]:
+            name = noise_token_model(v, s)
+            out[name] = _recipe(name, {"input": f"tokens:{v}", "objective": "noise", "sigma": s}, False)
+    for name, spec in config["classifiers"].get("recipes", {}).items():
+        if config["classifiers"].get("defenses", True) and dataset in spec.get("datasets", [dataset]):
+            out[name] = _recipe(name, spec, True)
+    return out
+
+
+def study_recipes(config: Mapping[str, Any]) -> dict[str, Recipe]:
+    """Every classifier of the study by name (a name means the same recipe on every dataset)."""
+    out: dict[str, Recipe] = {}
+    for dataset in config["study"]["datasets"]:
+        out.update(dataset_recipes(config, dataset))
+    return out
 
 
 def dataset_section(config: Mapping[str, Any], dataset: str, key: str) -> dict[str, Any]:
@@ -294,23 +372,32 @@ def data_dependencies(config: Mapping[str, Any], dataset: str) -> list[str]:
     return [spec["of"]] if spec["source"] == "alias" else []
 
 
+def attacked_models(config: Mapping[str, Any]) -> list[str]:
+    """Classifiers the attack suite runs on: ``attacks.models`` (``all``: every classifier), then every
+    recipe of ``classifiers.recipes`` (a defense is judged by the same suite)."""
+    if config["attacks"]["models"] == "all":
+        return list(study_recipes(config))
+    listed = list(config["attacks"]["models"])
+    return listed + [m for m in study_recipes(config) if m in config["classifiers"].get("recipes", {})
+                     and m not in listed]
+
+
 def attacked_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(model, attack) pairs the study runs (:func:`tokencert.study.attack_applies`)."""
-    return [(model, attack) for model in config["attacks"]["models"] for attack in config["attacks"]["suite"]
-            if attack_applies(attack, parse_model(model)[0] == "discrete", config["classifiers"]["baseline"])]
+    recipes = study_recipes(config)
+    return [(model, attack) for model in attacked_models(config) for attack in config["attacks"]["suite"]
+            if attack_applies(attack, recipes[model].vocab is not None, config["classifiers"]["baseline"])]
 
 
 def exact_models(config: Mapping[str, Any]) -> list[str]:
-    """Discrete models that get the exact single-flip certificate (the attacked ones, for the bracket)."""
-    return [m for m in config["attacks"]["models"] if parse_model(m)[0] == "discrete"]
+    """Token classifiers that get the exact single-flip certificate (the attacked ones, for the bracket)."""
+    recipes = study_recipes(config)
+    return [m for m in attacked_models(config) if recipes[m].vocab is not None]
 
 
-def smoothed_pairs(config: Mapping[str, Any], dataset: str) -> list[tuple[str, float]]:
-    """(model, sigma) pairs smoothed on ``dataset``: noise-<s> at s, then the listed discrete
-    classifiers at every s of the dataset's sigma grid."""
-    smoothing = dataset_section(config, dataset, "smoothing")
-    return ([(noise_model(s), float(s)) for s in smoothing["sigmas"]]
-            + [(DISCRETE_PREFIX + v, float(s)) for v in smoothing.get("discrete", []) for s in smoothing["sigmas"]])
+def smoothed_pairs(recipes: Mapping[str, Recipe]) -> list[tuple[str, float]]:
+    """(model, sigma): every classifier trained under noise, smoothed at its own sigma."""
+    return [(name, r.sigma) for name, r in recipes.items() if r.sigma is not None]
 
 
 @dataclass(frozen=True)
@@ -323,6 +410,7 @@ class DatasetPlan:
     smoothing: dict[str, Any]
     models: tuple[str, ...]  # trained classifiers
     smoothed: tuple[tuple[str, float], ...]  # (model, sigma)
+    recipes: dict[str, Recipe] = field(default_factory=dict)  # of every model
 
     @property
     def sigmas(self) -> list[float]:
@@ -373,13 +461,12 @@ def resolve_plan(config: Mapping[str, Any]) -> Plan:
     config = copy.deepcopy(dict(config))
     vocabs = vocabulary_recipes(config)
     discrete = discrete_vocabularies(config)
-    names = model_names(config)
     datasets = {}
     for name in config["study"]["datasets"]:
-        smoothing = dataset_section(config, name, "smoothing")
-        models = [m for m in names if parse_model(m)[0] != "noise"] + [noise_model(s) for s in smoothing["sigmas"]]
-        datasets[name] = DatasetPlan(name, dataset_units(config, name), training_params(config, name), smoothing,
-                                     tuple(models), tuple(smoothed_pairs(config, name)))
+        recipes = dataset_recipes(config, name)
+        datasets[name] = DatasetPlan(name, dataset_units(config, name), training_params(config, name),
+                                     dataset_section(config, name, "smoothing"), tuple(recipes),
+                                     tuple(smoothed_pairs(recipes)), recipes)
     report = config.get("report", {})
     main = config["classifiers"]["discrete"][0] if config["classifiers"]["discrete"] else None
     return Plan(
@@ -388,5 +475,5 @@ def resolve_plan(config: Mapping[str, Any]) -> Plan:
         radii=tuple(float(r) for r in config["radii"]), eps=tuple(float(e) for e in config["attacks"]["eps"]),
         report=ReportPlan(float(report.get("cert_radius", CERT_RADIUS)), int(report.get("example_images", 6)),
                           main, main or next(iter(vocabs)), tuple(report.get("reproduce", []))),
-        models=tuple(names),
+        models=tuple(study_recipes(config)),
     )

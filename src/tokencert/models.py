@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .io import load_torch, save_torch
-from .vocab import Vocabulary, tokenize
+from .vocab import Vocabulary, soft_tokenize, tokenize
 
 KINDS = ("baseline", "discrete", "noise")
 META_KEYS = (
@@ -114,6 +114,14 @@ def resnet18(channels: int, num_classes: int, width: int = 64) -> nn.Sequential:
 ARCHITECTURES: dict[str, Callable[[int, int], nn.Module]] = {"cnn": small_cnn, "resnet9": resnet9, "resnet18": resnet18}
 
 
+def channels_last(net: nn.Module) -> nn.Module:
+    """``net`` with its weights in channels-last memory format (in place), so that its convolutions and
+    pooling run channels-last whatever the input's format: on a CPU the forward pass of the study's
+    networks is 1.4-2.6x faster and forward + backward 1.2-1.6x, logits equal within 2e-7
+    (``benchmarks/bench_channels_last.py``)."""
+    return net.to(memory_format=torch.channels_last)
+
+
 def resolve_arch(arch: str, channels: int) -> str:
     """Architecture with ``auto`` resolved from the image shape (cnn for one channel, else resnet9)."""
     if arch != "auto":
@@ -133,15 +141,41 @@ def build_model(arch: str, channels: int, num_classes: int, mean: Sequence[float
 
 
 class DiscreteClassifier(nn.Module):
-    """``g(x) = f(Q(x))``: the network ``net`` applied to the tokenized image (hard, no gradient through Q)."""
+    """``g(x) = f(Q(x))``: the network ``net`` applied to the tokenized image (hard, no gradient through Q).
 
-    def __init__(self, net: nn.Module, vocab: Vocabulary) -> None:
+    ``dedup``: the tokenizer scores distinct patches only; switch it off for noisy inputs
+    (smoothing), where every patch is distinct and the search costs more than it saves.
+    """
+
+    def __init__(self, net: nn.Module, vocab: Vocabulary, *, dedup: bool = True) -> None:
         super().__init__()
         self.net = net
         self.vocab = vocab
+        self.dedup = dedup
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(tokenize(x, self.vocab)[0].to(x.dtype))
+        return self.net(tokenize(x, self.vocab, dedup=self.dedup)[0].to(x.dtype))
+
+
+class StraightThrough(nn.Module):
+    """Gradients for ``g(x) = f(Q(x))``, whose own gradient is zero almost everywhere: the forward
+    value is exactly the hard ``f(Q(x))``; the backward pass goes through the soft tokenizer
+    ``S_tau`` (softmax over ``-||x_i - t_j||^2 / tau``; SSPGD) or, with ``tau=None``, through the
+    identity (BPDA). Used by the adaptive attacks and by adversarial training of token classifiers.
+    """
+
+    def __init__(self, model: DiscreteClassifier, tau: float | None) -> None:
+        super().__init__()
+        self.model = model
+        self.tau = tau
+        # the wrapper takes the wrapped model's mode: libraries that restore "the model's mode" after
+        # an attack (torchattacks) would otherwise put the classifier's batch norms in training mode
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hard = tokenize(x.detach(), self.model.vocab)[0].to(x.dtype)
+        surrogate = x if self.tau is None else soft_tokenize(x, self.model.vocab, self.tau)
+        return self.model.net(hard + (surrogate - surrogate.detach()))  # exactly `hard`, forward
 
 
 def model_meta(
@@ -163,8 +197,8 @@ def model_meta(
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if (kind == "discrete") != (vocab is not None):
         raise ValueError("a vocabulary is required for, and only for, a discrete classifier")
-    if (kind == "noise") != (sigma is not None):
-        raise ValueError("sigma is required for, and only for, a noise classifier")
+    if (kind == "noise" and sigma is None) or (kind == "baseline" and sigma is not None):
+        raise ValueError("sigma is required for a noise classifier and meaningless for a baseline")
     return {
         "arch": arch, "channels": int(channels), "num_classes": int(num_classes), "image_size": int(image_size),
         "mean": [float(v) for v in mean], "std": [float(v) for v in std], "dataset": dataset, "kind": kind,
@@ -212,7 +246,7 @@ def load_classifier(
         net.load_state_dict(obj["state_dict"])
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit architecture {meta['arch']!r} ({exc})") from exc
-    net = net.to(map_location).eval()
+    net = channels_last(net.to(map_location)).eval()
     if meta["kind"] != "discrete":
         return net, meta
     expected = meta["vocabulary"]

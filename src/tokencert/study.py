@@ -7,19 +7,34 @@ parameter schema, the rules, the attack suite and the report all read them from 
 
 from __future__ import annotations
 
-ATTACKS = ("pgd", "sspgd", "bpda", "transfer", "square", "tokenflip")
+ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "sspgd", "bpda", "transfer", "square", "tokenflip")
 """Every attack of the suite, in the order the suite runs and reports them."""
 
-PIXEL_ATTACKS = ("pgd", "square")
-"""Attacks that need only the classifier (no tokenizer): they apply to every classifier.
+PIXEL_ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "square")
+"""Attacks that need only the classifier (no tokenizer): they apply to every classifier (APGD
+differentiates a token classifier through the straight-through identity, as BPDA does).
 The others need a token classifier (surrogates, token flips); ``transfer`` also needs the
 baseline, whose adversarial examples it transfers."""
+
+OBJECTIVES = ("standard", "noise", "pgd_at", "trades", "consistency")
+"""Training objectives of a classifier recipe (``tokencert.objectives`` implements them)."""
+
+SIGMA_OBJECTIVES = ("noise", "consistency")
+"""Objectives trained under Gaussian noise of a ``sigma``: their classifier is smoothed at it."""
+
+EPS_OBJECTIVES = ("pgd_at", "trades")
+"""Objectives with an adversary of L2 budget ``eps`` in the inner loop."""
 
 WORST = "worst"
 """Name of the per-sample worst case over every attack run on a classifier."""
 
 STUDY_EPS = {(1, 28): 4.0, (3, 32): 0.5}
 """(channels, image size) -> the study's headline attack eps (MNIST 4.0, CIFAR-10 0.5)."""
+
+STANDARD_RADII = {(1, 28): (0.5, 1.0, 1.58), (3, 32): (36 / 255, 0.25, 0.5)}
+"""(channels, image size) -> the radii the certified-defense literature reports (MNIST: GloRo,
+Cohen et al.; CIFAR-10: 36/255 of the Lipschitz networks, 0.25 / 0.5 of smoothing); the
+defense-landscape table gives certified and worst-case accuracy at them."""
 
 CERT_RADIUS = 0.05
 """Default radius at which the report's main table gives R_0 / R_2 certified accuracy."""

@@ -9,6 +9,7 @@ This module knows nothing of vocabularies; the tokenizer ``Q`` built on it is
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 MODES = ("joint", "per_channel", "per_channel_separate")
@@ -107,18 +108,36 @@ def unique_rows(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Distinct rows of an M x d matrix and, per row, the index of its distinct row.
 
     Natural images repeat patches (62 % of MNIST test patches are all zero), so the
-    tokenizer and the certificates work on distinct patches only.
+    tokenizer and the certificates work on distinct patches only. On a CPU the rows are
+    compared as raw bytes by ``np.unique`` (3-3.5x faster than ``torch.unique(dim=0)``,
+    which sorts column by column; ``-0.0`` and ``0.0`` stay apart, which costs nothing but
+    a row); elsewhere ``torch.unique``.
     """
-    return torch.unique(patches, dim=0, return_inverse=True)
+    if patches.device.type != "cpu" or patches.shape[0] == 0:
+        return torch.unique(patches, dim=0, return_inverse=True)
+    rows = np.ascontiguousarray(patches.numpy())
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return patches[torch.from_numpy(first)], torch.from_numpy(inverse.reshape(-1))
 
 
-def assign(patches: torch.Tensor, tokens: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-    """Index of the nearest token (float64 distances, ties to the lowest index) for ``... x d`` patches."""
+def assign(patches: torch.Tensor, tokens: torch.Tensor, chunk_size: int | None = None, *,
+           dedup: bool = True) -> torch.Tensor:
+    """Index of the nearest token (float64 distances, ties to the lowest index) for ``... x d`` patches.
+
+    ``dedup``: score distinct patches only. It pays on images (a third of MNIST's patches are
+    distinct: 2.4-2.7x faster at K >= 256) and costs 5-10 % on noisy ones, where every patch is
+    distinct (measured on 500 MNIST test images, one thread).
+    """
     if tokens.ndim != 2 or patches.shape[-1] != tokens.shape[1]:
         raise ValueError(f"patches of dimension {patches.shape[-1]} and tokens of shape {tuple(tokens.shape)}")
     chunk_size = chunk_size or chunk_rows(tokens.shape[0])
-    distinct, inverse = unique_rows(patches.reshape(-1, patches.shape[-1]).to(torch.float64))
+    flat = patches.reshape(-1, patches.shape[-1]).to(torch.float64)
+    if dedup:
+        distinct, inverse = unique_rows(flat)
+    else:
+        distinct, inverse = flat, None
     out = torch.empty(distinct.shape[0], dtype=torch.long, device=distinct.device)
     for start in range(0, distinct.shape[0], chunk_size):
         out[start:start + chunk_size] = token_scores(distinct[start:start + chunk_size], tokens).argmin(dim=1)
-    return out[inverse].reshape(patches.shape[:-1])
+    return (out if inverse is None else out[inverse]).reshape(patches.shape[:-1])

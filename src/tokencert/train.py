@@ -27,11 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .config import parse_model
 from .data.store import Split, load_split, load_split_in_units, to_float
 from .io import load_torch, save_torch, write_json, write_text
-from .models import DiscreteClassifier, build_model, model_meta, resolve_arch, save_classifier
+from .models import DiscreteClassifier, build_model, channels_last, model_meta, resolve_arch, save_classifier
+from .objectives import Objective, batch_loss
 from .runtime import derive_seed
+from .study import SIGMA_OBJECTIVES
 from .vocab import Vocabulary, tokenize
 
 log = logging.getLogger("tokencert")
@@ -123,9 +124,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
 class Trainer:
     """Train ``model`` on a split; checkpoint after every epoch; resume from the checkpoint.
 
-    ``noise_std``: per-channel standard deviation (pixel space) of the Gaussian noise added
-    to every training input (noise classifiers), or ``None``. ``fingerprint``: plain data
-    identifying the run; a checkpoint with another fingerprint is ignored (with a warning).
+    ``objective``: what a batch minimises (:mod:`tokencert.objectives`; default cross-entropy),
+    with noise and budgets in units of per-channel ``scale`` (``None``: pixel units).
+    ``fingerprint``: plain data identifying the run; a checkpoint with another fingerprint is
+    ignored (with a warning).
     """
 
     def __init__(
@@ -135,7 +137,8 @@ class Trainer:
         *,
         seed: int,
         device: torch.device,
-        noise_std: torch.Tensor | None = None,
+        objective: Objective | None = None,
+        scale: torch.Tensor | None = None,
         fingerprint: Mapping[str, Any] | None = None,
         progress: bool = True,
     ) -> None:
@@ -143,19 +146,17 @@ class Trainer:
         self.settings = settings
         self.seed = seed
         self.device = device
-        self.noise_std = None if noise_std is None else noise_std.to(device, torch.float32).view(1, -1, 1, 1)
-        self.fingerprint = {"settings": asdict(settings), "seed": seed, **(fingerprint or {})}
+        self.objective = objective or Objective()
+        self.scale = None if scale is None else scale.to(device, torch.float32)
+        self.fingerprint = {"settings": asdict(settings), "seed": seed, "objective": self.objective.record(),
+                            **(fingerprint or {})}
         self.progress = progress
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
         )
 
     def _inputs(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if self.settings.augment == "cropflip":
-            x = crop_flip(x, generator)
-        if self.noise_std is not None:
-            x = x + torch.randn(x.shape, generator=generator, device=x.device) * self.noise_std
-        return x
+        return crop_flip(x, generator) if self.settings.augment == "cropflip" else x
 
     def _train_epoch(self, net: nn.Module, data: torch.Tensor, labels: torch.Tensor, epoch: int,
                      scheduler: torch.optim.lr_scheduler.LRScheduler, pretokenized: bool) -> tuple[float, float]:
@@ -173,8 +174,7 @@ class Trainer:
             x = data[idx].to(self.device)
             x = x if pretokenized else self._inputs(to_float(x), generator)
             y = labels[idx].to(self.device)
-            logits = net(x)
-            loss = F.cross_entropy(logits, y)
+            loss, logits = batch_loss(self.objective, net, x, y, generator, self.scale)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -225,8 +225,9 @@ class Trainer:
         steps = (train.images.shape[0] + s.batch_size - 1) // s.batch_size
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=s.epochs * steps)
         done, metrics = self._load_checkpoint(checkpoint, scheduler)
-        # Without augmentation or noise the tokenized training set never changes: tokenize once.
-        pretokenized = isinstance(self.model, DiscreteClassifier) and s.augment == "none" and self.noise_std is None
+        # Without augmentation, noise or adversaries the tokenized training set never changes: tokenize once.
+        pretokenized = (isinstance(self.model, DiscreteClassifier) and s.augment == "none"
+                        and self.objective.kind == "standard")
         net = self.model.net if pretokenized else self.model
         data = _pretokenize(self.model, train.images, 1024, self.device) if pretokenized else train.images
         with deterministic(self.device.type == "cpu"):
@@ -270,40 +271,43 @@ def train_classifier(
     units: str,
     seed: int,
     device: torch.device,
+    objective: Mapping[str, Any] | None = None,
     vocab_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train the classifier named ``model`` (baseline, discrete-<vocab>, noise-<sigma>) of ``dataset``.
+    """Train the classifier ``model`` of ``dataset`` from its recipe: ``objective`` (the recipe's
+    ``objective`` and parameters, default ``standard``), a token classifier when ``vocab_path`` is given.
 
     Writes ``model.pt``, ``metrics.csv`` and ``final.json`` to ``out_dir``, resuming from
     ``out_dir/checkpoint.pt`` when an earlier run was interrupted (the checkpoint is removed
     on success). Returns the ``final.json`` record.
     """
     out = Path(out_dir)
-    kind, arg = parse_model(model)
+    goal = Objective.from_recipe(dict(objective or {}))
     loaded = load_split_in_units(data_dir, "test", units)
     manifest, test = loaded.manifest, loaded.split
     channels, image_size = int(manifest["shape"][0]), int(manifest["shape"][1])
     settings = TrainSettings.from_params(training, channels, image_size)
     vocab = None
-    if kind == "discrete":
-        if vocab_path is None:
-            raise ValueError(f"{model}: a discrete classifier needs the vocabulary file of {arg!r}")
+    if vocab_path is not None:
         vocab = Vocabulary.load(vocab_path)
         vocab.check_compatible(channels, image_size)
-    sigma = float(arg) if kind == "noise" else None
+    sigma = goal.sigma if goal.kind in SIGMA_OBJECTIVES else None
+    kind = "discrete" if vocab is not None else "noise" if sigma is not None else "baseline"
     train = load_split(data_dir, "train")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = build_model(settings.arch, channels, len(manifest["classes"]), manifest["mean"], manifest["std"])
+        net = channels_last(build_model(settings.arch, channels, len(manifest["classes"]), manifest["mean"],
+                                        manifest["std"]))
     meta = model_meta(
         arch=settings.arch, channels=channels, num_classes=len(manifest["classes"]), image_size=image_size,
         mean=manifest["mean"], std=manifest["std"], dataset=dataset, kind=kind, sigma=sigma, vocab=vocab,
     )
-    noise_std = None if sigma is None else sigma * loaded.scale
+    # perturbed inputs have no repeated patches worth looking for (tokens.assign)
+    model_in = net if vocab is None else DiscreteClassifier(net, vocab, dedup=goal.kind == "standard")
     trainer = Trainer(
-        net if vocab is None else DiscreteClassifier(net, vocab), settings, seed=seed, device=device,
-        noise_std=noise_std, fingerprint={"meta": meta, "units": units, "data": manifest["sha256"]},
+        model_in, settings, seed=seed, device=device, objective=goal, scale=loaded.scale,
+        fingerprint={"meta": meta, "units": units, "data": manifest["sha256"]},
         progress=progress,
     )
     checkpoint = out / "checkpoint.pt"
@@ -312,6 +316,7 @@ def train_classifier(
     save_classifier(out / "model.pt", trainer.model, meta)
     final = {
         "dataset": dataset, "model": model, "kind": kind, "sigma": sigma, "vocabulary": meta["vocabulary"],
+        "objective": goal.record(),
         "units": units, "test_accuracy": meta["test_accuracy"], "n_train": int(train.labels.numel()),
         "n_test": int(test.labels.numel()), "train_seconds": sum(m["seconds"] for m in metrics),
         "device": str(device), "settings": asdict(settings), "seed": seed,

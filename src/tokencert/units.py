@@ -30,11 +30,28 @@ def channel_scale(units: str, manifest: Mapping[str, Any]) -> torch.Tensor:
     raise ValueError(f"units must be one of {UNITS}, got {units!r}")
 
 
-def norm(delta: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """Per-sample L2 norm of ``delta`` (N x C x H x W) measured in units with channel ``scale``."""
-    if scale is not None:
-        delta = delta / scale.to(delta).view(1, -1, 1, 1)
-    return delta.flatten(1).norm(dim=1)
+def channel_view(scale: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """Per-channel scale broadcastable to N x C x H x W (ones in pixel units)."""
+    if scale is None:
+        return torch.ones(1, like.shape[1], 1, 1, dtype=like.dtype, device=like.device)
+    return scale.to(dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+
+def norms(delta: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample size ``||delta / s||_2`` of ``delta`` (N x C x H x W) in units of channel ``scale``."""
+    return (delta / channel_view(scale, delta)).flatten(1).norm(dim=1)
+
+
+def project(x0: torch.Tensor, x: torch.Tensor, eps: float, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Project ``x`` onto ``{||x - x0|| <= eps} ∩ [0,1]`` (approximately: ball, then box).
+
+    Clipping to the box after the ball never increases the norm, so the result is always
+    inside both.
+    """
+    delta = x - x0
+    size = norms(delta, scale).view(-1, 1, 1, 1)
+    delta = delta * torch.clamp(eps / (size + 1e-12), max=1.0)
+    return (x0 + delta).clamp(0.0, 1.0)
 
 
 def describe(units: str) -> str:

@@ -3,7 +3,8 @@
 The attack names and which classifiers each applies to are :mod:`tokencert.study`'s.
 """
 
-from .base import AttackOutcome, check_attack_params, norms, project
+from ..units import norms, project
+from .base import AttackOutcome, check_attack_params
 from .pgd import pgd
 from .suite import clean_accuracy, run_attack, sanity_warnings, worst_case
 

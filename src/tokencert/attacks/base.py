@@ -1,4 +1,4 @@
-"""What every attack shares: the L2 budget in (scaled) pixel space, projection, judging.
+"""What every attack shares: the L2 budget in (scaled) pixel space (``tokencert.units``), judging.
 
 A perturbation ``delta`` of an image in ``[0,1]`` has size ``||delta / s||_2`` with ``s`` the
 per-channel unit scale (``None``: pixel units). Attacks work in ``u = delta / s``, where
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..study import ATTACKS
+from ..units import norms
 
 
 def check_attack_params(eps: float | list[float] | None = None, steps: int | None = None,
@@ -27,30 +28,6 @@ def check_attack_params(eps: float | list[float] | None = None, steps: int | Non
         raise ValueError(f"tau must be > 0, got {tau}")
     if name is not None and name not in ATTACKS:
         raise ValueError(f"unknown attack '{name}' (known: {', '.join(ATTACKS)})")
-
-
-def channel_view(scale: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    """Per-channel scale broadcastable to N x C x H x W (ones in pixel units)."""
-    if scale is None:
-        return torch.ones(1, like.shape[1], 1, 1, dtype=like.dtype, device=like.device)
-    return scale.to(dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
-
-
-def norms(delta: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-sample size ``||delta / s||_2``."""
-    return (delta / channel_view(scale, delta)).flatten(1).norm(dim=1)
-
-
-def project(x0: torch.Tensor, x: torch.Tensor, eps: float, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """Project ``x`` onto ``{||x - x0|| <= eps} ∩ [0,1]`` (approximately: ball, then box).
-
-    Clipping to the box after the ball never increases the norm, so the result is always
-    inside both.
-    """
-    delta = x - x0
-    size = norms(delta, scale).view(-1, 1, 1, 1)
-    delta = delta * torch.clamp(eps / (size + 1e-12), max=1.0)
-    return (x0 + delta).clamp(0.0, 1.0)
 
 
 @torch.no_grad()

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import channel_view, check_attack_params, norms, project
+from ..units import channel_view, norms, project
+from .base import check_attack_params
 
 
 def random_start(x0: torch.Tensor, eps: float, scale: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:

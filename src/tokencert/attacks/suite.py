@@ -10,17 +10,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..models import DiscreteClassifier
+from ..models import DiscreteClassifier, StraightThrough
 from ..study import attack_applies, study_eps
+from .apgd import apgd
 from .base import AttackOutcome, check_attack_params, judge, predict
 from .pgd import pgd
 from .square import square
-from .surrogate import StraightThrough
 from .tokenflip import tokenflip
 
 log = logging.getLogger("tokencert")
 
-WHITE_BOX = ("pgd", "sspgd", "bpda", "tokenflip")
+WHITE_BOX = ("pgd", "apgd-ce", "apgd-dlr", "sspgd", "bpda", "tokenflip")
 BLACK_BOX = ("transfer", "square")
 UNDEFENDED_MAX_ACCURACY = 0.05
 BLACK_BOX_SLACK = 0.03
@@ -41,6 +41,13 @@ def _runs(name: str, model: nn.Module, params: Mapping[str, Any], seed: int, sca
           baseline: nn.Module | None) -> list[AttackRun]:
     """The attack as one or more runs ``(images, labels, eps) -> adversarial images`` (SSPGD: one
     per tau), drawing their random starts from one generator seeded with ``seed``."""
+    if name.startswith("apgd-"):
+        ap = params.get("apgd", {})
+        steps, restarts = int(ap.get("steps", pgd_settings(params)[0])), int(ap.get("restarts", 1))
+        check_attack_params(steps=steps)
+        grad = StraightThrough(model, None) if isinstance(model, DiscreteClassifier) else model
+        loss = name.split("-", 1)[1]
+        return [lambda x, y, eps: apgd(grad, x, y, eps, loss, steps, restarts, seed, scale)]
     if name == "square":
         sq = params.get("square", {})
         queries, p_init = int(sq.get("queries", 500)), float(sq.get("p_init", 0.8))

@@ -17,8 +17,8 @@ from tqdm import tqdm
 from ..flips import patch_geometry
 from ..models import DiscreteClassifier
 from ..tokens import patchify, unpatchify
+from ..units import norms
 from ..vocab import tokenize
-from .base import norms
 
 OVERSHOOT = 1e-4
 

@@ -63,11 +63,17 @@ def findings(results: list[DatasetResults], plan: Plan) -> list[str]:
     return [tables.latex_escape(s).replace(r"\_", "_") if "$" in s else tables.latex_escape(s) for s in out]
 
 
-def metrics(results: list[DatasetResults]) -> dict[str, dict[str, float]]:
-    """Flat headline numbers per dataset (for ``dvc metrics show/diff``)."""
+def metrics(results: list[DatasetResults], plan: Plan) -> dict[str, dict[str, float]]:
+    """Flat headline numbers per dataset (for ``dvc metrics show/diff``), the defense landscape's included."""
     out: dict[str, dict[str, float]] = {}
     for d in results:
         m = out.setdefault(d.name, {})
+        for model in plan.datasets[d.name].models:
+            n = tables.landscape_numbers(d, plan, model)
+            for r, cert, worst in zip(n["radii"], n["certified"], n["worst"], strict=True):
+                for key, value in (("cert", cert), ("worst", worst)):
+                    if value is not None:
+                        m[f"landscape/{key}/{model}@{r:.3g}"] = value
         for model, final in d.models.items():
             m[f"acc/{model}"] = final["test_accuracy"]
         for vocab, cert in d.certify.items():
@@ -94,6 +100,7 @@ def build(plan: Plan, files: Mapping[str, Sequence[str | Path]], out_dir: Path, 
     written: dict[str, list[Path]] = {"tables": [], "figures": []}
     main_rows, vocab_rows = tables.main_rows(results, plan), tables.vocab_rows(results, plan)
     for name, rows, columns in (("main", main_rows, tables.main_columns(main_rows, radius)),
+                                ("landscape", tables.landscape_rows(results, plan), tables.landscape_columns(results)),
                                 ("vocab", vocab_rows, tables.vocab_columns(vocab_rows)),
                                 ("cost", tables.cost_rows(results), tables.COST_COLUMNS)):
         stem = out_dir / "tables" / name
@@ -109,13 +116,13 @@ def build(plan: Plan, files: Mapping[str, Sequence[str | Path]], out_dir: Path, 
             fig = figures.make(kind, d, plan)
             written["figures"] += figures.save(fig, out_dir / "figures" / f"{d.name}-{kind}")
             figure_names.append((d.name, kind))
-    write_json(out_dir / "metrics.json", metrics(results))
+    write_json(out_dir / "metrics.json", metrics(results, plan))
     written["metrics"] = [out_dir / "metrics.json"]
     study = [(c, reproduce.rows(c), [tables.latex_escape(v) for v in reproduce.verdict(c)])
              for c in reproduce.comparisons(results, plan)]
     units = {d.name: latex_units(d.units) for d in results}
     captions = {kind: rst_to_latex(caption(kind, captions_dir))
-                for kind in (*plan.report.figures, "main_table", "vocab_table", "cost_table")}
+                for kind in (*plan.report.figures, "main_table", "landscape_table", "vocab_table", "cost_table")}
     tex = tables.render("report.tex", radius=f"{radius:g}", units=units, captions=captions,
                         figures=figure_names, findings=findings(results, plan), study=study,
                         settings=[tables.latex_escape(s) for s in run_settings(results, plan)],

@@ -61,9 +61,53 @@ PALETTE = plt.get_cmap("tab10").colors
 LINESTYLES = ("-", "--", ":", "-.")
 
 
-def certified_accuracy(d: DatasetResults) -> plt.Figure:
+def _envelope(summaries: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The pointwise best of certified-accuracy step functions, as a step function."""
+    curves = [curve(s) for s in summaries]
+    xs = np.unique(np.concatenate([c[0] for c in curves]))
+    best = [max(float(ys[np.searchsorted(cx, x, side="right") - 1]) for cx, ys in curves) for x in xs]
+    return xs, np.asarray(best)
+
+
+def defense_families(d: DatasetResults, plan: Plan) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per family (input and objective, e.g. ``tokens / noise``): the certificate summaries of its
+    members (smoothing, else ``R_2`` or ``R_0``) and the worst-case attack summaries."""
+    families: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    planned = plan.datasets.get(d.name)
+    for model, recipe in ({} if planned is None else planned.recipes).items():
+        family = families.setdefault(f"{recipe.input.split(':')[0]} / {recipe.kind}", {"cert": [], "attack": []})
+        certs = list(d.smoothing.get(model, {}).values()) or [d.exact.get(model, {}).get("R2") or d.certacc.get(model)]
+        family["cert"] += [c for c in certs if c is not None and "certified_radii" in c]
+        if WORST in d.attacks.get(model, {}):
+            family["attack"].append(d.attacks[model][WORST])
+    return {name: f for name, f in families.items() if f["cert"] or f["attack"]}
+
+
+def _envelope_panel(ax: plt.Axes, d: DatasetResults, plan: Plan) -> None:
+    """Each defense family's best certified accuracy (solid) and its attack upper bound (dashed:
+    the best worst-case accuracy of its attacked members, clean accuracy at eps 0)."""
+    for i, (name, family) in enumerate(defense_families(d, plan).items()):
+        color = PALETTE[i % len(PALETTE)]
+        if family["cert"]:
+            xs, ys = _envelope(family["cert"])
+            ax.step(np.append(xs, xs[-1] * 1.5 + 1e-6), np.append(ys, ys[-1]), where="post", lw=1.8, color=color,
+                    label=f"{name}: certified")
+        if family["attack"]:
+            eps = [0.0, *family["attack"][0]["eps"]]
+            best = np.max([[a.get("clean_accuracy", np.nan), *a["robust_accuracy"]] for a in family["attack"]], axis=0)
+            ax.plot(eps, best, ls="--", marker="o", ms=4, lw=1.4, color=color, label=f"{name}: attack bound")
+    ax.set(xlabel=f"radius / eps ({describe(d.units)})", ylabel="accuracy", ylim=(0, 1.02),
+           title="defense families: best certified (solid), attack upper bound (dashed)")
+    ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    _legend_below(ax, ncol=2)
+
+
+def certified_accuracy(d: DatasetResults, plan: Plan | None = None) -> plt.Figure:
     """Certified accuracy vs radius as step functions of the per-image radii: one panel for the
-    deterministic certificates (R_0, R_2 of each discrete classifier), one per smoothing sigma."""
+    deterministic certificates (R_0, R_2 of each discrete classifier), one per smoothing sigma and,
+    with the ``plan``'s recipes, one with the envelope of each defense family."""
     deterministic = [(f"$R_0$ {m}", s) for m, s in sorted(d.certacc.items())]
     deterministic += [(f"$R_2$ {m}", s["R2"]) for m, s in sorted(d.exact.items())]
     sigmas = sorted({sigma for per_sigma in d.smoothing.values() for sigma in per_sigma})
@@ -71,8 +115,9 @@ def certified_accuracy(d: DatasetResults) -> plt.Figure:
     panels += [(f"randomized smoothing, $\\sigma$ = {sigma:g}",
                 [(m, per_sigma[sigma]) for m, per_sigma in sorted(d.smoothing.items()) if sigma in per_sigma])
                for sigma in sigmas]
-    fig, axes = _panels(len(panels))
-    for ax, (title, curves) in zip(axes, panels, strict=True):
+    envelope = plan is not None and bool(defense_families(d, plan))
+    fig, axes = _panels(len(panels) + envelope)
+    for ax, (title, curves) in zip(axes, panels, strict=False):
         for i, (label, summary) in enumerate(curves):
             if "certified_radii" not in summary:
                 continue
@@ -85,6 +130,8 @@ def certified_accuracy(d: DatasetResults) -> plt.Figure:
         ax.grid(alpha=0.3)
         if curves:
             _legend_below(ax, ncol=1 if len(curves) < 4 else 2)
+    if envelope:
+        _envelope_panel(axes[len(panels)], d, plan)
     fig.suptitle(f"{d.name}: certified accuracy against radius (test images)")
     return fig
 
@@ -186,7 +233,7 @@ def examples(d: DatasetResults, count: int) -> plt.Figure:
 def make(kind: str, d: DatasetResults, plan: Plan) -> plt.Figure:
     """The figure of ``kind`` (one of :data:`tokencert.study.FIGURE_KINDS`) for dataset ``d``."""
     makers = {
-        "certified": lambda: certified_accuracy(d),
+        "certified": lambda: certified_accuracy(d, plan),
         "robust": lambda: robust_accuracy(d),
         "usage": lambda: token_usage(d),
         "ktradeoff": lambda: k_tradeoff(d, plan),

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 
 from .. import config as tc
+from ..certacc import curve
 from ..config import Plan
 from ..smoothing import chance_level
-from ..study import WORST, study_eps
+from ..study import STANDARD_RADII, WORST, study_eps
 from .collect import DatasetResults, at, attack_accuracy, test_accuracy
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data
@@ -39,6 +41,13 @@ def headline_eps(d: DatasetResults, grid: Sequence[float]) -> float:
     grid, else the largest eps of the grid."""
     wanted = study_eps(d.manifest["shape"][0], d.manifest["shape"][1])
     return wanted if wanted is not None and any(abs(e - wanted) < 1e-12 for e in grid) else max(grid)
+
+
+def precision_note(smooth: dict[str, Any] | None) -> str:
+    """``", bf16 on cuda"``: the arithmetic and device of a smoothing result (empty before it exists)."""
+    if smooth is None:
+        return ""
+    return f", {smooth.get('precision', 'fp32')} on {smooth.get('device', 'cpu')}"
 
 
 def main_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, str]]:
@@ -70,7 +79,7 @@ def main_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, str]]
         for model, sigma in plan.datasets[d.name].smoothed:
             smooth = d.smoothing.get(model, {}).get(sigma)
             flag = smooth is not None and chance_level(smooth["clean_accuracy"], len(d.manifest.get("classes", [])))
-            rows.append({**common, "classifier": f"{model}, smoothed (sigma {sigma:g})",
+            rows.append({**common, "classifier": f"{model}, smoothed (sigma {sigma:g}{precision_note(smooth)})",
                          "acc": pct(test_accuracy(d, model)),
                          "rs_acc": DASH if smooth is None else pct(smooth["clean_accuracy"]) + (" (chance!)" if flag
                                                                                                else ""),
@@ -136,9 +145,94 @@ def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
                          "seconds": f"{summary['R2']['seconds_per_image']:.2e}"})
         for model, per_sigma in d.smoothing.items():
             for sigma, s in sorted(per_sigma.items()):
-                method = f"randomized smoothing ({model}, sigma={sigma:g}, n={s.get('n', '?')})"
+                method = f"randomized smoothing ({model}, sigma={sigma:g}, n={s.get('n', '?')}{precision_note(s)})"
                 rows.append({"dataset": d.name, "method": method, "seconds": f"{s['seconds_per_image']:.2e}"})
     return rows
+
+
+def _near(grid: Sequence[float], point: float) -> int | None:
+    """Index of the grid value within 0.1 % of ``point`` (36/255 is written 0.1412)."""
+    for i, g in enumerate(grid):
+        if abs(g - point) <= 1e-3 * max(abs(point), 1e-12):
+            return i
+    return None
+
+
+def certified_at(summary: dict[str, Any] | None, radius: float) -> float | None:
+    """Certified accuracy at ``radius`` from a summary's per-image certified radii (any radius)."""
+    if summary is None:
+        return None
+    xs, ys = curve(summary)
+    return float(ys[np.searchsorted(xs, radius, side="left") - 1]) if radius > 0 else float(ys[0])  # radius_i >= r
+
+
+def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, Any]:
+    """The defense-landscape numbers of one classifier: clean accuracy; per standard radius the best
+    certified accuracy and its kind (deterministic ``R_0`` / ``R_2``, probabilistic smoothing at
+    alpha) and the worst-case accuracy under the suite; the worst case at the study's eps; the
+    seconds per image of the certificate that gave the numbers."""
+    recipe = plan.datasets[d.name].recipes[model]
+    radii = STANDARD_RADII.get(tuple(d.manifest["shape"][:2]), ())
+    smooth = next(iter(d.smoothing.get(model, {}).values()), None)
+    exact = d.exact.get(model, {}).get("R2")
+    r0 = d.certacc.get(model)
+    worst = d.attacks.get(model, {}).get(WORST)
+    out: dict[str, Any] = {"model": model, "input": recipe.input, "objective": recipe.kind,
+                           "clean": test_accuracy(d, model), "radii": list(radii), "certified": [],
+                           "certificate": [], "worst": [], "seconds_per_image": None}
+    for r in radii:
+        options = [(certified_at(exact or r0, r), "deterministic"),
+                   (certified_at(smooth, r), f"probabilistic (alpha {smooth['alpha']:g})" if smooth else "")]
+        value, kind = max(((v, k) for v, k in options if v is not None), default=(None, "none"))
+        out["certified"].append(value)
+        out["certificate"].append(kind)
+        i = None if worst is None else _near(worst["eps"], r)
+        out["worst"].append(None if i is None else worst["robust_accuracy"][i])
+    eps = study_eps(*d.manifest["shape"][:2])
+    i = None if worst is None or eps is None else _near(worst["eps"], eps)
+    out["study_eps"], out["worst_study_eps"] = eps, None if i is None else worst["robust_accuracy"][i]
+    if smooth is not None:
+        out["seconds_per_image"] = smooth["seconds_per_image"]
+    elif recipe.vocab is not None and recipe.vocab in d.certify:
+        out["seconds_per_image"] = d.certify[recipe.vocab]["seconds_per_image"]
+    return out
+
+
+def landscape_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, str]]:
+    """The defense landscape: per dataset a row per classifier under the same evaluation. Cells name
+    their radius when the datasets' standard radii differ (the titles do otherwise)."""
+    numbers = [(d, landscape_numbers(d, plan, m)) for d in results for m in plan.datasets[d.name].models]
+    shared = len({tuple(n["radii"]) for _, n in numbers}) == 1
+    rows = []
+    for d, n in numbers:
+        row = {"dataset": d.name, "units": d.units, "classifier": n["model"], "input": n["input"],
+               "objective": n["objective"], "clean": pct(n["clean"]), "worst_eps": pct(n["worst_study_eps"]),
+               "seconds": DASH if n["seconds_per_image"] is None else f"{n['seconds_per_image']:.2e}"}
+        for i in range(RADII_COLUMNS):
+            r = n["radii"][i] if i < len(n["radii"]) else None
+            at_r = "" if shared or r is None else f" @ {r:.3g}"
+            value = None if r is None else n["certified"][i]
+            kind = "" if value is None else f" ({CERTIFICATE_ABBREVIATIONS[n['certificate'][i].split(' ')[0]]})"
+            row[f"cert{i}"] = DASH if value is None else pct(value) + kind + at_r
+            row[f"worst{i}"] = DASH if r is None or n["worst"][i] is None else pct(n["worst"][i]) + at_r
+        rows.append(row)
+    return rows
+
+
+RADII_COLUMNS = 3  # the standard radii per dataset (tokencert.study.STANDARD_RADII)
+CERTIFICATE_ABBREVIATIONS = {"deterministic": "det.", "probabilistic": "prob."}
+
+
+def landscape_columns(results: list[DatasetResults]) -> list[tuple[str, str]]:
+    """Columns of the landscape table: the radii in the titles when every dataset shares them."""
+    radii = {STANDARD_RADII.get(tuple(d.manifest["shape"][:2]), ()) for d in results}
+    shared = next(iter(radii)) if len(radii) == 1 else ()
+    cols = [("dataset", "Dataset"), ("units", "Units"), ("classifier", "Classifier"), ("input", "Input"),
+            ("objective", "Objective"), ("clean", "Clean acc.")]
+    for i in range(RADII_COLUMNS):
+        at_r = f" @ r = {shared[i]:.3g}" if i < len(shared) else f" (radius {i + 1})"
+        cols += [(f"cert{i}", "Certified" + at_r), (f"worst{i}", "Worst-case" + at_r)]
+    return cols + [("worst_eps", "Worst-case @ study eps"), ("seconds", "Cert. s/image")]
 
 
 COST_COLUMNS = (("dataset", "Dataset"), ("method", "Method"), ("seconds", "Seconds per image"))

@@ -8,11 +8,12 @@ from ..tokens import assign, check_finite, patchify, token_scores, unpatchify
 from .base import Vocabulary
 
 
-def tokenize(images: torch.Tensor, vocab: Vocabulary,
-             chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def tokenize(images: torch.Tensor, vocab: Vocabulary, chunk_size: int | None = None, *,
+             dedup: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """``Q(x)``: the tokenized images (dtype of ``images``) and the token indices (N x P).
 
-    No gradient flows through the tokenizer (it is piecewise constant).
+    No gradient flows through the tokenizer (it is piecewise constant). ``dedup``: see
+    :func:`tokencert.tokens.assign` (off for noisy images).
     """
     vocab.check_compatible(images.shape[1], images.shape[2])
     with torch.no_grad():
@@ -23,7 +24,7 @@ def tokenize(images: torch.Tensor, vocab: Vocabulary,
         quantized = torch.empty(grouped.shape, dtype=images.dtype, device=images.device)
         for g, table in enumerate(vocab.tables()):
             table = table.to(device=images.device, dtype=torch.float64)
-            idx = assign(grouped[:, g], table, chunk_size)
+            idx = assign(grouped[:, g], table, chunk_size, dedup=dedup)
             index[:, g] = idx
             quantized[:, g] = table[idx].to(images.dtype)
         out = unpatchify(quantized.reshape(n, groups * per_group, d), vocab.patch_size, vocab.mode,

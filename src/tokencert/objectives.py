@@ -1,0 +1,142 @@
+"""Training objectives of the classifier recipes: what one training batch minimises.
+
+- ``standard``: cross-entropy on the (augmented) images;
+- ``noise``: cross-entropy on ``x + sigma * s * eps`` (Gaussian augmentation, Cohen et al. 2019);
+  a token classifier tokenizes the noisy image, as ``f(Q(x + eps))`` is what gets smoothed;
+- ``pgd_at``: cross-entropy on L2 PGD examples within ``eps`` (Madry et al. 2018);
+- ``trades``: cross-entropy plus ``beta * KL(f(x) || f(x'))``, ``x'`` maximising the KL within
+  ``eps`` (Zhang et al. 2019);
+- ``consistency``: cross-entropy on ``copies`` noisy copies plus ``lam`` times their KL to the
+  mean prediction and ``eta`` times its entropy (Jeong & Shin 2020), at ``sigma``.
+
+Budgets and noise are in the dataset's units: a perturbation ``delta`` has size
+``||delta / s||_2`` and the noise of channel ``c`` has standard deviation ``sigma * s_c``. The
+inner maximisation of ``pgd_at`` / ``trades`` runs with the network in eval mode (batch-norm
+statistics are not updated by adversarial iterates) and, for a token classifier,
+differentiates the straight-through identity surrogate (BPDA; the forward value stays the
+hard ``f(Q(x))``), as the attack suite does. Every random draw comes from the caller's
+generator, so a resumed epoch repeats the same draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import DiscreteClassifier, StraightThrough
+from .study import EPS_OBJECTIVES, OBJECTIVES, SIGMA_OBJECTIVES
+from .units import channel_view, project
+
+STEP_SIZE = 2.5  # relative PGD step: each of `steps` steps moves 2.5 * eps / steps (as the attack suite)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A training objective and its parameters (see the module docstring)."""
+
+    kind: str = "standard"
+    sigma: float | None = None
+    eps: float | None = None
+    steps: int = 10
+    beta: float = 6.0
+    lam: float = 10.0
+    eta: float = 0.5
+    copies: int = 2
+
+    def __post_init__(self) -> None:
+        if self.kind not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.kind!r}")
+        if self.kind in SIGMA_OBJECTIVES and not (self.sigma is not None and self.sigma > 0):
+            raise ValueError(f"objective {self.kind} needs sigma > 0, got {self.sigma}")
+        if self.kind in EPS_OBJECTIVES and not (self.eps is not None and self.eps > 0):
+            raise ValueError(f"objective {self.kind} needs eps > 0, got {self.eps}")
+        if self.steps < 1 or self.copies < 2:
+            raise ValueError(f"steps must be >= 1 and copies >= 2, got {self.steps} and {self.copies}")
+        if self.beta < 0 or self.lam < 0 or self.eta < 0:
+            raise ValueError(f"beta, lam and eta must be >= 0, got {self.beta}, {self.lam}, {self.eta}")
+
+    @classmethod
+    def from_recipe(cls, recipe: dict[str, Any]) -> Objective:
+        """The objective of a classifier recipe (keys ``objective``, ``sigma``, ``eps``, ...)."""
+        fields = {k: recipe[k] for k in ("sigma", "eps", "steps", "beta", "lam", "eta", "copies") if k in recipe}
+        return cls(kind=recipe.get("objective", "standard"), **fields)
+
+    def record(self) -> dict[str, Any]:
+        """The parameters that matter for this kind (for metadata and fingerprints)."""
+        keep = {"standard": (), "noise": ("sigma",), "pgd_at": ("eps", "steps"), "trades": ("eps", "steps", "beta"),
+                "consistency": ("sigma", "lam", "eta", "copies")}[self.kind]
+        return {"kind": self.kind, **{k: v for k, v in asdict(self).items() if k in keep}}
+
+
+def _gradient_model(model: nn.Module) -> nn.Module:
+    return StraightThrough(model, None) if isinstance(model, DiscreteClassifier) else model
+
+
+def _noisy(x: torch.Tensor, sigma: float, scale: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x + noise * (sigma * channel_view(scale, x))
+
+
+def _maximise(model: nn.Module, x: torch.Tensor, loss_fn: Any, eps: float, steps: int, start: torch.Tensor,
+              scale: torch.Tensor | None) -> torch.Tensor:
+    """``steps`` normalised-gradient ascent steps of ``loss_fn(logits)`` from ``start``, projected onto the
+    eps ball around ``x`` and the box; the last iterate (as in adversarial training)."""
+    grad_model = _gradient_model(model)
+    was_training = model.training
+    model.eval()
+    s = channel_view(scale, x)
+    alpha = STEP_SIZE * eps / steps
+    adv = project(x, start, eps, scale)
+    for _ in range(steps):
+        adv = adv.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(grad_model(adv)), adv)
+        g = grad * s
+        g = g / (g.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-12)
+        adv = project(x, adv.detach() + alpha * s * g, eps, scale)
+    model.train(was_training)
+    return adv.detach()
+
+
+def batch_loss(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               generator: torch.Generator, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, logits)`` of one training batch under ``objective``; ``logits`` are those the training
+    accuracy is counted on (the clean, noisy or adversarial inputs the loss is about)."""
+    kind = objective.kind
+    if kind == "standard":
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits
+    if kind == "noise":
+        logits = model(_noisy(x, objective.sigma, scale, generator))
+        return F.cross_entropy(logits, y), logits
+    if kind == "pgd_at":
+        start = x + channel_view(scale, x) * objective.eps / 4 * torch.randn(
+            x.shape, generator=generator, device=x.device, dtype=x.dtype) / x[0].numel() ** 0.5
+        adv = _maximise(model, x, lambda out: F.cross_entropy(out, y), objective.eps, objective.steps, start, scale)
+        logits = model(adv)
+        return F.cross_entropy(logits, y), logits
+    if kind == "trades":
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        if objective.beta == 0:  # the robust term vanishes: nothing to maximise, nothing drawn
+            return loss, logits
+        clean = F.softmax(logits.detach(), dim=1)
+        start = x + 0.001 * channel_view(scale, x) * torch.randn(x.shape, generator=generator, device=x.device,
+                                                                 dtype=x.dtype)
+        kl = lambda out: F.kl_div(F.log_softmax(out, dim=1), clean, reduction="sum")  # noqa: E731
+        adv = _maximise(model, x, kl, objective.eps, objective.steps, start, scale)
+        robust = F.kl_div(F.log_softmax(model(adv), dim=1), F.softmax(logits, dim=1), reduction="batchmean")
+        return loss + objective.beta * robust, logits
+    # consistency
+    copies = objective.copies
+    noisy = _noisy(x.repeat(copies, 1, 1, 1), objective.sigma, scale, generator)
+    out = model(noisy)
+    ce = F.cross_entropy(out, y.repeat(copies))
+    log_p = F.log_softmax(out, dim=1).view(copies, x.shape[0], -1)
+    mean = log_p.exp().mean(0)
+    kl = (mean * (mean.clamp_min(1e-12).log() - log_p)).sum(-1).mean()  # mean over copies of KL(mean || p_i)
+    entropy = -(mean * mean.clamp_min(1e-12).log()).sum(-1).mean()
+    return ce + objective.lam * kl + objective.eta * entropy, out[: x.shape[0]]
