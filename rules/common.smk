@@ -59,6 +59,11 @@ def recipe(w):
     return PLAN.datasets[w.dataset].recipes[w.model]
 
 
+def token_models(dataset):
+    """The token classifiers of ``dataset`` (each gets R_0 certified accuracy)."""
+    return [m for m, r in PLAN.datasets[dataset].recipes.items() if r.vocab is not None]
+
+
 def classifier_inputs(w):
     """The test split and, for a token classifier, its vocabulary."""
     files = {k: v for k, v in data_files(w.dataset).items() if k != "train"}
@@ -82,7 +87,7 @@ def report_inputs(w):
         files["finals"] += [rules.train.output.final.format(dataset=d, model=m) for m in dp.models]
         files["smoothing"] += [rules.smooth.output.summary.format(dataset=d, model=m, sigma=tc.format_sigma(s))
                                for m, s in dp.smoothed]
-        files["certacc"] += [rules.certacc.output.summary.format(dataset=d, vocab=v) for v in PLAN.discrete]
+        files["certacc"] += [rules.certacc.output.summary.format(dataset=d, model=m) for m in token_models(d)]
         files["exact"] += [rules.exact_certify.output.summary.format(dataset=d, model=m) for m in PLAN.exact
                            if m in dp.models]
         for m in [m for m in PLAN.attacked_models() if m in dp.models]:

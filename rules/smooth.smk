@@ -34,21 +34,22 @@ rule smooth:
 
 rule certacc:
     input:
-        model=lambda w: model_file(w.dataset, f"{tc.DISCRETE_PREFIX}{w.vocab}"),
-        vocab=rules.vocab.output.vocab,
-        certificate=rules.certify.output.maps,
-        certify_summary=rules.certify.output.summary,
+        # every token classifier, whatever its objective: R_0 needs only its vocabulary's certificate map
+        model=rules.train.output.model,
+        vocab=lambda w: vocab_file(w.dataset, recipe(w).vocab),
+        certificate=lambda w: rules.certify.output.maps.format(dataset=w.dataset, vocab=recipe(w).vocab),
+        certify_summary=lambda w: rules.certify.output.summary.format(dataset=w.dataset, vocab=recipe(w).vocab),
         test=rules.data.output.test,
         manifest=rules.data.output.manifest,
     output:
-        summary="results/{dataset}/certacc/discrete-{vocab}.json",
+        summary="results/{dataset}/certacc/{model}.json",
     params:
         radii=config["radii"],
         units=units,
     log:
-        "logs/certacc/{dataset}/discrete-{vocab}.log",
+        "logs/certacc/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/rules/certacc/{dataset}/discrete-{vocab}.tsv"
+        "benchmarks/rules/certacc/{dataset}/{model}.tsv"
     resources:
         gpu=1,
         mem_mb=4000,
@@ -64,4 +65,4 @@ TARGETS += [
     for d in DATASETS
     for m, s in PLAN.datasets[d].smoothed
 ]
-TARGETS += [rules.certacc.output.summary.format(dataset=d, vocab=v) for d in DATASETS for v in PLAN.discrete]
+TARGETS += [rules.certacc.output.summary.format(dataset=d, model=m) for d in DATASETS for m in token_models(d)]

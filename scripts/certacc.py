@@ -1,4 +1,4 @@
-"""Rule `certacc`: results/{dataset}/certacc/discrete-{vocab}.json (certified accuracy with R_0)."""
+"""Rule `certacc`: results/{dataset}/certacc/{model}.json (a token classifier's certified accuracy with R_0)."""
 
 from pathlib import Path
 
@@ -7,10 +7,10 @@ from tokencert.runtime import job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 w = smk.wildcards
-with job(smk, w.dataset, w.vocab) as ctx:
+with job(smk, w.dataset, w.model) as ctx:
     certacc_r0(
         dataset=w.dataset,
-        model=f"discrete-{w.vocab}",
+        model=w.model,
         model_path=smk.input.model,
         vocab_path=smk.input.vocab,
         certificate_path=smk.input.certificate,

@@ -49,7 +49,8 @@ def test_tiny_workflow_runs_end_to_end(tiny_run):
 def test_tiny_workflow_builds_the_report(tiny_run):
     work, _ = tiny_run
     report = work / "results/report"
-    for name in ("tables/main.tex", "tables/vocab.tex", "tables/cost.tex", "report.tex", "metrics.json",
+    for name in ("tables/main.tex", "tables/landscape.tex", "tables/vocab.tex", "tables/cost.tex", "report.tex",
+                 "metrics.json",
                  "figures/mnist5k-certified.png", "figures/mnist5k-robust.pdf", "figures/mnist5k-examples.png"):
         assert (report / name).is_file(), name
     tex = (report / "report.tex").read_text()
@@ -80,7 +81,9 @@ def test_tiny_workflow_builds_the_report(tiny_run):
     assert "mnist5k-certified.png" in html
     embedded = {m.group(1): base64.b64decode(m.group(2)).decode() for m in re.finditer(
         r"data:text/html;charset=utf8;filename=(\w+\.html);base64,([A-Za-z0-9+/=]+)", html)}
-    assert set(embedded) == {"main.html", "vocab.html", "cost.html"}  # rendered tables, not LaTeX source
+    assert set(embedded) == {"main.html", "landscape.html", "vocab.html", "cost.html"}  # rendered, not LaTeX
+    landscape = embedded["landscape.html"]  # every classifier, the defenses of params.yaml included
+    assert all(m in landscape for m in ("pgd-at", "trades", "discrete-gauss-noise-0.5", "noise-0.5", "baseline"))
     assert all("<table>" in page and "\\toprule" not in page for page in embedded.values())
 
 

@@ -438,7 +438,7 @@ class Plan:
     datasets: dict[str, DatasetPlan]
     vocabularies: dict[str, dict[str, Any]]  # recipes the study builds, by name (K sweep included)
     sweep: tuple[str, ...]  # the K-sweep vocabularies, ordered by K
-    discrete: tuple[str, ...]  # vocabularies with a discrete classifier (each gets R_0 certified accuracy)
+    discrete: tuple[str, ...]  # vocabularies with a standard token classifier discrete-<vocab>
     attacked: tuple[tuple[str, str], ...]  # (model, attack)
     exact: tuple[str, ...]  # discrete models with the single-flip certificate
     radii: tuple[float, ...]
