@@ -20,7 +20,17 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .study import ATTACKS, CERT_RADIUS, EPS_OBJECTIVES, FIGURE_KINDS, OBJECTIVES, SIGMA_OBJECTIVES, attack_applies
+from .study import (
+    ATTACKS,
+    CERT_RADIUS,
+    EPS_OBJECTIVES,
+    FIGURE_KINDS,
+    OBJECTIVE_KEYS,
+    OBJECTIVE_PARAMETERS,
+    OBJECTIVES,
+    SIGMA_OBJECTIVES,
+    attack_applies,
+)
 
 SCHEMA_PATH = Path(str(resources.files("tokencert") / "params.schema.yaml"))
 
@@ -179,9 +189,7 @@ def _check_recipes(config: Mapping[str, Any], vocabs: Mapping[str, Any]) -> None
         for needed, kinds in (("sigma", SIGMA_OBJECTIVES), ("eps", EPS_OBJECTIVES)):
             if objective in kinds and needed not in spec:
                 raise ConfigError(f"{key}.{needed} is required by objective {objective}")
-        unused = [k for k in ("sigma", "eps", "steps", "beta", "lam", "eta", "copies") if k in spec
-                  and k not in {"noise": ("sigma",), "consistency": ("sigma", "lam", "eta", "copies"),
-                                "pgd_at": ("eps", "steps"), "trades": ("eps", "steps", "beta")}.get(objective, ())]
+        unused = [k for k in OBJECTIVE_KEYS if k in spec and k not in OBJECTIVE_PARAMETERS[objective]]
         if unused:
             raise ConfigError(f"{key}.{unused[0]} has no meaning for objective {objective}")
 
@@ -263,9 +271,6 @@ def noise_model(sigma: float) -> str:
     return f"{NOISE_PREFIX}{format_sigma(sigma)}"
 
 
-RECIPE_OBJECTIVE_KEYS = ("objective", "sigma", "eps", "steps", "beta", "lam", "eta", "copies")
-
-
 @dataclass(frozen=True)
 class Recipe:
     """How one classifier is built: what it sees, its training overrides, what it minimises."""
@@ -303,7 +308,7 @@ def _recipe(name: str, spec: Mapping[str, Any], defense: bool) -> Recipe:
     if "arch" in spec:
         training["arch"] = spec["arch"]
     return Recipe(name, None if kind == "pixels" else kind.split(":", 1)[1],
-                  {k: spec[k] for k in RECIPE_OBJECTIVE_KEYS if k in spec}, training, defense)
+                  {k: spec[k] for k in ("objective", *OBJECTIVE_KEYS) if k in spec}, training, defense)
 
 
 def dataset_recipes(config: Mapping[str, Any], dataset: str) -> dict[str, Recipe]:
@@ -372,32 +377,24 @@ def data_dependencies(config: Mapping[str, Any], dataset: str) -> list[str]:
     return [spec["of"]] if spec["source"] == "alias" else []
 
 
-def attacked_models(config: Mapping[str, Any]) -> list[str]:
-    """Classifiers the attack suite runs on: ``attacks.models`` (``all``: every classifier), then every
-    recipe of ``classifiers.recipes`` (a defense is judged by the same suite)."""
+def attacked_models(config: Mapping[str, Any], recipes: Mapping[str, Recipe]) -> list[str]:
+    """Classifiers of the study's ``recipes`` the attack suite runs on: ``attacks.models`` (``all``: every
+    classifier), then every defense recipe (a defense is judged by the same suite)."""
     if config["attacks"]["models"] == "all":
-        return list(study_recipes(config))
+        return list(recipes)
     listed = list(config["attacks"]["models"])
-    return listed + [m for m in study_recipes(config) if m in config["classifiers"].get("recipes", {})
-                     and m not in listed]
+    return listed + [m for m, r in recipes.items() if r.defense and m not in listed]
 
 
-def attacked_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+def attacked_pairs(config: Mapping[str, Any], recipes: Mapping[str, Recipe]) -> list[tuple[str, str]]:
     """(model, attack) pairs the study runs (:func:`tokencert.study.attack_applies`)."""
-    recipes = study_recipes(config)
-    return [(model, attack) for model in attacked_models(config) for attack in config["attacks"]["suite"]
+    return [(model, attack) for model in attacked_models(config, recipes) for attack in config["attacks"]["suite"]
             if attack_applies(attack, recipes[model].vocab is not None, config["classifiers"]["baseline"])]
 
 
-def exact_models(config: Mapping[str, Any]) -> list[str]:
+def exact_models(config: Mapping[str, Any], recipes: Mapping[str, Recipe]) -> list[str]:
     """Token classifiers that get the exact single-flip certificate (the attacked ones, for the bracket)."""
-    recipes = study_recipes(config)
-    return [m for m in attacked_models(config) if recipes[m].vocab is not None]
-
-
-def smoothed_pairs(recipes: Mapping[str, Recipe]) -> list[tuple[str, float]]:
-    """(model, sigma): every classifier trained under noise, smoothed at its own sigma."""
-    return [(name, r.sigma) for name, r in recipes.items() if r.sigma is not None]
+    return [m for m in attacked_models(config, recipes) if recipes[m].vocab is not None]
 
 
 @dataclass(frozen=True)
@@ -408,9 +405,17 @@ class DatasetPlan:
     units: str
     training: dict[str, Any]
     smoothing: dict[str, Any]
-    models: tuple[str, ...]  # trained classifiers
-    smoothed: tuple[tuple[str, float], ...]  # (model, sigma)
-    recipes: dict[str, Recipe] = field(default_factory=dict)  # of every model
+    recipes: dict[str, Recipe]  # every classifier trained on it, by name
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The trained classifiers."""
+        return tuple(self.recipes)
+
+    @property
+    def smoothed(self) -> tuple[tuple[str, float], ...]:
+        """(model, sigma): every classifier trained under noise, smoothed at its own sigma."""
+        return tuple((name, r.sigma) for name, r in self.recipes.items() if r.sigma is not None)
 
     @property
     def sigmas(self) -> list[float]:
@@ -444,7 +449,11 @@ class Plan:
     radii: tuple[float, ...]
     eps: tuple[float, ...]  # the attack budget grid
     report: ReportPlan
-    models: tuple[str, ...] = field(default=())  # every classifier name of the study
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every classifier name of the study (a name is the same recipe on every dataset)."""
+        return tuple(dict.fromkeys(m for d in self.datasets.values() for m in d.models))
 
     def attacked_models(self) -> list[str]:
         """Classifiers the attack suite runs on, sorted."""
@@ -461,19 +470,17 @@ def resolve_plan(config: Mapping[str, Any]) -> Plan:
     config = copy.deepcopy(dict(config))
     vocabs = vocabulary_recipes(config)
     discrete = discrete_vocabularies(config)
-    datasets = {}
-    for name in config["study"]["datasets"]:
-        recipes = dataset_recipes(config, name)
-        datasets[name] = DatasetPlan(name, dataset_units(config, name), training_params(config, name),
-                                     dataset_section(config, name, "smoothing"), tuple(recipes),
-                                     tuple(smoothed_pairs(recipes)), recipes)
+    datasets = {name: DatasetPlan(name, dataset_units(config, name), training_params(config, name),
+                                  dataset_section(config, name, "smoothing"), dataset_recipes(config, name))
+                for name in config["study"]["datasets"]}
+    recipes = {m: r for d in datasets.values() for m, r in d.recipes.items()}
     report = config.get("report", {})
     main = config["classifiers"]["discrete"][0] if config["classifiers"]["discrete"] else None
     return Plan(
         config=config, datasets=datasets, vocabularies=vocabs, sweep=tuple(sweep_vocabularies(config)),
-        discrete=tuple(discrete), attacked=tuple(attacked_pairs(config)), exact=tuple(exact_models(config)),
+        discrete=tuple(discrete), attacked=tuple(attacked_pairs(config, recipes)),
+        exact=tuple(exact_models(config, recipes)),
         radii=tuple(float(r) for r in config["radii"]), eps=tuple(float(e) for e in config["attacks"]["eps"]),
         report=ReportPlan(float(report.get("cert_radius", CERT_RADIUS)), int(report.get("example_images", 6)),
                           main, main or next(iter(vocabs)), tuple(report.get("reproduce", []))),
-        models=tuple(study_recipes(config)),
     )

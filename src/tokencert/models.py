@@ -178,6 +178,12 @@ class StraightThrough(nn.Module):
         return self.model.net(hard + (surrogate - surrogate.detach()))  # exactly `hard`, forward
 
 
+def differentiable(model: nn.Module) -> nn.Module:
+    """``model`` with a useful input gradient: a token classifier through the straight-through identity
+    (BPDA; its forward value unchanged), any other model as it is."""
+    return StraightThrough(model, None) if isinstance(model, DiscreteClassifier) else model
+
+
 def model_meta(
     *,
     arch: str,

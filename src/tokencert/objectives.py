@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import DiscreteClassifier, StraightThrough
-from .study import EPS_OBJECTIVES, OBJECTIVES, SIGMA_OBJECTIVES
+from .models import differentiable
+from .study import EPS_OBJECTIVES, OBJECTIVE_KEYS, OBJECTIVE_PARAMETERS, OBJECTIVES, SIGMA_OBJECTIVES
 from .units import channel_view, project
 
 STEP_SIZE = 2.5  # relative PGD step: each of `steps` steps moves 2.5 * eps / steps (as the attack suite)
@@ -62,18 +62,13 @@ class Objective:
     @classmethod
     def from_recipe(cls, recipe: dict[str, Any]) -> Objective:
         """The objective of a classifier recipe (keys ``objective``, ``sigma``, ``eps``, ...)."""
-        fields = {k: recipe[k] for k in ("sigma", "eps", "steps", "beta", "lam", "eta", "copies") if k in recipe}
+        fields = {k: recipe[k] for k in OBJECTIVE_KEYS if k in recipe}
         return cls(kind=recipe.get("objective", "standard"), **fields)
 
     def record(self) -> dict[str, Any]:
         """The parameters that matter for this kind (for metadata and fingerprints)."""
-        keep = {"standard": (), "noise": ("sigma",), "pgd_at": ("eps", "steps"), "trades": ("eps", "steps", "beta"),
-                "consistency": ("sigma", "lam", "eta", "copies")}[self.kind]
+        keep = OBJECTIVE_PARAMETERS[self.kind]
         return {"kind": self.kind, **{k: v for k, v in asdict(self).items() if k in keep}}
-
-
-def _gradient_model(model: nn.Module) -> nn.Module:
-    return StraightThrough(model, None) if isinstance(model, DiscreteClassifier) else model
 
 
 def _noisy(x: torch.Tensor, sigma: float, scale: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
@@ -85,7 +80,7 @@ def _maximise(model: nn.Module, x: torch.Tensor, loss_fn: Any, eps: float, steps
               scale: torch.Tensor | None) -> torch.Tensor:
     """``steps`` normalised-gradient ascent steps of ``loss_fn(logits)`` from ``start``, projected onto the
     eps ball around ``x`` and the box; the last iterate (as in adversarial training)."""
-    grad_model = _gradient_model(model)
+    grad_model = differentiable(model)
     was_training = model.training
     model.eval()
     s = channel_view(scale, x)

@@ -107,11 +107,12 @@ def group_size(batch_size: int, n0: int) -> int:
 
 
 def _forward(model: nn.Module, batch: torch.Tensor, precision: str) -> torch.Tensor:
-    """Logits of ``model`` on ``batch``; ``bf16``: autocast and channels-last (the tokenizer stays float64)."""
+    """Logits of ``model`` on ``batch``; ``bf16``: under bfloat16 autocast (the tokenizer stays float64).
+    The batch needs no channels-last copy: :func:`prepare` puts the weights in channels-last."""
     if precision == "fp32":
         return model(batch)
     with torch.autocast(device_type=batch.device.type, dtype=torch.bfloat16):
-        return model(batch.contiguous(memory_format=torch.channels_last))
+        return model(batch)
 
 
 def prepare(model: nn.Module, precision: str) -> nn.Module:

@@ -16,8 +16,20 @@ differentiates a token classifier through the straight-through identity, as BPDA
 The others need a token classifier (surrogates, token flips); ``transfer`` also needs the
 baseline, whose adversarial examples it transfers."""
 
-OBJECTIVES = ("standard", "noise", "pgd_at", "trades", "consistency")
-"""Training objectives of a classifier recipe (``tokencert.objectives`` implements them)."""
+OBJECTIVE_PARAMETERS = {
+    "standard": (),
+    "noise": ("sigma",),
+    "pgd_at": ("eps", "steps"),
+    "trades": ("eps", "steps", "beta"),
+    "consistency": ("sigma", "lam", "eta", "copies"),
+}
+"""Training objectives of a classifier recipe (``tokencert.objectives`` implements them) and the
+recipe parameters each one uses."""
+
+OBJECTIVES = tuple(OBJECTIVE_PARAMETERS)
+
+OBJECTIVE_KEYS = tuple(dict.fromkeys(k for keys in OBJECTIVE_PARAMETERS.values() for k in keys))
+"""Every objective parameter a recipe may set."""
 
 SIGMA_OBJECTIVES = ("noise", "consistency")
 """Objectives trained under Gaussian noise of a ``sigma``: their classifier is smoothed at it."""

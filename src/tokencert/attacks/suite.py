@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..models import DiscreteClassifier, StraightThrough
+from ..models import DiscreteClassifier, StraightThrough, differentiable
 from ..study import attack_applies, study_eps
 from .apgd import apgd
 from .base import AttackOutcome, check_attack_params, judge, predict
@@ -45,9 +45,8 @@ def _runs(name: str, model: nn.Module, params: Mapping[str, Any], seed: int, sca
         ap = params.get("apgd", {})
         steps, restarts = int(ap.get("steps", pgd_settings(params)[0])), int(ap.get("restarts", 1))
         check_attack_params(steps=steps)
-        grad = StraightThrough(model, None) if isinstance(model, DiscreteClassifier) else model
         loss = name.split("-", 1)[1]
-        return [lambda x, y, eps: apgd(grad, x, y, eps, loss, steps, restarts, seed, scale)]
+        return [lambda x, y, eps: apgd(differentiable(model), x, y, eps, loss, steps, restarts, seed, scale)]
     if name == "square":
         sq = params.get("square", {})
         queries, p_init = int(sq.get("queries", 500)), float(sq.get("p_init", 0.8))

@@ -11,7 +11,6 @@ import jinja2
 import numpy as np
 
 from .. import config as tc
-from ..certacc import curve
 from ..config import Plan
 from ..smoothing import chance_level
 from ..study import STANDARD_RADII, WORST, study_eps
@@ -159,11 +158,11 @@ def _near(grid: Sequence[float], point: float) -> int | None:
 
 
 def certified_at(summary: dict[str, Any] | None, radius: float) -> float | None:
-    """Certified accuracy at ``radius`` from a summary's per-image certified radii (any radius)."""
+    """Certified accuracy at ``radius`` from a summary's per-image certified radii (any radius): the
+    share of the ``n_images`` certified with ``radius_i >= radius``, as on the summary's grid."""
     if summary is None:
         return None
-    xs, ys = curve(summary)
-    return float(ys[np.searchsorted(xs, radius, side="left") - 1]) if radius > 0 else float(ys[0])  # radius_i >= r
+    return float(np.count_nonzero(np.asarray(summary["certified_radii"]) >= radius) / summary["n_images"])
 
 
 def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, Any]:
