@@ -3,7 +3,7 @@ import re
 import sys
 
 import tokencert.config as tc
-from tokencert.study import ATTACKS, WORST
+from tokencert.study import ATTACKS, LIPSCHITZ_OBJECTIVES, WORST
 
 # `--config key={nested: 3}` arrives with every nested value as a string: give it YAML's types.
 tc.retype_command_line(config, workflow.config_settings.config)
@@ -64,6 +64,11 @@ def token_models(dataset):
     return [m for m, r in PLAN.datasets[dataset].recipes.items() if r.vocab is not None]
 
 
+def lipschitz_models(dataset):
+    """The Lipschitz networks of ``dataset`` (each gets the margin certificate)."""
+    return [m for m, r in PLAN.datasets[dataset].recipes.items() if r.kind in LIPSCHITZ_OBJECTIVES]
+
+
 def classifier_inputs(w):
     """The test split and, for a token classifier, its vocabulary."""
     files = {k: v for k, v in data_files(w.dataset).items() if k != "train"}
@@ -79,7 +84,7 @@ def attack_files(dataset, model, kind="summary"):
 def report_inputs(w):
     """Every file the report reads, from the plan: nothing else is read, and a missing one is rebuilt."""
     files = {"manifests": [], "vocab": [], "certify": [], "finals": [], "smoothing": [], "certacc": [],
-             "exact": [], "attacks": [], "examples": []}
+             "setcert": [], "lipcert": [], "exact": [], "attacks": [], "brackets": [], "examples": []}
     for d, dp in PLAN.datasets.items():
         files["manifests"].append(data_files(d)["manifest"])
         files["vocab"] += [rules.vocab.output.metrics.format(dataset=d, vocab=v) for v in PLAN.vocabularies]
@@ -88,9 +93,18 @@ def report_inputs(w):
         files["smoothing"] += [rules.smooth.output.summary.format(dataset=d, model=m, sigma=tc.format_sigma(s))
                                for m, s in dp.smoothed]
         files["certacc"] += [rules.certacc.output.summary.format(dataset=d, model=m) for m in token_models(d)]
+        files["setcert"] += [rules.setcert.output.summary.format(dataset=d, model=m) for m in token_models(d)]
+        files["lipcert"] += [rules.lipcert.output.summary.format(dataset=d, model=m) for m in lipschitz_models(d)]
         files["exact"] += [rules.exact_certify.output.summary.format(dataset=d, model=m) for m in PLAN.exact
                            if m in dp.models]
-        for m in [m for m in PLAN.attacked_models() if m in dp.models]:
+        attacked = [m for m in PLAN.attacked_models() if m in dp.models]
+        files["brackets"] += [rules.exact_certify.output.samples.format(dataset=d, model=m) for m in PLAN.exact
+                              if m in dp.models]
+        files["brackets"] += [rules.setcert.output.samples.format(dataset=d, model=m) for m in token_models(d)
+                              if m in attacked]
+        files["brackets"] += [rules.lipcert.output.samples.format(dataset=d, model=m) for m in lipschitz_models(d)
+                              if m in attacked]
+        for m in attacked:
             files["attacks"] += attack_files(d, m) + [rules.attack_worst.output.summary.format(dataset=d, model=m)]
         files["examples"] += [vocab_file(d, PLAN.report.example_vocab), data_files(d)["test"],
                               rules.certify.output.maps.format(dataset=d, vocab=PLAN.report.example_vocab)]

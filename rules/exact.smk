@@ -31,3 +31,58 @@ rule exact_certify:
 
 TARGETS += [rules.exact_certify.output.summary.format(dataset=d, model=m) for d in DATASETS for m in PLAN.exact
             if m in PLAN.datasets[d].models]
+
+
+def attacked_worst(w):
+    """The per-sample worst case of the attack suite, for the bracket check, where the classifier is attacked."""
+    attacked = w.model in PLAN.attacked_models()
+    return {"attacks": rules.attack_worst.output.samples.format(**w)} if attacked else {}
+
+
+rule setcert:
+    input:
+        unpack(classifier_inputs),
+        unpack(attacked_worst),
+        model=rules.train.output.model,
+    output:
+        summary="results/{dataset}/setcert/{model}.json",
+        samples="results/{dataset}/setcert/{model}.csv",
+    params:
+        method="Rset",
+        setcert=config["setcert"],
+        radii=config["radii"],
+        units=units,
+    log:
+        "logs/setcert/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/rules/setcert/{dataset}/{model}.tsv"
+    # 1 thread: two 1-thread jobs on 2 cores beat one 2-thread job (measured in rules/attack.smk)
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/setcert.py"
+
+
+TARGETS += [rules.setcert.output.summary.format(dataset=d, model=m) for d in DATASETS for m in token_models(d)]
+
+
+use rule setcert as lipcert with:
+    output:
+        summary="results/{dataset}/lipcert/{model}.json",
+        samples="results/{dataset}/lipcert/{model}.csv",
+    params:
+        method="lipschitz",
+        setcert=config["setcert"],
+        radii=config["radii"],
+        units=units,
+    log:
+        "logs/lipcert/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/rules/lipcert/{dataset}/{model}.tsv"
+
+
+TARGETS += [rules.lipcert.output.summary.format(dataset=d, model=m) for d in DATASETS for m in lipschitz_models(d)]

@@ -21,7 +21,7 @@ with job(smk, w.dataset, w.model) as ctx:
     res = single_flip_certificates(model, data.images, data.labels, data.scale,
                                    int(smk.params.exact.get("batch_size", 512)))
     attacks, attack_idx, _ = read_outcome(smk.input.attacks)
-    upper, stats = bracket(res, data.indices, attack_idx, attacks.min_norm)
+    upper, stats = bracket(res.certified, res.prediction == res.label, data.indices, attack_idx, attacks.min_norm)
     correct, none = res.prediction == res.label, torch.zeros_like(res.flip_safe)
     common = dict(dataset=w.dataset, model=w.model, units=smk.params.units, correct=correct, abstain=none,
                   grid=smk.params.radii, sigma=None, seconds_per_image=res.seconds_per_image)

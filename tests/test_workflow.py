@@ -61,7 +61,9 @@ def test_tiny_workflow_builds_the_report(tiny_run):
     assert all("Perturbation sizes in this figure: L2 in [0,1] pixel space" in c and len(c) > 200 for c in captions)
     res, config = work / "results/mnist5k", tiny_config(work)
     files = {"manifests": [work / "data/mnist5k/manifest.json"], "finals": sorted(res.glob("models/*/final.json")),
-             **{g: sorted(res.glob(f"{g}/*.json")) for g in ("vocab", "certify", "certacc", "exact")},
+             **{g: sorted(res.glob(f"{g}/*.json")) for g in ("vocab", "certify", "certacc", "setcert", "lipcert",
+                                                             "exact")},
+             "brackets": sorted(res.glob("exact/*.csv")) + sorted(res.glob("lipcert/*.csv")),
              "smoothing": sorted(res.glob("smooth/*/*.json")), "attacks": sorted(res.glob("attacks/*/*.json")),
              "examples": [res / "vocab/gauss.pt", res / "certify/gauss.pt", work / "data/mnist5k/test.pt"]}
     (d,) = collect(resolve_plan(config), files)

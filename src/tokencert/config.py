@@ -25,10 +25,13 @@ from .study import (
     CERT_RADIUS,
     EPS_OBJECTIVES,
     FIGURE_KINDS,
+    LIPSCHITZ_ARCHS,
+    LIPSCHITZ_OBJECTIVES,
     OBJECTIVE_KEYS,
     OBJECTIVE_PARAMETERS,
     OBJECTIVES,
     SIGMA_OBJECTIVES,
+    TOKEN_OBJECTIVES,
     attack_applies,
 )
 
@@ -186,6 +189,12 @@ def _check_recipes(config: Mapping[str, Any], vocabs: Mapping[str, Any]) -> None
             raise ConfigError(f"{key}.input names vocabulary '{spec['input'].split(':', 1)[1]}', which is not built "
                               f"(known: {', '.join(vocabs)})")
         objective = spec["objective"]
+        if objective in TOKEN_OBJECTIVES and spec["input"] == "pixels":
+            raise ConfigError(f"{key}.objective {objective} needs a token classifier (input: tokens:<vocab>)")
+        lipschitz = spec.get("arch") in LIPSCHITZ_ARCHS
+        if (objective in LIPSCHITZ_OBJECTIVES) != lipschitz or (lipschitz and spec["input"] != "pixels"):
+            raise ConfigError(f"{key}: objective gloro and arch {'/'.join(LIPSCHITZ_ARCHS)} go together, on pixels "
+                              f"(got objective {objective}, arch {spec.get('arch', 'auto')}, input {spec['input']})")
         for needed, kinds in (("sigma", SIGMA_OBJECTIVES), ("eps", EPS_OBJECTIVES)):
             if objective in kinds and needed not in spec:
                 raise ConfigError(f"{key}.{needed} is required by objective {objective}")

@@ -75,7 +75,7 @@ def single_flip_certificates(model: DiscreteClassifier, images: torch.Tensor, la
     return ExactResult(labels.cpu(), prediction, r0, r2, safe, certified, torch.tensor(out["flips"]), seconds)
 
 
-def bracket(result: ExactResult, indices: torch.Tensor, upper_idx: torch.Tensor,
+def bracket(certified: torch.Tensor, correct: torch.Tensor, indices: torch.Tensor, upper_idx: torch.Tensor,
             upper_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float | int]]:
     """Per image the attacks' upper bound on the minimal adversarial norm (inf when none), joined on
     test-set index, and statistics of ``certified lower bound <= minimal norm <= upper bound``.
@@ -85,15 +85,15 @@ def bracket(result: ExactResult, indices: torch.Tensor, upper_idx: torch.Tensor,
     """
     lookup = dict(zip(upper_idx.tolist(), upper_norm.tolist(), strict=True))
     upper = torch.tensor([lookup.get(i, float("inf")) for i in indices.tolist()], dtype=torch.float64)
-    bad = result.certified > upper
+    bad = certified > upper
     if bad.any():
         raise RuntimeError(f"certified radius above a verified adversarial norm for test images "
                            f"{indices[bad].tolist()}: unsound certificate or broken attack")
-    known = torch.isfinite(upper) & (result.prediction == result.label)
+    known = torch.isfinite(upper) & correct
     return upper, {
         "images_with_upper_bound": int(known.sum()),
-        "median_lower": float(result.certified[known].median()) if known.any() else float("nan"),
+        "median_lower": float(certified[known].median()) if known.any() else float("nan"),
         "median_upper": float(upper[known].median()) if known.any() else float("nan"),
-        "median_gap_ratio": float((upper[known] / result.certified[known].clamp_min(1e-12)).median())
+        "median_gap_ratio": float((upper[known] / certified[known].clamp_min(1e-12)).median())
         if known.any() else float("nan"),
     }

@@ -3,7 +3,9 @@
 Every network takes images in ``[0,1]`` pixel space: normalization ``(x - mean) / std``
 is its first layer, so noise, attacks and certificates never see normalized inputs.
 Architectures: ``cnn`` (small CNN for 28x28 grayscale), ``resnet9`` (a half-width
-ResNet-9 for CPU runs on 32x32 RGB) and ``resnet18`` (CIFAR-style ResNet-18).
+ResNet-9 for CPU runs on 32x32 RGB), ``resnet18`` (CIFAR-style ResNet-18) and ``lipmlp`` (a
+1-Lipschitz network: orthogonal dense layers and MaxMin activations; its normalization only
+centres, so the whole network is 1-Lipschitz in L2).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 from .io import load_torch, save_torch
+from .study import LIPSCHITZ_ARCHS
 from .vocab import Vocabulary, soft_tokenize, tokenize
 
 KINDS = ("baseline", "discrete", "noise")
@@ -111,7 +114,39 @@ def resnet18(channels: int, num_classes: int, width: int = 64) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-ARCHITECTURES: dict[str, Callable[[int, int], nn.Module]] = {"cnn": small_cnn, "resnet9": resnet9, "resnet18": resnet18}
+class MaxMin(nn.Module):
+    """``(max(a, b), min(a, b))`` over feature pairs: 1-Lipschitz and gradient-norm preserving (Anil et
+    al. 2019's GroupSort with groups of 2). torch has no such activation; it is three lines."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.unflatten(1, (-1, 2)).unbind(2)
+        return torch.cat([torch.maximum(a, b), torch.minimum(a, b)], dim=1)
+
+
+def frozen(net: nn.Module) -> nn.Module:
+    """``net`` (changed in place) with every parametrization replaced by the weight it gives: a loaded
+    classifier is evaluated, not trained, and the orthogonal map of ``lipmlp`` would otherwise be
+    recomputed on every forward pass (a Square attack on it: 224 s instead of about 20 s)."""
+    for module in list(net.modules()):
+        if nn.utils.parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                nn.utils.parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return net
+
+
+def lipschitz_mlp(channels: int, num_classes: int, width: int = 512, image_size: int = 28) -> nn.Sequential:
+    """A 1-Lipschitz classifier (L2): dense layers kept orthogonal by torch's Cayley parametrization
+    (``torch.nn.utils.parametrizations.orthogonal``), MaxMin between them."""
+    def dense(fan_in: int, fan_out: int) -> nn.Linear:
+        return nn.utils.parametrizations.orthogonal(nn.Linear(fan_in, fan_out), orthogonal_map="cayley")
+
+    return nn.Sequential(nn.Flatten(), dense(channels * image_size * image_size, width), MaxMin(),
+                         dense(width, width), MaxMin(), dense(width, num_classes))
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"cnn": small_cnn, "resnet9": resnet9, "resnet18": resnet18,
+                                                      "lipmlp": lipschitz_mlp}
+
 
 
 def channels_last(net: nn.Module) -> nn.Module:
@@ -129,14 +164,19 @@ def resolve_arch(arch: str, channels: int) -> str:
     return "cnn" if channels == 1 else "resnet9"
 
 
-def build_model(arch: str, channels: int, num_classes: int, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
-    """The network ``arch`` for ``channels``-channel images in ``[0,1]``, normalization included."""
+def build_model(arch: str, channels: int, num_classes: int, mean: Sequence[float], std: Sequence[float],
+                image_size: int = 28) -> nn.Module:
+    """The network ``arch`` for ``channels``-channel images in ``[0,1]``, normalization included
+    (``image_size``: the side of the images, for the dense ``lipmlp``)."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
     if len(mean) != channels or len(std) != channels:
         raise ValueError(f"{channels} channels need {channels} mean/std values, got {len(mean)}/{len(std)}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if arch in LIPSCHITZ_ARCHS:
+        return nn.Sequential(Normalize(mean, [1.0] * channels),
+                             ARCHITECTURES[arch](channels, num_classes, image_size=image_size))
     return nn.Sequential(Normalize(mean, std), ARCHITECTURES[arch](channels, num_classes))
 
 
@@ -247,12 +287,13 @@ def load_classifier(
         raise ValueError(f"{path}: classifier meta lacks {', '.join(missing)}")
     if dataset is not None and meta["dataset"] != dataset:
         raise ValueError(f"{path}: classifier trained on dataset {meta['dataset']!r}, not {dataset!r}")
-    net = build_model(meta["arch"], meta["channels"], meta["num_classes"], meta["mean"], meta["std"])
+    net = build_model(meta["arch"], meta["channels"], meta["num_classes"], meta["mean"], meta["std"],
+                      meta["image_size"])
     try:
         net.load_state_dict(obj["state_dict"])
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit architecture {meta['arch']!r} ({exc})") from exc
-    net = channels_last(net.to(map_location)).eval()
+    net = channels_last(frozen(net).to(map_location)).eval()
     if meta["kind"] != "discrete":
         return net, meta
     expected = meta["vocabulary"]

@@ -7,7 +7,17 @@
 - ``trades``: cross-entropy plus ``beta * KL(f(x) || f(x'))``, ``x'`` maximising the KL within
   ``eps`` (Zhang et al. 2019);
 - ``consistency``: cross-entropy on ``copies`` noisy copies plus ``lam`` times their KL to the
-  mean prediction and ``eta`` times its entropy (Jeong & Shin 2020), at ``sigma``.
+  mean prediction and ``eta`` times its entropy (Jeong & Shin 2020), at ``sigma``;
+- ``flipset`` (token classifiers): certified training with the flip-set bounds of
+  :mod:`tokencert.setcert` at radius ``eps`` (interval bound propagation training, Gowal et al.
+  2019): ``kappa * CE(clean) + (1 - kappa) * CE(worst-case logits)``, the radius ramped from 0 to
+  ``eps`` and ``kappa`` from 1 to 0.5 between :data:`WARMUP` and :data:`RAMP` of training (clean
+  training before); in training mode the bounds normalize each batch-norm layer with the batch
+  statistics of the box centres (as CROWN-IBP training does; the running statistics, which the
+  certificate uses, come from the clean batch alone);
+- ``gloro`` (Lipschitz networks, ``arch: lipmlp``): cross-entropy over the classes and GloRo's
+  bottom logit ``max_{j != y} z_j + sqrt(2) L eps`` (Leino et al. 2021), ``L`` the network's sound
+  Lipschitz bound (:mod:`tokencert.lipschitz`, a constant here), ``eps`` ramped as for ``flipset``.
 
 Budgets and noise are in the dataset's units: a perturbation ``delta`` has size
 ``||delta / s||_2`` and the noise of channel ``c`` has standard deviation ``sigma * s_c``. The
@@ -20,6 +30,7 @@ generator, so a resumed epoch repeats the same draws.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,10 +38,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import differentiable
-from .study import EPS_OBJECTIVES, OBJECTIVE_KEYS, OBJECTIVE_PARAMETERS, OBJECTIVES, SIGMA_OBJECTIVES
+from .lipschitz import lipschitz_constant
+from .models import DiscreteClassifier, differentiable
+from .setcert import deviation_box, flip_budget, geometry, margin_bounds, tokenized
+from .study import (
+    EPS_OBJECTIVES,
+    OBJECTIVE_KEYS,
+    OBJECTIVE_PARAMETERS,
+    OBJECTIVES,
+    SIGMA_OBJECTIVES,
+)
 from .units import channel_view, project
 
+WARMUP, RAMP = 0.2, 0.7  # flipset: clean training until WARMUP, then radius and robust weight ramp up until RAMP
 STEP_SIZE = 2.5  # relative PGD step: each of `steps` steps moves 2.5 * eps / steps (as the attack suite)
 
 
@@ -96,11 +116,53 @@ def _maximise(model: nn.Module, x: torch.Tensor, loss_fn: Any, eps: float, steps
     return adv.detach()
 
 
+def _flipset(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, scale: torch.Tensor | None,
+             progress: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``flipset`` loss (module docstring) at training ``progress`` in [0, 1]."""
+    if not isinstance(model, DiscreteClassifier):
+        raise ValueError("objective flipset needs a token classifier")
+    logits = model(x)
+    clean = F.cross_entropy(logits, y)
+    ramp = _ramp(progress)
+    if ramp == 0:
+        return clean, logits
+    radius = eps * ramp
+    geo = geometry(x.detach().cpu(), model.vocab, None if scale is None else scale.cpu())
+    lo, hi, _ = deviation_box(geo, radius)
+    center = tokenized(geo, model.vocab, x.shape[-2:]).to(x)
+    lower = margin_bounds(model.net, model.vocab, center, lo.to(x), hi.to(x),
+                          flip_budget(geo.patch_radii, radius).to(x.device), y)
+    worst = -lower.masked_fill(lower.isinf(), 0.0)  # upper bounds of z_j - z_y, 0 at y
+    kappa = 1.0 - 0.5 * ramp
+    return kappa * clean + (1 - kappa) * F.cross_entropy(worst, y), logits
+
+
+def _ramp(progress: float) -> float:
+    """The certified-training schedule: 0 until WARMUP, then linear to 1 at RAMP."""
+    return min(1.0, max(0.0, progress - WARMUP) / (RAMP - WARMUP))
+
+
+def _gloro(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, scale: torch.Tensor | None,
+           progress: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``gloro`` loss (module docstring) at training ``progress``."""
+    logits = model(x)
+    lip = lipschitz_constant(model) * math.sqrt(2.0) * (1.0 if scale is None else float(scale.max()))
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -math.inf)
+    bottom = others.max(dim=1, keepdim=True).values + lip * eps * _ramp(progress)
+    return F.cross_entropy(torch.cat([logits, bottom], dim=1), y), logits
+
+
 def batch_loss(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-               generator: torch.Generator, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               generator: torch.Generator, scale: torch.Tensor | None = None,
+               progress: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss, logits)`` of one training batch under ``objective``; ``logits`` are those the training
-    accuracy is counted on (the clean, noisy or adversarial inputs the loss is about)."""
+    accuracy is counted on (the clean, noisy or adversarial inputs the loss is about). ``progress``:
+    the share of training done (the ``flipset`` schedule)."""
     kind = objective.kind
+    if kind == "flipset":
+        return _flipset(model, x, y, objective.eps, scale, progress)
+    if kind == "gloro":
+        return _gloro(model, x, y, objective.eps, scale, progress)
     if kind == "standard":
         logits = model(x)
         return F.cross_entropy(logits, y), logits

@@ -22,6 +22,8 @@ OBJECTIVE_PARAMETERS = {
     "pgd_at": ("eps", "steps"),
     "trades": ("eps", "steps", "beta"),
     "consistency": ("sigma", "lam", "eta", "copies"),
+    "flipset": ("eps",),
+    "gloro": ("eps",),
 }
 """Training objectives of a classifier recipe (``tokencert.objectives`` implements them) and the
 recipe parameters each one uses."""
@@ -34,8 +36,18 @@ OBJECTIVE_KEYS = tuple(dict.fromkeys(k for keys in OBJECTIVE_PARAMETERS.values()
 SIGMA_OBJECTIVES = ("noise", "consistency")
 """Objectives trained under Gaussian noise of a ``sigma``: their classifier is smoothed at it."""
 
-EPS_OBJECTIVES = ("pgd_at", "trades")
-"""Objectives with an adversary of L2 budget ``eps`` in the inner loop."""
+EPS_OBJECTIVES = ("pgd_at", "trades", "flipset", "gloro")
+"""Objectives against perturbations of L2 budget ``eps`` (an inner adversary, or certified bounds)."""
+
+TOKEN_OBJECTIVES = ("flipset",)
+"""Objectives that need a token classifier (``input: tokens:<vocab>``)."""
+
+LIPSCHITZ_ARCHS = ("lipmlp",)
+"""1-Lipschitz architectures (``tokencert.models``): their normalization only centres, they train with a
+Lipschitz objective and are certified by their logit margin."""
+
+LIPSCHITZ_OBJECTIVES = ("gloro",)
+"""Objectives that need a Lipschitz network (``arch: lipmlp``, pixel input); certified by their margin."""
 
 WORST = "worst"
 """Name of the per-sample worst case over every attack run on a classifier."""
@@ -51,7 +63,7 @@ defense-landscape table gives certified and worst-case accuracy at them."""
 CERT_RADIUS = 0.05
 """Default radius at which the report's main table gives R_0 / R_2 certified accuracy."""
 
-FIGURE_KINDS = ("certified", "robust", "usage", "ktradeoff", "examples")
+FIGURE_KINDS = ("certified", "robust", "bracket", "usage", "ktradeoff", "examples")
 """The report's figures, one of each kind per dataset (``<dataset>-<kind>.{pdf,png}``)."""
 
 

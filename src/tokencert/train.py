@@ -29,7 +29,14 @@ from tqdm import tqdm
 
 from .data.store import Split, load_split, load_split_in_units, to_float
 from .io import load_torch, save_torch, write_json, write_text
-from .models import DiscreteClassifier, build_model, channels_last, model_meta, resolve_arch, save_classifier
+from .models import (
+    DiscreteClassifier,
+    build_model,
+    channels_last,
+    model_meta,
+    resolve_arch,
+    save_classifier,
+)
 from .objectives import Objective, batch_loss
 from .runtime import derive_seed
 from .study import SIGMA_OBJECTIVES
@@ -169,12 +176,14 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         bar = tqdm(range(0, len(order), bs), desc=f"epoch {epoch}", leave=False, mininterval=5,
                    disable=not self.progress)
+        steps = len(bar)
         for step, start in enumerate(bar):
             idx = order[start:start + bs]
             x = data[idx].to(self.device)
             x = x if pretokenized else self._inputs(to_float(x), generator)
             y = labels[idx].to(self.device)
-            loss, logits = batch_loss(self.objective, net, x, y, generator, self.scale)
+            progress = ((epoch - 1) * steps + step) / (self.settings.epochs * steps)
+            loss, logits = batch_loss(self.objective, net, x, y, generator, self.scale, progress)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -298,7 +307,7 @@ def train_classifier(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = channels_last(build_model(settings.arch, channels, len(manifest["classes"]), manifest["mean"],
-                                        manifest["std"]))
+                                        manifest["std"], image_size))
     meta = model_meta(
         arch=settings.arch, channels=channels, num_classes=len(manifest["classes"]), image_size=image_size,
         mean=manifest["mean"], std=manifest["std"], dataset=dataset, kind=kind, sigma=sigma, vocab=vocab,

@@ -74,6 +74,8 @@ def metrics(results: list[DatasetResults], plan: Plan) -> dict[str, dict[str, fl
                 for key, value in (("cert", cert), ("worst", worst)):
                     if value is not None:
                         m[f"landscape/{key}/{model}@{r:.3g}"] = value
+            if n["bracket_ratio"] is not None:
+                m[f"landscape/bracket/{model}"] = n["bracket_ratio"]
         for model, final in d.models.items():
             m[f"acc/{model}"] = final["test_accuracy"]
         for vocab, cert in d.certify.items():

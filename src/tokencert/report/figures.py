@@ -21,7 +21,7 @@ from ..io import atomic_path  # noqa: E402
 from ..study import WORST  # noqa: E402
 from ..units import describe  # noqa: E402
 from ..vocab import Vocabulary, tokenize  # noqa: E402
-from .collect import DatasetResults, test_accuracy  # noqa: E402
+from .collect import BRACKET_METHODS, DatasetResults, test_accuracy  # noqa: E402
 
 
 def save(fig: plt.Figure, stem: str | os.PathLike[str]) -> list[Path]:
@@ -76,7 +76,8 @@ def defense_families(d: DatasetResults, plan: Plan) -> dict[str, dict[str, list[
     planned = plan.datasets.get(d.name)
     for model, recipe in ({} if planned is None else planned.recipes).items():
         family = families.setdefault(f"{recipe.input.split(':')[0]} / {recipe.kind}", {"cert": [], "attack": []})
-        certs = list(d.smoothing.get(model, {}).values()) or [d.exact.get(model, {}).get("R2") or d.certacc.get(model)]
+        certs = list(d.smoothing.get(model, {}).values()) or [d.exact.get(model, {}).get("R2") or d.certacc.get(model),
+                                                             d.setcert.get(model), d.lipcert.get(model)]
         family["cert"] += [c for c in certs if c is not None and "certified_radii" in c]
         if WORST in d.attacks.get(model, {}):
             family["attack"].append(d.attacks[model][WORST])
@@ -106,12 +107,16 @@ def _envelope_panel(ax: plt.Axes, d: DatasetResults, plan: Plan) -> None:
 
 def certified_accuracy(d: DatasetResults, plan: Plan | None = None) -> plt.Figure:
     """Certified accuracy vs radius as step functions of the per-image radii: one panel for the
-    deterministic certificates (R_0, R_2 of each discrete classifier), one per smoothing sigma and,
+    deterministic certificates (R_0, R_2 of each discrete classifier), one for the flip-set and
+    Lipschitz-margin certificates, one per smoothing sigma and,
     with the ``plan``'s recipes, one with the envelope of each defense family."""
     deterministic = [(f"$R_0$ {m}", s) for m, s in sorted(d.certacc.items())]
     deterministic += [(f"$R_2$ {m}", s["R2"]) for m, s in sorted(d.exact.items())]
+    beyond = [(f"$R_{{set}}$ {m}", s) for m, s in sorted(d.setcert.items())]
+    beyond += [(f"Lipschitz {m}", s) for m, s in sorted(d.lipcert.items())]
     sigmas = sorted({sigma for per_sigma in d.smoothing.values() for sigma in per_sigma})
     panels = [("deterministic, sound ($R_0$, $R_2$)", deterministic)]
+    panels += [("deterministic: any number of flips ($R_{set}$), Lipschitz margin", beyond)] if beyond else []
     panels += [(f"randomized smoothing, $\\sigma$ = {sigma:g}",
                 [(m, per_sigma[sigma]) for m, per_sigma in sorted(d.smoothing.items()) if sigma in per_sigma])
                for sigma in sigmas]
@@ -230,11 +235,45 @@ def examples(d: DatasetResults, count: int) -> plt.Figure:
     return fig
 
 
+def bracket(d: DatasetResults) -> plt.Figure:
+    """Per image, the certified radius (lower bound on the minimal adversarial norm) against the
+    smallest norm at which an attack of the suite succeeded (upper bound), log-log, one panel per
+    certificate and a colour per classifier; the diagonal is where the two meet (every point lies
+    on or above it, or the certificate would be unsound), dotted lines mark 10x and 100x gaps."""
+    panels = [(method, d.brackets[method]) for method in BRACKET_METHODS.values() if method in d.brackets]
+    fig, axes = _panels(len(panels))
+    for ax, (method, per_model) in zip(axes, panels, strict=False):
+        lows, highs = [], []
+        for i, (model, (lower, upper)) in enumerate(sorted(per_model.items())):
+            keep = (lower > 0) & np.isfinite(upper)
+            ratio = np.median(upper[keep] / lower[keep]) if keep.any() else float("nan")
+            ax.scatter(lower[keep], upper[keep], s=12, alpha=0.6, color=PALETTE[i % len(PALETTE)],
+                       label=f"{model}: {keep.sum()} images, median ratio {ratio:.3g}")
+            lows.append(lower[keep])
+            highs.append(upper[keep])
+        values = np.concatenate(lows + highs) if lows else np.array([])
+        span = (values.min() / 2, values.max() * 2) if values.size else (1e-3, 10.0)
+        line = np.geomspace(*span, 50)
+        ax.plot(line, line, color="black", lw=1, label="upper = lower")
+        for factor in (10, 100):
+            ax.plot(line, factor * line, color="grey", lw=0.8, ls=":")
+        ax.set(xscale="log", yscale="log", xlim=span, ylim=span, title=f"{method}: certified vs attacked",
+               xlabel=f"certified radius ({describe(d.units)})", ylabel=f"smallest attack norm ({describe(d.units)})")
+        ax.grid(alpha=0.3, which="both")
+        _legend_below(ax, ncol=1)
+    if not panels:
+        axes[0].text(0.5, 0.5, "no attacked classifier with a certificate", ha="center", va="center")
+        axes[0].set_axis_off()
+    fig.suptitle(f"{d.name}: the robustness bracket per image (test images classified correctly)")
+    return fig
+
+
 def make(kind: str, d: DatasetResults, plan: Plan) -> plt.Figure:
     """The figure of ``kind`` (one of :data:`tokencert.study.FIGURE_KINDS`) for dataset ``d``."""
     makers = {
         "certified": lambda: certified_accuracy(d, plan),
         "robust": lambda: robust_accuracy(d),
+        "bracket": lambda: bracket(d),
         "usage": lambda: token_usage(d),
         "ktradeoff": lambda: k_tradeoff(d, plan),
         "examples": lambda: examples(d, plan.report.example_images),

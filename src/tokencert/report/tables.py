@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -167,20 +168,22 @@ def certified_at(summary: dict[str, Any] | None, radius: float) -> float | None:
 
 def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, Any]:
     """The defense-landscape numbers of one classifier: clean accuracy; per standard radius the best
-    certified accuracy and its kind (deterministic ``R_0`` / ``R_2``, probabilistic smoothing at
-    alpha) and the worst-case accuracy under the suite; the worst case at the study's eps; the
-    seconds per image of the certificate that gave the numbers."""
+    certified accuracy and its kind (deterministic ``R_0`` / ``R_2`` / flip-set / Lipschitz margin,
+    probabilistic smoothing at alpha) and the worst-case accuracy under the suite; the worst case at
+    the study's eps; the smallest median bracket ratio; the seconds per image of the certificate."""
     recipe = plan.datasets[d.name].recipes[model]
     radii = STANDARD_RADII.get(tuple(d.manifest["shape"][:2]), ())
     smooth = next(iter(d.smoothing.get(model, {}).values()), None)
     exact = d.exact.get(model, {}).get("R2")
     r0 = d.certacc.get(model)
+    beyond = [d.setcert.get(model), d.lipcert.get(model)]
     worst = d.attacks.get(model, {}).get(WORST)
     out: dict[str, Any] = {"model": model, "input": recipe.input, "objective": recipe.kind,
                            "clean": test_accuracy(d, model), "radii": list(radii), "certified": [],
                            "certificate": [], "worst": [], "seconds_per_image": None}
     for r in radii:
-        options = [(certified_at(exact or r0, r), "deterministic"),
+        deterministic = [v for v in (certified_at(c, r) for c in (exact or r0, *beyond)) if v is not None]
+        options = [(max(deterministic, default=None), "deterministic"),
                    (certified_at(smooth, r), f"probabilistic (alpha {smooth['alpha']:g})" if smooth else "")]
         value, kind = max(((v, k) for v, k in options if v is not None), default=(None, "none"))
         out["certified"].append(value)
@@ -192,8 +195,12 @@ def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, An
     out["study_eps"], out["worst_study_eps"] = eps, None if i is None else worst["robust_accuracy"][i]
     if smooth is not None:
         out["seconds_per_image"] = smooth["seconds_per_image"]
+    elif model in d.lipcert:
+        out["seconds_per_image"] = d.lipcert[model]["seconds_per_image"]
     elif recipe.vocab is not None and recipe.vocab in d.certify:
         out["seconds_per_image"] = d.certify[recipe.vocab]["seconds_per_image"]
+    ratios = [c["bracket"]["median_gap_ratio"] for c in (d.exact.get(model), *beyond) if c and "bracket" in c]
+    out["bracket_ratio"] = min((r for r in ratios if math.isfinite(r)), default=None)
     return out
 
 
@@ -206,7 +213,8 @@ def landscape_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, 
     for d, n in numbers:
         row = {"dataset": d.name, "units": d.units, "classifier": n["model"], "input": n["input"],
                "objective": n["objective"], "clean": pct(n["clean"]), "worst_eps": pct(n["worst_study_eps"]),
-               "seconds": DASH if n["seconds_per_image"] is None else f"{n['seconds_per_image']:.2e}"}
+               "seconds": DASH if n["seconds_per_image"] is None else f"{n['seconds_per_image']:.2e}",
+               "bracket": DASH if n["bracket_ratio"] is None else f"{n['bracket_ratio']:.3g}x"}
         for i in range(RADII_COLUMNS):
             r = n["radii"][i] if i < len(n["radii"]) else None
             at_r = "" if shared or r is None else f" @ {r:.3g}"
@@ -231,7 +239,8 @@ def landscape_columns(results: list[DatasetResults]) -> list[tuple[str, str]]:
     for i in range(RADII_COLUMNS):
         at_r = f" @ r = {shared[i]:.3g}" if i < len(shared) else f" (radius {i + 1})"
         cols += [(f"cert{i}", "Certified" + at_r), (f"worst{i}", "Worst-case" + at_r)]
-    return cols + [("worst_eps", "Worst-case @ study eps"), ("seconds", "Cert. s/image")]
+    return cols + [("worst_eps", "Worst-case @ study eps"), ("bracket", "Bracket (median upper/lower)"),
+                   ("seconds", "Cert. s/image")]
 
 
 COST_COLUMNS = (("dataset", "Dataset"), ("method", "Method"), ("seconds", "Seconds per image"))

@@ -1,0 +1,277 @@
+"""Flip-set certificates: soundness against exhaustive enumeration with exact cell distances,
+agreement with the single-flip certificate, worst cases, interval bounds, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tokencert.exact import single_flip_certificates
+from tokencert.models import BasicBlock, DiscreteClassifier, Normalize, Residual
+from tokencert.setcert import (
+    certified,
+    certified_radius,
+    deviation_box,
+    flip_budget,
+    geometry,
+    interval,
+    margin_bounds,
+)
+from tokencert.tokens import patchify, unpatchify
+from tokencert.vocab import Vocabulary
+
+
+def tiny_vocab(k: int, seed: int) -> Vocabulary:
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.rand(k, 4, generator=g, dtype=torch.float64)
+    return Vocabulary(tokens=tokens, patch_size=2, mode="joint", channels=1, image_size=4, meta={"name": "tiny"})
+
+
+def tiny_net(seed: int, classes: int = 3) -> nn.Module:
+    torch.manual_seed(seed)
+    net = nn.Sequential(Normalize([0.5], [0.25]), nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, classes))
+    bn = net[2]
+    bn.running_mean.uniform_(-0.5, 0.5)
+    bn.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def cell_distance(x: np.ndarray, tokens: np.ndarray, j: int) -> float:
+    """Exact distance from ``x`` to the Voronoi cell of token ``j``: the QP ``min ||z - x||`` over
+    ``a_k . z <= b_k`` (closer to ``t_j`` than to ``t_k``), solved by enumerating active sets (KKT)."""
+    others = [k for k in range(len(tokens)) if k != j]
+    a = np.array([2 * (tokens[k] - tokens[j]) for k in others])
+    b = np.array([tokens[k] @ tokens[k] - tokens[j] @ tokens[j] for k in others])
+    if np.all(a @ x <= b + 1e-12):
+        return 0.0
+    best = math.inf
+    for size in range(1, len(others) + 1):
+        for active in itertools.combinations(range(len(others)), size):
+            aa, bb = a[list(active)], b[list(active)]
+            lam = np.linalg.lstsq(aa @ aa.T, aa @ x - bb, rcond=None)[0]
+            z = x - aa.T @ lam
+            if np.all(lam >= -1e-12) and np.all(a @ z <= b + 1e-9):
+                best = min(best, float(np.linalg.norm(z - x)))
+    return best
+
+
+def truth(net: nn.Module, vocab: Vocabulary, image: torch.Tensor, label: int, radius: float) -> bool:
+    """Whether every token combination reachable within ``radius`` (exact cell distances) is classified
+    ``label``: the ground truth a sound certificate may never exceed."""
+    patches = patchify(image.unsqueeze(0).double(), 2, "joint")[0].numpy()
+    tokens = vocab.tokens.numpy()
+    cost = np.array([[cell_distance(p, tokens, j) ** 2 for j in range(len(tokens))] for p in patches])
+    combos = [c for c in itertools.product(range(len(tokens)), repeat=len(patches))
+              if sum(cost[p, j] for p, j in enumerate(c)) <= radius * radius * (1 + 1e-9)]
+    batch = torch.stack([vocab.tokens[list(c)] for c in combos])
+    images = unpatchify(batch, 2, "joint", 1, 4).float()
+    with torch.no_grad():
+        return bool((net(images).argmax(1) == label).all())
+
+
+CASES = [(k, seed) for k in (2, 3, 4) for seed in range(6)]
+
+
+@pytest.mark.parametrize(("k", "seed"), CASES)
+def test_sound_against_exhaustive_enumeration(k: int, seed: int) -> None:
+    """Every radius the certificate accepts (bounds alone, or bounds then enumeration) is one at which
+    no reachable token combination changes the class; and enumeration alone is exact for the cost
+    model, so it accepts at least what the bounds accept."""
+    vocab, net = tiny_vocab(k, seed), tiny_net(seed)
+    model = DiscreteClassifier(net, vocab).eval()
+    g = torch.Generator().manual_seed(100 + seed)
+    images = torch.rand(6, 1, 4, 4, generator=g)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    labels[0] = (labels[0] + 1) % 3  # one misclassified image: never certified
+    for radius in (0.0, 0.05, 0.15, 0.3, 0.6):
+        bounds = certified(model, images, labels, radius, enumeration_limit=0)
+        full = certified(model, images, labels, radius)
+        assert not full[0] and not bounds[0]
+        assert (full | ~bounds).all(), "enumeration must accept what the bounds accept"
+        for i in range(images.shape[0]):
+            if full[i]:
+                assert truth(net, vocab, images[i], int(labels[i]), radius), (k, seed, radius, i)
+
+
+def test_exhaustive_cases_are_not_vacuous() -> None:
+    """The cases above certify some images and refuse others at every nonzero radius tested."""
+    seen = set()
+    for k, seed in CASES[::3]:
+        model = DiscreteClassifier(tiny_net(seed), tiny_vocab(k, seed)).eval()
+        images = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(100 + seed))
+        with torch.no_grad():
+            labels = model(images).argmax(1)
+        for radius in (0.05, 0.3):
+            seen |= {(radius, bool(v)) for v in certified(model, images, labels, radius)}
+    assert seen == {(0.05, True), (0.05, False), (0.3, True), (0.3, False)}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_radius_against_single_flip_certificate(seed: int) -> None:
+    """Below ``R_2`` at most one patch changes, so the flip-set radius (with enumeration) is at least the
+    exact single-flip certificate (``R_2`` where every single flip is safe, else ``R_0``), and a
+    radius just below it is accepted while the radius itself is the first refused breakpoint."""
+    vocab, net = tiny_vocab(4, seed), tiny_net(seed)
+    model = DiscreteClassifier(net, vocab).eval()
+    images = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(7 + seed))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    exact = single_flip_certificates(model, images, labels)
+    radius = certified_radius(model, images, labels)
+    assert (radius >= exact.certified * (1 - 1e-12)).all()
+    for i in range(images.shape[0]):
+        if 0 < radius[i] < math.inf:
+            below = float(radius[i]) * (1 - 1e-9)
+            assert certified(model, images[i:i + 1], labels[i:i + 1], below)[0]
+            assert not certified(model, images[i:i + 1], labels[i:i + 1], float(radius[i]))[0]
+            assert truth(net, vocab, images[i], int(labels[i]), below)
+
+
+def test_constant_classifier_is_certified_everywhere() -> None:
+    """Worst case for looseness: a network whose logits ignore the input is certified at every radius."""
+    net = tiny_net(0)
+    net[-1].weight.data.zero_()
+    net[-1].bias.data.copy_(torch.tensor([1.0, 0.0, -1.0]))
+    model = DiscreteClassifier(net, tiny_vocab(3, 0)).eval()
+    images = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    labels = torch.zeros(4, dtype=torch.long)
+    assert certified(model, images, labels, 3.0, enumeration_limit=0).all()
+    assert torch.isinf(certified_radius(model, images, labels, enumeration_limit=0)).all()
+
+
+def test_one_decisive_patch_gives_its_flip_radius() -> None:
+    """Worst case for soundness: the class is decided by the top-left patch alone (token 1 there means
+    class 1); the certified radius of a class-0 image is exactly that patch's bisector distance to
+    token 1, since every other flip is harmless."""
+    tokens = torch.tensor([[0.0] * 4, [1.0] * 4, [0.0, 1.0, 0.0, 1.0]], dtype=torch.float64)
+    vocab = Vocabulary(tokens=tokens, patch_size=2, mode="joint", channels=1, image_size=4, meta={"name": "t"})
+    lin = nn.Linear(16, 2)
+    lin.weight.data.zero_()
+    lin.bias.data.zero_()
+    lin.weight.data[1, [0, 1, 4, 5]] = 1.0  # top-left patch pixels (row-major 4x4)
+    lin.bias.data[1] = -3.0
+    model = DiscreteClassifier(nn.Sequential(nn.Flatten(), lin), vocab).eval()
+    image = torch.full((1, 1, 4, 4), 0.1)
+    radius = certified_radius(model, image, torch.tensor([0]))
+    geo = geometry(image.double(), vocab)
+    assert float(radius[0]) == pytest.approx(float(geo.radii[0, 0, 1]), rel=1e-12)
+
+
+def random_net(seed: int, channels: int = 1) -> nn.Module:
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        Normalize([0.5] * channels, [0.3] * channels), nn.Conv2d(channels, 8, 3, padding=1), nn.BatchNorm2d(8),
+        nn.ReLU(),
+        Residual(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())), BasicBlock(8, 8, 2),
+        nn.AvgPool2d(2), nn.AdaptiveMaxPool2d(2), nn.Flatten(), nn.Linear(32, 5))
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.2, 2)
+            m.weight.data.uniform_(-1, 1)
+    return net.eval()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_interval_bounds_contain_sampled_outputs(seed: int) -> None:
+    """IBP through every supported layer: outputs at points of the box (corners included) lie in the bounds."""
+    net = random_net(seed).double()
+    g = torch.Generator().manual_seed(seed)
+    center = torch.rand(1, 1, 8, 8, generator=g, dtype=torch.float64)
+    width = 0.1 * torch.rand(1, 1, 8, 8, generator=g, dtype=torch.float64)
+    lo, hi = interval(net, center - width, center + width)
+    corners = (torch.rand(500, 1, 8, 8, generator=g) < 0.5).double()
+    points = torch.cat([center - width + 2 * width * corners,
+                        center - width + 2 * width * torch.rand(500, 1, 8, 8, generator=g, dtype=torch.float64)])
+    with torch.no_grad():
+        out = net(points)
+    assert (out >= lo - 1e-9).all() and (out <= hi + 1e-9).all()
+
+
+@pytest.mark.parametrize(("seed", "mode"), [(0, "joint"), (1, "joint"), (2, "joint"), (0, "per_channel"),
+                                            (1, "per_channel")])
+def test_budgeted_margin_bound_holds_for_sampled_flips(seed: int, mode: str) -> None:
+    """The top-m first-layer bound (one pass per class of patches sharing no output unit; per-channel
+    patches of one location share units): any change of at most m patches, each inside its
+    deviation box, keeps every logit difference above the bound; a larger budget never tightens it."""
+    channels = 1 if mode == "joint" else 3
+    d = 16 * channels if mode == "joint" else 16
+    vocab = Vocabulary(tokens=torch.rand(16, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)),
+                       patch_size=4, mode=mode, channels=channels, image_size=8, meta={"name": "r"})
+    net = random_net(seed, channels).double()
+    g = torch.Generator().manual_seed(50 + seed)
+    images = torch.rand(3, channels, 8, 8, generator=g, dtype=torch.float64)
+    geo = geometry(images, vocab)
+    num = geo.assignment.shape[1]
+    lo, hi, _ = deviation_box(geo, 0.4)
+    labels = torch.tensor([0, 1, 2])
+    center = unpatchify(geo.own(), 4, mode, channels, 8)
+    for m in (1, 2):
+        budget = torch.full((3,), m)
+        lower = margin_bounds(net, vocab, center, lo, hi, budget, labels)
+        for _ in range(200):
+            mask = torch.zeros(3, num, 1, dtype=torch.float64)
+            for n in range(3):
+                mask[n, torch.randperm(num, generator=g)[:m]] = 1
+            corner = (torch.rand(lo.shape, generator=g) < 0.5).double()  # corners first: where IBP is tight
+            share = corner if _ % 2 else torch.rand(lo.shape, generator=g, dtype=torch.float64)
+            dev = lo + (hi - lo) * share
+            with torch.no_grad():
+                z = net(center + unpatchify(dev * mask, 4, mode, channels, 8))
+            margin = z.gather(1, labels.view(-1, 1)) - z
+            assert (margin >= lower - 1e-9)[lower.isfinite()].all()
+        assert lower.isinf().sum() == 3  # only z_y - z_y
+    wider = margin_bounds(net, vocab, center, lo, hi, torch.full((3,), num), labels)
+    assert (wider <= lower + 1e-12).all()
+
+
+def test_flip_budget_counts_cheapest_patches() -> None:
+    radii = torch.tensor([[0.3, 0.4, 1.0], [2.0, 2.0, 2.0]], dtype=torch.float64)
+    assert flip_budget(radii, 0.5).tolist() == [2, 0]
+    assert flip_budget(radii, 0.49).tolist() == [1, 0]
+    assert flip_budget(radii, torch.tensor([0.0, 3.5])).tolist() == [0, 3]
+
+
+def test_bad_input_one_clear_error() -> None:
+    model = DiscreteClassifier(tiny_net(0), tiny_vocab(3, 0)).eval()
+    x, y = torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match="radius must be finite and >= 0"):
+        certified(model, x, y, -0.1)
+    with pytest.raises(TypeError, match="need a token classifier"):
+        certified(tiny_net(0), x, y, 0.1)
+    odd = DiscreteClassifier(nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.Tanh(), nn.Linear(3, 3)),
+                             tiny_vocab(3, 0)).eval()
+    with pytest.raises(ValueError, match="unsupported layer Tanh"):
+        certified(odd, x, y, 0.1)
+    with pytest.raises(ValueError, match="BatchNorm2d in training mode"):
+        certified(DiscreteClassifier(tiny_net(0).train(), tiny_vocab(3, 0)), x, y, 0.1)
+
+
+@pytest.mark.parametrize("mode", ["joint", "per_channel"])
+def test_patch_classes_lose_nothing_against_one_pass_per_patch(mode: str, monkeypatch) -> None:
+    """Any grouping of patches into passes is sound (a pass sums its patches' non-negative
+    contributions); grouping patches that share no output unit is also exact: the bound equals the
+    one computed with a pass per patch."""
+    import tokencert.setcert as sc
+
+    channels = 1 if mode == "joint" else 3
+    d = 16 * channels if mode == "joint" else 16
+    vocab = Vocabulary(tokens=torch.rand(16, d, dtype=torch.float64, generator=torch.Generator().manual_seed(3)),
+                       patch_size=4, mode=mode, channels=channels, image_size=16, meta={"name": "r"})
+    net = random_net(3, channels).double()
+    images = torch.rand(2, channels, 16, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    geo = geometry(images, vocab)
+    lo, hi, _ = deviation_box(geo, 0.5)
+    center = unpatchify(geo.own(), 4, mode, channels, 16)
+    args = (net, vocab, center, lo, hi, torch.tensor([1, 2]), torch.tensor([0, 1]))
+    grouped = margin_bounds(*args)
+    assert int(sc._patch_classes(net[1], vocab, geo.assignment.shape[1], channels).max()) + 1 == 4 * channels
+    monkeypatch.setattr(sc, "_patch_classes", lambda layer, vocab, num, channels: torch.arange(num))
+    assert torch.allclose(grouped, margin_bounds(*args), rtol=1e-12, atol=1e-12)
