@@ -113,9 +113,9 @@ def test_the_plan_is_resolved_once_from_the_parameters(params):
     assert d.models == ("baseline", "discrete-gauss", "discrete-kmeans", "discrete-learned", "discrete-gauss-k16",
                         "discrete-gauss-k1024", "noise-2", "discrete-gauss-noise-2") + defenses
     assert d.smoothed[:2] == (("noise-2", 2.0), ("discrete-gauss-noise-2", 2.0))
-    assert plan.attacks_on("baseline") == ["pgd", "apgd-ce", "apgd-dlr", "square"]
+    assert plan.attacks_on("baseline") == ["pgd", "apgd-ce", "apgd-dlr", "fab", "square"]
     assert plan.attacks_on("discrete-gauss") == list(ATTACKS)
-    assert plan.exact == ("discrete-gauss", "discrete-learned") and plan.eps == (0.5, 1.0, 1.58, 2.0, 4.0)
+    assert plan.exact == ("discrete-gauss", "discrete-learned", "flipset") and plan.eps == (0.5, 1.0, 1.58, 2.0, 4.0)
     assert plan.report.main_vocab == "gauss" and plan.report.cert_radius == CERT_RADIUS
     assert plan.report.figures == FIGURE_KINDS
     no_baseline = broken(broken(params, "classifiers.baseline", False), "attacks.models", ["discrete-gauss"])
@@ -156,6 +156,7 @@ def test_study_vocabularies_pick_what_is_built(params):
     cfg["classifiers"]["discrete"] = ["gauss"]
     cfg["smoothing"]["discrete"] = ["gauss"]
     cfg["attacks"]["models"] = ["baseline", "discrete-gauss"]
+    cfg["classifiers"]["recipes"]["flipset"]["input"] = "tokens:gauss"
     tc.validate(cfg)
     assert list(tc.vocabulary_recipes(cfg)) == ["gauss"] and tc.sweep_vocabularies(cfg) == []
     assert tc.discrete_vocabularies(cfg) == ["gauss"]
@@ -177,7 +178,7 @@ def test_recipes_are_planned_attacked_and_smoothed(params):
     d = plan.datasets["mnist5k"]
     assert d.models[-2:] == ("at", "tok-cons") and d.recipes["tok-cons"].training == {"epochs": 1, "arch": "cnn"}
     assert ("tok-cons", 0.5) in d.smoothed and not any(m == "at" for m, _ in d.smoothed)
-    assert plan.attacks_on("at") == ["pgd", "apgd-ce", "apgd-dlr", "square"]
+    assert plan.attacks_on("at") == ["pgd", "apgd-ce", "apgd-dlr", "fab", "square"]
     assert "sspgd" in plan.attacks_on("tok-cons") and "tok-cons" in plan.exact
     everything = tc.resolve_plan(broken(broken(params, "classifiers.recipes", recipes), "attacks.models", "all"))
     assert everything.attacked_models() == sorted(everything.datasets["mnist5k"].models)

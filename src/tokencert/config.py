@@ -173,8 +173,8 @@ def _check_references(config: Mapping[str, Any]) -> None:
 
 def _check_recipes(config: Mapping[str, Any], vocabs: Mapping[str, Any]) -> None:
     """Recipes that validate but cannot be built: an unknown vocabulary, a missing sigma or eps,
-    a name the shorthands already use."""
-    given = config["classifiers"].get("recipes", {})
+    a name the shorthands already use (none when ``classifiers.defenses`` switches them off)."""
+    given = config["classifiers"].get("recipes", {}) if config["classifiers"].get("defenses", True) else {}
     shorthand = {name for d in config["study"]["datasets"]
                  for name in dataset_recipes({**config, "classifiers": {**config["classifiers"], "recipes": {}}}, d)}
     for name, spec in given.items():

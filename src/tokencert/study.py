@@ -7,12 +7,12 @@ parameter schema, the rules, the attack suite and the report all read them from 
 
 from __future__ import annotations
 
-ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "sspgd", "bpda", "transfer", "square", "tokenflip")
+ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "transfer", "square", "tokenflip")
 """Every attack of the suite, in the order the suite runs and reports them."""
 
-PIXEL_ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "square")
-"""Attacks that need only the classifier (no tokenizer): they apply to every classifier (APGD
-differentiates a token classifier through the straight-through identity, as BPDA does).
+PIXEL_ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "fab", "square")
+"""Attacks that need only the classifier (no tokenizer): they apply to every classifier (APGD and
+FAB differentiate a token classifier through the straight-through identity, as BPDA does).
 The others need a token classifier (surrogates, token flips); ``transfer`` also needs the
 baseline, whose adversarial examples it transfers."""
 

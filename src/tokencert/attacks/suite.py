@@ -14,13 +14,14 @@ from ..models import DiscreteClassifier, StraightThrough, differentiable
 from ..study import attack_applies, study_eps
 from .apgd import apgd
 from .base import AttackOutcome, check_attack_params, judge, predict
+from .fab import fab
 from .pgd import pgd
 from .square import square
 from .tokenflip import tokenflip
 
 log = logging.getLogger("tokencert")
 
-WHITE_BOX = ("pgd", "apgd-ce", "apgd-dlr", "sspgd", "bpda", "tokenflip")
+WHITE_BOX = ("pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "tokenflip")
 BLACK_BOX = ("transfer", "square")
 UNDEFENDED_MAX_ACCURACY = 0.05
 BLACK_BOX_SLACK = 0.03
@@ -88,6 +89,16 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
         _, found = tokenflip(model, x, y, max(eps_grid), int(flip.get("max_flips", 32)),
                              int(flip.get("candidates", 32)), scale)
         min_norm = torch.minimum(min_norm, found)
+        return AttackOutcome(list(eps_grid), torch.stack([min_norm > e for e in eps_grid]), min_norm, checks)
+    if name == "fab":  # minimum norm: one run at the largest eps decides every eps
+        fb = params.get("fab", {})
+        steps, restarts = int(fb.get("steps", 20)), int(fb.get("restarts", 1))
+        check_attack_params(steps=steps)
+        top = max(eps_grid)
+        adv = fab(differentiable(model), x, y, top, steps, restarts, seed, scale)
+        ok, size, c = judge(model, x, adv, y, top, scale)
+        min_norm = torch.minimum(min_norm, size.cpu().to(torch.float64))
+        checks.update({key: checks[key] and value for key, value in c.items()})
         return AttackOutcome(list(eps_grid), torch.stack([min_norm > e for e in eps_grid]), min_norm, checks)
     runs = _runs(name, model, params, seed, scale, baseline)
     correct: list[torch.Tensor | None] = [None] * len(eps_grid)
