@@ -3,7 +3,7 @@ a Lipschitz network), checked against the attacks' bracket."""
 
 from pathlib import Path
 
-from tokencert.certacc import deterministic_certificates
+from tokencert.detcert import deterministic_certificates
 from tokencert.runtime import job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
