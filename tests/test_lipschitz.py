@@ -79,3 +79,11 @@ def test_radius_in_scaled_units_and_zero_when_wrong():
 def test_unsupported_layer_is_named():
     with pytest.raises(ValueError, match="unsupported layer Conv2d for Lipschitz certificates"):
         lipschitz_constant(nn.Sequential(nn.Conv2d(1, 1, 3), nn.Flatten(), nn.Linear(4, 2)))
+
+
+def test_nominal_constant_trusts_only_orthogonal_parametrizations():
+    torch.manual_seed(0)
+    net = build_model("lipmlp", 1, 10, [0.13], [0.31], image_size=8)
+    assert lipschitz_constant(net, nominal=True) == 1.0
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    assert lipschitz_constant(plain, nominal=True) == lipschitz_constant(plain)

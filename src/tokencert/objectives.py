@@ -16,8 +16,9 @@
   statistics of the box centres (as CROWN-IBP training does; the running statistics, which the
   certificate uses, come from the clean batch alone);
 - ``gloro`` (Lipschitz networks, ``arch: lipmlp``): cross-entropy over the classes and GloRo's
-  bottom logit ``max_{j != y} z_j + sqrt(2) L eps`` (Leino et al. 2021), ``L`` the network's sound
-  Lipschitz bound (:mod:`tokencert.lipschitz`, a constant here), ``eps`` ramped as for ``flipset``.
+  bottom logit ``max_{j != y} z_j + sqrt(2) L eps`` (Leino et al. 2021), ``L`` the network's
+  Lipschitz bound (:mod:`tokencert.lipschitz`, nominal: orthogonal layers count 1; a constant
+  here; the certificate computes it exactly), ``eps`` ramped as for ``flipset``.
 
 Budgets and noise are in the dataset's units: a perturbation ``delta`` has size
 ``||delta / s||_2`` and the noise of channel ``c`` has standard deviation ``sigma * s_c``. The
@@ -146,7 +147,7 @@ def _gloro(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, scale
            progress: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``gloro`` loss (module docstring) at training ``progress``."""
     logits = model(x)
-    lip = lipschitz_constant(model) * math.sqrt(2.0) * (1.0 if scale is None else float(scale.max()))
+    lip = lipschitz_constant(model, nominal=True) * math.sqrt(2.0) * (1.0 if scale is None else float(scale.max()))
     others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -math.inf)
     bottom = others.max(dim=1, keepdim=True).values + lip * eps * _ramp(progress)
     return F.cross_entropy(torch.cat([logits, bottom], dim=1), y), logits
