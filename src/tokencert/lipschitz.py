@@ -21,16 +21,10 @@ import math
 import torch
 from torch import nn
 
-from .models import MaxMin, Normalize
+from .models import MaxMin, Normalize, layers
 
 MARGIN_SLACK = 1e-5
 ONE_LIPSCHITZ = (MaxMin, nn.ReLU, nn.Flatten, nn.Identity)
-
-
-def _leaves(net: nn.Module) -> list[nn.Module]:
-    if isinstance(net, nn.Sequential):
-        return [leaf for child in net for leaf in _leaves(child)]
-    return [net]
 
 
 def _orthogonal(layer: nn.Module) -> bool:
@@ -46,7 +40,7 @@ def lipschitz_constant(net: nn.Module, *, nominal: bool = False) -> float:
     ``nominal``: orthogonally parametrized layers count as 1 without an SVD (training, every step;
     their norm is 1 up to rounding); never for a certificate."""
     bound = 1.0
-    for layer in _leaves(net):
+    for layer in layers(net):
         if nominal and _orthogonal(layer):
             continue
         if isinstance(layer, nn.Linear):

@@ -123,6 +123,13 @@ class MaxMin(nn.Module):
         return torch.cat([torch.maximum(a, b), torch.minimum(a, b)], dim=1)
 
 
+def layers(net: nn.Module) -> list[nn.Module]:
+    """``net`` as a list of layers, nested ``nn.Sequential`` flattened (what the certificates walk)."""
+    if isinstance(net, nn.Sequential):
+        return [leaf for child in net for leaf in layers(child)]
+    return [net]
+
+
 def frozen(net: nn.Module) -> nn.Module:
     """``net`` (changed in place) with every parametrization replaced by the weight it gives: a loaded
     classifier is evaluated, not trained, and the orthogonal map of ``lipmlp`` would otherwise be

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .certify import pairwise_radii
-from .models import BasicBlock, DiscreteClassifier, Normalize, Residual
+from .models import BasicBlock, DiscreteClassifier, Normalize, Residual, layers
 from .tokens import patchify, unpatchify
 from .vocab import Vocabulary
 
@@ -120,13 +120,6 @@ def _check_layers(net: nn.Module) -> None:
                              f"(supported: {', '.join(t.__name__ for t in SUPPORTED)})")
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
             raise ValueError(f"{type(module).__name__} in training mode: certificates need eval mode")
-
-
-def _leaves(net: nn.Module) -> list[nn.Module]:
-    """``net`` as a list of layers, nested ``nn.Sequential`` flattened."""
-    if isinstance(net, nn.Sequential):
-        return [leaf for child in net for leaf in _leaves(child)]
-    return [net]
 
 
 def _affine(module: nn.Module, mid: torch.Tensor, rad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,7 +243,7 @@ def margin_bounds(net: nn.Module, vocab: Vocabulary, center: torch.Tensor, dev_l
     """Lower bounds (N x classes) of ``z_y - z_j`` over every tokenized image with at most ``budget``
     changed patches, each within its deviation box (``+inf`` at ``j = y``). Differentiable in the
     network's weights (certified training uses it); the caller chooses dtype and device."""
-    leaves = _leaves(net)
+    leaves = layers(net)
     lo, hi, i = _first_layer(leaves, center, dev_lo, dev_hi, budget, tuple(center.shape[1:]), vocab)
     last = leaves[-1]
     if not isinstance(last, nn.Linear):
