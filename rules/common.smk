@@ -81,6 +81,12 @@ def attack_files(dataset, model, kind="summary"):
     return [rules.attack.output[kind].format(dataset=dataset, model=model, attack=a) for a in PLAN.attacks_on(model)]
 
 
+def attacked_worst(w):
+    """The per-sample worst case of the attack suite, for the bracket check, where the classifier is attacked."""
+    attacked = w.model in PLAN.attacked_models()
+    return {"attacks": rules.attack_worst.output.samples.format(**w)} if attacked else {}
+
+
 def report_inputs(w):
     """Every file the report reads, from the plan: nothing else is read, and a missing one is rebuilt."""
     files = {"manifests": [], "vocab": [], "certify": [], "finals": [], "smoothing": [], "certacc": [],

@@ -33,12 +33,6 @@ TARGETS += [rules.exact_certify.output.summary.format(dataset=d, model=m) for d 
             if m in PLAN.datasets[d].models]
 
 
-def attacked_worst(w):
-    """The per-sample worst case of the attack suite, for the bracket check, where the classifier is attacked."""
-    attacked = w.model in PLAN.attacked_models()
-    return {"attacks": rules.attack_worst.output.samples.format(**w)} if attacked else {}
-
-
 rule setcert:
     input:
         unpack(classifier_inputs),
