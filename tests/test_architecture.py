@@ -15,9 +15,9 @@ LAYERS = {
     "data": 1,
     "tokens": 2,
     "vocab": 3,
-    "certify": 4,
+    "certify": 4, "flips": 4,
     "models": 5, "train": 5, "objectives": 5, "setcert": 5, "lipschitz": 5,
-    "flips": 6, "exact": 6, "certacc": 6, "detcert": 6, "smoothing": 6, "evaluation": 6, "attacks": 6,
+    "exact": 6, "certacc": 6, "detcert": 6, "smoothing": 6, "evaluation": 6, "attacks": 6,
     "report": 7,
 }
 

@@ -54,6 +54,7 @@ BAD = [
     ("classifiers: {recipes: {r: {input: pixels, objective: standard, arch: lipmlp}}}",
      "classifiers.recipes.r: objective gloro and arch lipmlp go together"),
     ("setcert: {n_images: 0}", "'setcert.n_images'"),
+    ("setcert: {relaxation: crown}", "'setcert.relaxation'"),
     ("smoothing: {discrete: [nope]}", "smoothing.discrete names 'nope'"),
     ("datasets: {mnist5k: {smoothing: {discrete: [nope]}}}", "datasets.mnist5k.smoothing.discrete names 'nope'"),
     ("datasets: {mnist5k: {smoothing: {sigmas: [1, 1.0000001]}}}", "datasets.mnist5k.smoothing.sigmas has"),

@@ -3,6 +3,7 @@ agreement with the single-flip certificate, worst cases, interval bounds, bad in
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -20,6 +21,7 @@ from tokencert.setcert import (
     flip_budget,
     geometry,
     interval,
+    linear_margin_bounds,
     margin_bounds,
 )
 from tokencert.tokens import patchify, unpatchify
@@ -275,3 +277,136 @@ def test_patch_classes_lose_nothing_against_one_pass_per_patch(mode: str, monkey
     assert int(sc._patch_classes(net[1], vocab, geo.assignment.shape[1], channels).max()) + 1 == 4 * channels
     monkeypatch.setattr(sc, "_patch_classes", lambda layer, vocab, num, channels: torch.arange(num))
     assert torch.allclose(grouped, margin_bounds(*args), rtol=1e-12, atol=1e-12)
+
+
+def budgeted_flips(geo, reach: torch.Tensor, budget: int, g: torch.Generator | None = None, samples: int = 0):
+    """Per image, token combinations with at most ``budget`` changed patches, each to a reachable
+    token: all of them (``samples == 0``) or ``samples`` random ones (full budget, then fewer)."""
+    own = geo.own()
+    num = own.shape[1]
+    for n in range(own.shape[0]):
+        options = [torch.nonzero(reach[n, p] & (torch.arange(reach.shape[2]) != geo.assignment[n, p])).flatten()
+                   for p in range(num)]
+        if samples == 0:
+            combos = [c for k in range(budget + 1) for s in itertools.combinations(range(num), k)
+                      for c in itertools.product(*[[(p, int(j)) for j in options[p]] for p in s])]
+        else:
+            combos = []
+            for t in range(samples):
+                patches = torch.randperm(num, generator=g)[:budget - t % 2].tolist()
+                combos.append([(p, int(options[p][torch.randint(len(options[p]), (1,), generator=g)]))
+                               for p in patches if len(options[p])])
+        batch = own[n].unsqueeze(0).repeat(len(combos), 1, 1)
+        for b, combo in enumerate(combos):
+            for p, j in combo:
+                batch[b, p] = geo.tables[p, j]
+        yield n, batch
+
+
+def margins(net: nn.Module, vocab: Vocabulary, batch: torch.Tensor, label: int, shape) -> torch.Tensor:
+    """The smallest ``z_label - z_j`` per class ``j`` over a batch of token combinations."""
+    with torch.no_grad():
+        z = net(unpatchify(batch, vocab.patch_size, vocab.mode, shape[0], shape[1:]))
+    return (z[:, label:label + 1] - z).min(dim=0).values
+
+
+def overlapping_net(seed: int, channels: int) -> nn.Module:
+    """Every layer kind the linear bound walks, with overlapping max-pool windows and in-place ReLUs."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        Normalize([0.5] * channels, [0.3] * channels), nn.Conv2d(channels, 6, 3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, stride=1, padding=1),
+        Residual(nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(6, 6, 3, padding=1))),
+        BasicBlock(6, 8, 2), nn.AvgPool2d(2), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, 12),
+        nn.ReLU(inplace=True), nn.Linear(12, 4)).eval()
+
+
+@pytest.mark.parametrize(("seed", "mode", "which"), [(0, "joint", "random"), (1, "joint", "overlap"),
+                                                     (2, "per_channel", "random"), (3, "per_channel", "overlap")])
+def test_linear_bound_holds_for_budgeted_flips(seed: int, mode: str, which: str) -> None:
+    """The linear (CROWN-IBP) margin bound through every supported layer: every sampled combination of
+    at most ``m`` flips to reachable tokens keeps the margin above it, and it is never below IBP's;
+    with a target, exactly the classes IBP leaves at or below it get the linear bound."""
+    channels = 1 if mode == "joint" else 3
+    d = 16 * channels if mode == "joint" else 16
+    vocab = Vocabulary(tokens=torch.rand(12, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)),
+                       patch_size=4, mode=mode, channels=channels, image_size=8, meta={"name": "r"})
+    net = (random_net(seed, channels) if which == "random" else overlapping_net(seed, channels)).double()
+    images = torch.rand(3, channels, 8, 8, generator=torch.Generator().manual_seed(20 + seed), dtype=torch.float64)
+    geo = geometry(images, vocab)
+    lo, hi, reach = deviation_box(geo, 0.6)
+    center = unpatchify(geo.own(), 4, mode, channels, 8)
+    labels = torch.tensor([0, 1, 2])
+    g = torch.Generator().manual_seed(seed)
+    for m in (1, 2, 3):
+        budget = torch.full((3,), m)
+        ibp = margin_bounds(net, vocab, center, lo, hi, budget, labels)
+        linear = linear_margin_bounds(net, vocab, geo, reach, center, lo, hi, budget, labels)
+        assert (linear >= ibp).all()
+        target = ibp.masked_fill(ibp.isinf(), math.nan).nanmedian(dim=1).values  # some classes above, some below
+        targeted = linear_margin_bounds(net, vocab, geo, reach, center, lo, hi, budget, labels, target=target)
+        below = ibp <= target.view(-1, 1)
+        assert torch.allclose(targeted[below], linear[below], rtol=1e-12, atol=1e-12)
+        assert torch.equal(targeted[~below], ibp[~below])
+        for n, batch in budgeted_flips(geo, reach, m, g, samples=300):
+            worst = margins(net, vocab, batch, int(labels[n]), (channels, 8, 8))
+            assert (worst >= linear[n] - 1e-9)[linear[n].isfinite()].all()
+
+
+def test_linear_bound_is_exact_for_an_affine_network() -> None:
+    """With no nonlinearity the linear bound is the exact minimum over the budgeted token combinations
+    (enumerated: the worst case is attained), where IBP's box is strictly looser."""
+    vocab = tiny_vocab(4, 5)
+    torch.manual_seed(5)
+    net = nn.Sequential(Normalize([0.5], [0.25]), nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.AvgPool2d(2),
+                        nn.Flatten(), nn.Linear(12, 6), nn.Linear(6, 3)).eval().double()
+    net[2].running_mean.uniform_(-0.5, 0.5)
+    images = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    geo = geometry(images, vocab)
+    lo, hi, reach = deviation_box(geo, 0.5)
+    center = unpatchify(geo.own(), 2, "joint", 1, 4)
+    labels = torch.tensor([0, 1, 2, 0])
+    looser = 0
+    for m in (1, 2, 4):
+        budget = torch.full((4,), m)
+        linear = linear_margin_bounds(net, vocab, geo, reach, center, lo, hi, budget, labels)
+        ibp = margin_bounds(net, vocab, center, lo, hi, budget, labels)
+        for n, batch in budgeted_flips(geo, reach, m):
+            exact = margins(net, vocab, batch, int(labels[n]), (1, 4, 4))
+            finite = exact.isfinite() & (exact != 0)
+            assert torch.allclose(linear[n][finite], exact[finite], rtol=1e-10, atol=1e-12)
+            looser += int((ibp[n][finite] < exact[finite] - 1e-6).sum())
+    assert looser > 0
+
+
+def test_linear_bound_certifies_more_than_intervals() -> None:
+    """On the exhaustive cases (every acceptance checked against the truth above) the linear bound
+    accepts everything IBP accepts, and more."""
+    gained = 0
+    for k, seed in CASES:
+        model = DiscreteClassifier(tiny_net(seed), tiny_vocab(k, seed)).eval()
+        images = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(100 + seed))
+        with torch.no_grad():
+            labels = model(images).argmax(1)
+        for radius in (0.05, 0.15, 0.3):
+            ibp = certified(model, images, labels, radius, enumeration_limit=0, linear=False)
+            linear = certified(model, images, labels, radius, enumeration_limit=0)
+            assert (linear | ~ibp).all()
+            gained += int((linear & ~ibp).sum())
+    assert gained > 0
+
+
+def test_in_place_relus_give_the_same_bounds() -> None:
+    """IBP never applies a ReLU in place: the bounds the linear pass relies on survive."""
+    vocab = tiny_vocab(3, 1)
+    plain = tiny_net(1).double()
+    inplace = copy.deepcopy(plain)
+    for i, module in enumerate(inplace):
+        if isinstance(module, nn.ReLU):
+            inplace[i] = nn.ReLU(inplace=True)
+    images = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    geo = geometry(images, vocab)
+    lo, hi, reach = deviation_box(geo, 0.3)
+    center = unpatchify(geo.own(), 2, "joint", 1, 4)
+    args = (geo, reach, center, lo, hi, torch.full((3,), 2), torch.tensor([0, 1, 2]))
+    assert torch.equal(linear_margin_bounds(plain, vocab, *args), linear_margin_bounds(inplace, vocab, *args))

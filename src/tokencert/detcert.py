@@ -40,19 +40,22 @@ def deterministic_certificates(
     json_path: str | os.PathLike[str],
     csv_path: str | os.PathLike[str],
     enumeration_limit: int = ENUMERATION_LIMIT,
+    linear: bool = True,
 ) -> dict[str, Any]:
     """A deterministic certified radius per image of ``n_images`` stratified test images (CPU): the
     flip-set certificate of a token classifier (``method="Rset"``, float64, :mod:`tokencert.setcert`)
     or the margin certificate of a Lipschitz network (``"lipschitz"``, :mod:`tokencert.lipschitz`);
     the certified-accuracy summary and, with ``attacks_path`` (the suite's per-sample worst case),
     the bracket ``radius <= minimal adversarial norm <= attack norm``: a certified radius above a
-    verified adversarial norm raises (an unsound certificate or a broken attack). Writes the
-    summary (with ``bracket``) and the per-image CSV."""
+    verified adversarial norm raises (an unsound certificate or a broken attack). ``linear``: the
+    flip-set certificate's CROWN-IBP bound beside IBP's. Writes the summary (with ``bracket``) and
+    the per-image CSV."""
     data = eval_set(data_dir, n_images, seed, units, torch.device("cpu"))
     net = load_model(model_path, vocab_path, dataset, torch.device("cpu"))
     start = time.perf_counter()
     if method == "Rset":
-        radius = certified_radius(net, data.images, data.labels, data.scale, enumeration_limit=enumeration_limit)
+        radius = certified_radius(net, data.images, data.labels, data.scale, enumeration_limit=enumeration_limit,
+                                  linear=linear)
     elif method == "lipschitz":
         radius = margin_radius(net, data.images, data.labels, data.scale)
     else:

@@ -31,24 +31,41 @@ class PatchGeometry:
         return self.radii.min(dim=1).values
 
 
+def token_radii(images: torch.Tensor, vocab: Vocabulary, scale: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Patches (N x P x d, float64) of N x C x H x W images in [0,1], their pairwise radii to every
+    token (N x P x K, in the units of ``scale``, ``inf`` for the own token) and each patch's token
+    table (P x K x d)."""
+    c = images.shape[1]
+    patches = patchify(images.to(torch.float64), vocab.patch_size, vocab.mode)
+    n, num, d = patches.shape
+    s = torch.ones(c, dtype=torch.float64) if scale is None else scale.to(device=images.device, dtype=torch.float64)
+    if vocab.mode == "joint":
+        radii = pairwise_radii(patches.reshape(-1, d), vocab.tokens, s.repeat_interleave(d // c)).view(n, num, -1)
+        return patches, radii, vocab.tokens.to(torch.float64).expand(num, -1, -1)
+    per = num // c
+    groups = vocab.tables(per_channel=True)
+    radii = torch.cat([pairwise_radii(patches[:, g * per:(g + 1) * per].reshape(-1, d), groups[g]).view(n, per, -1)
+                       / s[g] for g in range(c)], dim=1)
+    return patches, radii, torch.cat([groups[g].to(torch.float64).expand(per, -1, -1) for g in range(c)])
+
+
+def own_tokens(radii: torch.Tensor) -> torch.Tensor:
+    """Index of each patch's own token: the one at radius ``inf`` (last dimension of ``radii``)."""
+    return radii.isinf().to(torch.uint8).argmax(dim=-1)
+
+
 def patch_geometry(image: torch.Tensor, vocab: Vocabulary, scale: torch.Tensor | None = None) -> PatchGeometry:
     """Geometry of a single C x H x W image in [0,1] (float64 inside)."""
     c = image.shape[0]
-    p = vocab.patch_size
-    patches = patchify(image.unsqueeze(0).to(torch.float64), p, vocab.mode)[0]
+    patches, radii, tables = token_radii(image.unsqueeze(0), vocab, scale)
+    patches, radii = patches[0], radii[0]
     s = torch.ones(c, dtype=torch.float64) if scale is None else scale.to(torch.float64)
     if vocab.mode == "joint":
-        dim_scale = s.repeat_interleave(p * p).expand(patches.shape[0], -1)
-        radii = pairwise_radii(patches, vocab.tokens, dim_scale[0])
-        tables = vocab.tokens.expand(patches.shape[0], -1, -1)
+        dim_scale = s.repeat_interleave(patches.shape[1] // c).expand(patches.shape[0], -1)
     else:
-        per = patches.shape[0] // c
-        groups = vocab.tables(per_channel=True)
-        radii = torch.cat([pairwise_radii(patches[g * per:(g + 1) * per], groups[g]) / s[g] for g in range(c)])
-        tables = torch.cat([groups[g].expand(per, -1, -1) for g in range(c)])
-        dim_scale = s.repeat_interleave(per).unsqueeze(1).expand(-1, patches.shape[1])
-    assignment = radii.isinf().to(torch.uint8).argmax(dim=1)  # the own token has radius inf
-    return PatchGeometry(patches, assignment, radii, tables, dim_scale)
+        dim_scale = s.repeat_interleave(patches.shape[0] // c).unsqueeze(1).expand(-1, patches.shape[1])
+    return PatchGeometry(patches, own_tokens(radii), radii, tables, dim_scale)
 
 
 def tokenized_patches(geometry: PatchGeometry) -> torch.Tensor:
