@@ -7,10 +7,12 @@ import math
 import pytest
 import torch
 
-from tokencert.certify import certify_dataset
+from tokencert.certify import certify_dataset, pairwise_radii
+from tokencert.tokens import assign as tokenize_nearest
 from tokencert.vocab import Vocabulary, build_vocabulary, quality_metrics, tokenize, usage_statistics
 from tokencert.vocab.kmeans import kmeans_tokens
 from tokencert.vocab.learned import sobel_magnitude
+from tokencert.vocab.margin import separated
 
 
 def images(n=64, channels=1, size=8, seed=0) -> torch.Tensor:
@@ -116,3 +118,36 @@ def test_bad_recipes():
         build_vocabulary("x", {"kind": "gaussian", "K": 1}, images(), 4, seed=0)
     with pytest.raises(ValueError, match="does not divide"):
         build_vocabulary("x", {"kind": "gaussian", "K": 4}, images(size=10), 4, seed=0)
+
+
+def test_separated_vocabulary_keeps_its_minimum_distance_most_used_first():
+    """Pruning keeps every pair at least ``min_separation`` apart, puts the exact zero token first, and
+    keeps the most used token; a token farther than that from every kept one is never dropped."""
+    g = torch.Generator().manual_seed(0)
+    table = torch.rand(40, 4, generator=g, dtype=torch.float64)
+    patches = table[torch.randint(40, (2000,), generator=g)] + 0.01 * torch.randn(2000, 4, generator=g)
+    counts = torch.bincount(tokenize_nearest(patches, table), minlength=40)
+    for delta in (0.0, 0.3, 0.6):
+        kept = separated(table, patches, delta, background=True)
+        assert torch.equal(kept[0], torch.zeros(4, dtype=torch.float64))
+        assert torch.equal(kept[1], table[int(counts.argmax())]) or float(table[int(counts.argmax())].norm()) < delta
+        gaps = torch.cdist(kept, kept) + torch.eye(len(kept)) * 1e9
+        assert float(gaps.min()) >= delta
+        dropped = [t for t in table if not (kept == t).all(dim=1).any()]
+        assert all(float(torch.cdist(t.unsqueeze(0), kept).min()) < delta for t in dropped)  # maximal
+    assert len(separated(table, patches, 0.0, background=False)) == 40
+
+
+def test_separated_vocabulary_certifies_background_to_half_the_separation():
+    """The geometric point of the design: an all-zero patch sits on the exact zero token, so its
+    certificate radius is half the distance to the nearest other token, at least delta / 2."""
+    imgs = images(n=64)
+    imgs[:16] = 0  # some all-background images
+    recipe = {"kind": "kmeans", "K": 32, "iters": 5, "min_separation": 0.8, "background": True}
+    vocab = build_vocabulary("margin", recipe, imgs, 4, seed=0)
+    assert vocab.K < 32 and float((torch.cdist(vocab.tokens, vocab.tokens) + 1e9 * torch.eye(vocab.K)).min()) >= 0.8
+    radius = pairwise_radii(torch.zeros(1, vocab.dim, dtype=torch.float64), vocab.tokens).min()
+    assert float(radius) == pytest.approx(float(vocab.tokens[1:].norm(dim=1).min()) / 2, rel=1e-12)
+    assert float(radius) >= 0.4
+    with pytest.raises(ValueError, match="per_channel_separate"):
+        build_vocabulary("m", {**recipe, "mode": "per_channel_separate"}, images(channels=3), 4, seed=0)

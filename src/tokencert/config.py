@@ -241,6 +241,10 @@ def vocabulary_recipes(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """
     picked = config["study"].get("vocabularies")
     recipes = {name: dict(r) for name, r in config["vocabularies"].items() if picked is None or name in picked}
+    for name, r in recipes.items():
+        if (r.get("min_separation", 0) > 0 or r.get("background")) and r.get("mode") == "per_channel_separate":
+            raise ConfigError(f"params: vocabularies.{name}: min_separation and background need one token table "
+                              "(mode joint or per_channel), not per_channel_separate")
     sweep = config.get("k_sweep")
     if sweep:
         base = config["vocabularies"].get(sweep["base"])

@@ -1,4 +1,5 @@
-"""Build a vocabulary from its recipe in params (``kind``: gaussian, kmeans or learned)."""
+"""Build a vocabulary from its recipe in params (``kind``: gaussian, kmeans or learned; optionally
+pruned to a minimum token separation with an exact background token, :mod:`.margin`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .base import Vocabulary
 from .gaussian import gaussian_tokens
 from .kmeans import kmeans_plus_plus, kmeans_tokens
 from .learned import LearnedSettings, train_learned
+from .margin import separated
 from .patches import patch_groups, sample_rows
 
 log = logging.getLogger("tokencert")
@@ -36,6 +38,20 @@ def _initial_tokens(kind: str, groups: torch.Tensor, recipe: dict[str, Any], gen
     return torch.stack(tables)
 
 
+def _with_margin(name: str, vocab: Vocabulary, recipe: dict[str, Any], patches: torch.Tensor,
+                 gen: torch.Generator) -> Vocabulary:
+    """``vocab`` pruned to ``min_separation`` with an optional exact background token (:mod:`.margin`)."""
+    if vocab.mode == "per_channel_separate":
+        raise ValueError(f"vocabulary '{name}': min_separation and background need one token table "
+                         "(mode joint or per_channel), not per_channel_separate")
+    patches = sample_rows(patches, recipe.get("fit_patches", DEFAULT_FIT_PATCHES), gen)
+    tokens = separated(vocab.tokens, patches.to(vocab.tokens), float(recipe.get("min_separation", 0)),
+                       bool(recipe.get("background", False)))
+    log.info("vocabulary %s: %d of %d tokens kept at separation %s", name, tokens.shape[0], vocab.K,
+             recipe.get("min_separation", 0))
+    return Vocabulary(tokens, vocab.patch_size, vocab.mode, vocab.channels, vocab.image_size, vocab.meta)
+
+
 def build_vocabulary(name: str, recipe: dict[str, Any], train_images: torch.Tensor, patch_size: int,
                      seed: int, device: torch.device = torch.device("cpu")) -> Vocabulary:
     """Draw, fit or train vocabulary ``name`` on uint8 N x C x H x W ``train_images``."""
@@ -49,11 +65,14 @@ def build_vocabulary(name: str, recipe: dict[str, Any], train_images: torch.Tens
         raise ValueError(f"vocabulary '{name}': square images expected, got {height}x{width}")
     mode = resolve_mode(recipe.get("mode"), channels)
     gen = torch.Generator().manual_seed(seed)
-    tables = _initial_tokens(kind, patch_groups(train_images, patch_size, mode), recipe, gen)
+    groups = patch_groups(train_images, patch_size, mode)
+    tables = _initial_tokens(kind, groups, recipe, gen)
     tokens = tables if mode == "per_channel_separate" else tables[0]
     meta = {"name": name, "kind": kind, "recipe": dict(recipe), "seed": seed}
     vocab = Vocabulary(tokens, patch_size, mode, channels, height, meta)
     if kind == "learned":
         vocab = train_learned(vocab, train_images, LearnedSettings.from_recipe(recipe), gen, device)
+    if recipe.get("min_separation", 0) > 0 or recipe.get("background", False):
+        vocab = _with_margin(name, vocab, recipe, groups[0], gen)
     log.info("vocabulary %s: %s, K=%d, mode=%s, d=%d", name, kind, vocab.K, mode, vocab.dim)
     return vocab
