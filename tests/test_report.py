@@ -264,6 +264,10 @@ def test_landscape_gives_each_classifier_its_best_certificate_and_worst_case_at_
     gauss = tables.landscape_numbers(d, p, "discrete-gauss")
     assert gauss["radii"] == [0.5, 1.0, 1.58] and gauss["certified"] == [0.5, 0.5, 0.25]
     assert gauss["certificate"] == ["deterministic"] * 3 and gauss["input"] == "tokens:gauss"
+    assert gauss["seconds_per_image"] == 0.5  # R_2's
+    d.setcert = {"discrete-gauss": {**cert("Rset", [0.03, 0.04, 1.3, 2.0]), "seconds_per_image": 0.25}}
+    gauss = tables.landscape_numbers(d, p, "discrete-gauss")
+    assert gauss["certified"] == [0.5, 0.5, 0.25] and gauss["seconds_per_image"] == 0.25  # R_set's, the strongest
     noise = tables.landscape_numbers(d, p, "noise-0.5")
     assert noise["certified"] == [0.75, 0.5, 0.25] and noise["certificate"][0] == "probabilistic (alpha 0.001)"
     at = tables.landscape_numbers(d, p, "pgd-at")
