@@ -61,10 +61,9 @@ def _radii(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str
 
 def _study_rows(pairs: list[list[str]], data: str, images: int) -> list[dict]:
     rows = []
+    evalset = eval_set(data, images, 0, "pixel", torch.device("cpu"))
     for model_path, vocab_path in pairs:
-        dataset = Path(data).name
-        evalset = eval_set(data, images, 0, "pixel", torch.device("cpu"))
-        model = load_model(model_path, vocab_path, dataset, torch.device("cpu"))
+        model = load_model(model_path, vocab_path, Path(data).name, torch.device("cpu"))
         with torch.no_grad():
             correct = model(evalset.images).argmax(1) == evalset.labels
         for name, (radius, seconds) in _radii(model, evalset.images, evalset.labels).items():

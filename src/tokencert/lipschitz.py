@@ -54,11 +54,17 @@ def lipschitz_constant(net: nn.Module, *, nominal: bool = False) -> float:
     return bound
 
 
+def margin_lipschitz(net: nn.Module, scale: torch.Tensor | None = None, *, nominal: bool = False) -> float:
+    """The Lipschitz constant of each logit difference ``z_y - z_j`` in the dataset's units:
+    ``sqrt(2) L max(s)`` (module docstring); ``nominal`` as for :func:`lipschitz_constant`."""
+    return lipschitz_constant(net, nominal=nominal) * math.sqrt(2.0) * (1.0 if scale is None else float(scale.max()))
+
+
 @torch.no_grad()
 def margin_radius(net: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None = None,
                   batch: int = 1000) -> torch.Tensor:
     """Certified radius per image (float64; 0 when misclassified) of the Lipschitz network ``net``."""
-    lip = lipschitz_constant(net) * math.sqrt(2.0) * (1.0 if scale is None else float(scale.max()))
+    lip = margin_lipschitz(net, scale)
     was_training = net.training
     net.eval()
     out = []

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lipschitz import lipschitz_constant
+from .lipschitz import margin_lipschitz
 from .models import DiscreteClassifier, differentiable
 from .setcert import deviation_box, flip_budget, geometry, margin_bounds, tokenized
 from .study import (
@@ -147,7 +147,7 @@ def _gloro(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, scale
            progress: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``gloro`` loss (module docstring) at training ``progress``."""
     logits = model(x)
-    lip = lipschitz_constant(model, nominal=True) * math.sqrt(2.0) * (1.0 if scale is None else float(scale.max()))
+    lip = margin_lipschitz(model, scale, nominal=True)
     others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -math.inf)
     bottom = others.max(dim=1, keepdim=True).values + lip * eps * _ramp(progress)
     return F.cross_entropy(torch.cat([logits, bottom], dim=1), y), logits

@@ -193,10 +193,12 @@ def _first_layer(leaves: list[nn.Module], center: torch.Tensor, dev_lo: torch.Te
         return whole_lo, whole_hi, i
     members = nn.functional.one_hot(_patch_classes(layer, vocab, num, c), -1).T.to(center)  # classes x P
     classes = members.shape[0]
-    group = (members.view(1, classes, num, 1) * dev_hi.unsqueeze(1)).reshape(n * classes, num, d)
-    hi_img = unpatchify(group, vocab.patch_size, vocab.mode, c, (h, w)) * inv_std
-    group = (members.view(1, classes, num, 1) * dev_lo.unsqueeze(1)).reshape(n * classes, num, d)
-    lo_img = unpatchify(group, vocab.patch_size, vocab.mode, c, (h, w)) * inv_std
+
+    def per_class(dev: torch.Tensor) -> torch.Tensor:  # each class's patch deviations as an image
+        group = (members.view(1, classes, num, 1) * dev.unsqueeze(1)).reshape(n * classes, num, d)
+        return unpatchify(group, vocab.patch_size, vocab.mode, c, (h, w)) * inv_std
+
+    hi_img, lo_img = per_class(dev_hi), per_class(dev_lo)
     weight_pos, weight_neg = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
     if isinstance(layer, nn.Conv2d):
         def lin(x: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
@@ -270,15 +272,23 @@ def margin_bounds(net: nn.Module, vocab: Vocabulary, center: torch.Tensor, dev_l
 def _interval_margin(leaves: list[nn.Module], lo: torch.Tensor, hi: torch.Tensor, i: int,
                      labels: torch.Tensor) -> torch.Tensor:
     """IBP's margin bound from the bounds of the last layer's input (of its output when ``i`` is past it)."""
-    last = leaves[-1]
-    mask = nn.functional.one_hot(labels, last.out_features).bool()
+    mask = nn.functional.one_hot(labels, leaves[-1].out_features).bool()
     if i == len(leaves):  # the first linear layer is the last: bounds of the logits themselves
         return (lo.gather(1, labels.view(-1, 1)) - hi).masked_fill(mask, math.inf)
-    diff = last.weight[labels].unsqueeze(1) - last.weight.unsqueeze(0)  # N x classes x features
-    bias = last.bias[labels].unsqueeze(1) - last.bias.unsqueeze(0) if last.bias is not None else 0.0
+    diff, bias = _logit_differences(leaves[-1], labels)
     mid, rad = (hi + lo) / 2, (hi - lo) / 2
     lower = torch.einsum("ncf,nf->nc", diff, mid) - torch.einsum("ncf,nf->nc", diff.abs(), rad) + bias
     return lower.masked_fill(mask, math.inf)
+
+
+def _logit_differences(last: nn.Linear, labels: torch.Tensor, classes: torch.Tensor | None = None,
+                       ) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """The last layer as ``z_y - z_j``: weights (N x S x features) and biases (N x S) for the classes
+    ``j`` (N x S indices; every class when ``None``)."""
+    if classes is None:
+        classes = torch.arange(last.out_features, device=labels.device).expand(labels.shape[0], -1)
+    diff = last.weight[labels].unsqueeze(1) - last.weight[classes]
+    return diff, last.bias[labels].unsqueeze(1) - last.bias[classes] if last.bias is not None else 0.0
 
 
 def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach: torch.Tensor,
@@ -310,9 +320,7 @@ def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach
     for module in leaves[:min(i, len(leaves) - 1)]:  # the leading affine layers: their input shapes
         trace.setdefault(id(module), []).append((x, x))
         x = module(x)
-    last, y = leaves[-1], labels[rows]
-    coef = last.weight[y].unsqueeze(1) - last.weight[classes]  # N x S x features
-    const = last.bias[y].unsqueeze(1) - last.bias[classes] if last.bias is not None else 0.0
+    coef, const = _logit_differences(leaves[-1], labels[rows], classes)
     for module in reversed(leaves[:-1]):
         coef, shift = _backward(module, coef, trace)
         const = const + shift
@@ -503,6 +511,7 @@ class _Certifier:
             self.center = tokenized(self.geo, self.vocab, self.shape[1:])
             logits = self.net(self.center)
         self.correct = logits.argmax(1) == self.y
+        self.target = MARGIN_SLACK * (1 + logits.abs().max(dim=1).values)  # a certified margin exceeds it
 
     @torch.no_grad()
     def bounds_certify(self, rows: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
@@ -510,10 +519,9 @@ class _Certifier:
         lo, hi, reach = deviation_box(geo, radius)
         budget = flip_budget(geo.patch_radii, radius)
         args = (self.center[rows], lo, hi, budget, self.y[rows])
-        target = MARGIN_SLACK * (1 + self.net(self.center[rows]).abs().max(dim=1).values)
-        lower = (linear_margin_bounds(self.net, self.vocab, geo, reach, *args, target=target) if self.linear
-                 else margin_bounds(self.net, self.vocab, *args))
-        return lower.min(dim=1).values > target
+        lower = (linear_margin_bounds(self.net, self.vocab, geo, reach, *args, target=self.target[rows])
+                 if self.linear else margin_bounds(self.net, self.vocab, *args))
+        return lower.min(dim=1).values > self.target[rows]
 
     def certify(self, rows: torch.Tensor, radius: float | torch.Tensor) -> torch.Tensor:
         """Certified per image of ``rows`` at ``radius`` (one, or one per row): the bounds, else
