@@ -284,11 +284,13 @@ def _interval_margin(leaves: list[nn.Module], lo: torch.Tensor, hi: torch.Tensor
 def _logit_differences(last: nn.Linear, labels: torch.Tensor, classes: torch.Tensor | None = None,
                        ) -> tuple[torch.Tensor, torch.Tensor | float]:
     """The last layer as ``z_y - z_j``: weights (N x S x features) and biases (N x S) for the classes
-    ``j`` (N x S indices; every class when ``None``)."""
-    if classes is None:
-        classes = torch.arange(last.out_features, device=labels.device).expand(labels.shape[0], -1)
-    diff = last.weight[labels].unsqueeze(1) - last.weight[classes]
-    return diff, last.bias[labels].unsqueeze(1) - last.bias[classes] if last.bias is not None else 0.0
+    ``j`` (N x S indices; every class when ``None``, by broadcasting: certified training
+    differentiates this, and an index would change its gradients' rounding)."""
+    weight = last.weight.unsqueeze(0) if classes is None else last.weight[classes]
+    diff = last.weight[labels].unsqueeze(1) - weight
+    if last.bias is None:
+        return diff, 0.0
+    return diff, last.bias[labels].unsqueeze(1) - (last.bias.unsqueeze(0) if classes is None else last.bias[classes])
 
 
 def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach: torch.Tensor,
