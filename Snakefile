@@ -19,7 +19,7 @@ include: "rules/certify.smk"
 include: "rules/train.smk"
 include: "rules/smooth.smk"
 include: "rules/attack.smk"
-include: "rules/exact.smk"
+include: "rules/certificate.smk"
 include: "rules/report.smk"
 include: "rules/dvc.smk"
 

@@ -3,7 +3,8 @@ import re
 import sys
 
 import tokencert.config as tc
-from tokencert.study import ATTACKS, LIPSCHITZ_OBJECTIVES, WORST
+from tokencert.certificates import CERTIFICATES, applies
+from tokencert.study import ATTACKS, WORST
 
 # `--config key={nested: 3}` arrives with every nested value as a string: give it YAML's types.
 tc.retype_command_line(config, workflow.config_settings.config)
@@ -12,15 +13,26 @@ try:
 except tc.ConfigError as exc:
     sys.exit(" ".join(str(exc).split()))  # one line naming the key, before any job runs
 DATASETS = list(PLAN.datasets)
+
+
+def models_regex(trained=None):
+    """The classifier names as a wildcard pattern (``trained``: only those trained, or only the external ones)."""
+    recipes = {m: r for d in PLAN.datasets.values() for m, r in d.recipes.items()}
+    names = [m for m, r in recipes.items() if trained is None or (r.external is None) == trained]
+    return "|".join(re.escape(m) for m in sorted(names, key=len, reverse=True)) or "(?!)"
+
+
+CERTIFICATE_FOLDERS = {c.folder: c for c in CERTIFICATES.values()}
 CONDA_ENV = f"../envs/{config.get('conda_env', 'cpu')}.yaml"
 
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.]*(-[A-Za-z0-9_.]+)*",
     vocab=r"[A-Za-z0-9][A-Za-z0-9_.]*(-[A-Za-z0-9_.]+)*",
-    model="|".join(re.escape(m) for m in sorted(PLAN.models, key=len, reverse=True)),
+    model=models_regex(),
     sigma=r"[0-9.e+-]+",
     attack="|".join(ATTACKS),
+    cert="|".join(CERTIFICATE_FOLDERS),
 
 
 # Every rule file appends the final outputs of its stage; `rule all` requests them.
@@ -59,14 +71,11 @@ def recipe(w):
     return PLAN.datasets[w.dataset].recipes[w.model]
 
 
-def token_models(dataset):
-    """The token classifiers of ``dataset`` (each gets R_0 certified accuracy)."""
-    return [m for m, r in PLAN.datasets[dataset].recipes.items() if r.vocab is not None]
-
-
-def lipschitz_models(dataset):
-    """The Lipschitz networks of ``dataset`` (each gets the margin certificate)."""
-    return [m for m, r in PLAN.datasets[dataset].recipes.items() if r.kind in LIPSCHITZ_OBJECTIVES]
+def certified_models(dataset, cert):
+    """The classifiers of ``dataset`` that certificate ``cert`` applies to (tokencert.certificates)."""
+    attacked = PLAN.attacked_models()
+    return [m for m, r in PLAN.datasets[dataset].recipes.items()
+            if applies(cert, r.vocab is not None, r.lipschitz, m in attacked)]
 
 
 def classifier_inputs(w):
@@ -81,16 +90,16 @@ def attack_files(dataset, model, kind="summary"):
     return [rules.attack.output[kind].format(dataset=dataset, model=model, attack=a) for a in PLAN.attacks_on(model)]
 
 
-def attacked_worst(w):
-    """The per-sample worst case of the attack suite, for the bracket check, where the classifier is attacked."""
-    attacked = w.model in PLAN.attacked_models()
-    return {"attacks": rules.attack_worst.output.samples.format(**w)} if attacked else {}
+def certificate_attacks(w):
+    """The suite's per-sample worst case, for the bracket, where the classifier is attacked."""
+    bracketed = CERTIFICATE_FOLDERS[w.cert].bracket and w.model in PLAN.attacked_models()
+    return {"attacks": rules.attack_worst.output.samples.format(dataset=w.dataset, model=w.model)} if bracketed else {}
 
 
 def report_inputs(w):
     """Every file the report reads, from the plan: nothing else is read, and a missing one is rebuilt."""
-    files = {"manifests": [], "vocab": [], "certify": [], "finals": [], "smoothing": [], "certacc": [],
-             "setcert": [], "lipcert": [], "exact": [], "attacks": [], "brackets": [], "examples": []}
+    files = {"manifests": [], "vocab": [], "certify": [], "finals": [], "smoothing": [], "certificates": [],
+             "attacks": [], "brackets": [], "examples": []}
     for d, dp in PLAN.datasets.items():
         files["manifests"].append(data_files(d)["manifest"])
         files["vocab"] += [rules.vocab.output.metrics.format(dataset=d, vocab=v) for v in PLAN.vocabularies]
@@ -98,18 +107,12 @@ def report_inputs(w):
         files["finals"] += [rules.train.output.final.format(dataset=d, model=m) for m in dp.models]
         files["smoothing"] += [rules.smooth.output.summary.format(dataset=d, model=m, sigma=tc.format_sigma(s))
                                for m, s in dp.smoothed]
-        files["certacc"] += [rules.certacc.output.summary.format(dataset=d, model=m) for m in token_models(d)]
-        files["setcert"] += [rules.setcert.output.summary.format(dataset=d, model=m) for m in token_models(d)]
-        files["lipcert"] += [rules.lipcert.output.summary.format(dataset=d, model=m) for m in lipschitz_models(d)]
-        files["exact"] += [rules.exact_certify.output.summary.format(dataset=d, model=m) for m in PLAN.exact
-                           if m in dp.models]
         attacked = [m for m in PLAN.attacked_models() if m in dp.models]
-        files["brackets"] += [rules.exact_certify.output.samples.format(dataset=d, model=m) for m in PLAN.exact
-                              if m in dp.models]
-        files["brackets"] += [rules.setcert.output.samples.format(dataset=d, model=m) for m in token_models(d)
-                              if m in attacked]
-        files["brackets"] += [rules.lipcert.output.samples.format(dataset=d, model=m) for m in lipschitz_models(d)
-                              if m in attacked]
+        for c in CERTIFICATES.values():
+            for m in certified_models(d, c):
+                files["certificates"].append(rules.certificate.output.summary.format(dataset=d, cert=c.folder, model=m))
+                if c.bracket and m in attacked:
+                    files["brackets"].append(rules.certificate.output.samples.format(dataset=d, cert=c.folder, model=m))
         for m in attacked:
             files["attacks"] += attack_files(d, m) + [rules.attack_worst.output.summary.format(dataset=d, model=m)]
         files["examples"] += [vocab_file(d, PLAN.report.example_vocab), data_files(d)["test"],

@@ -1,5 +1,5 @@
 # Smooth stage: randomized smoothing (Cohen et al. 2019) of the noise classifiers and of
-# discrete classifiers, and the certified accuracy of every discrete classifier with R_0.
+# discrete classifiers.
 
 # Settings that change the smoothing results (the sigma grid and model list only pick jobs).
 SMOOTHING_KEYS = ("n0", "n", "alpha", "batch_size", "precision", "every", "max_images")
@@ -14,6 +14,7 @@ rule smooth:
         summary="results/{dataset}/smooth/{model}/sigma-{sigma}.json",
     params:
         smoothing=lambda w: {k: v for k, v in PLAN.datasets[w.dataset].smoothing.items() if k in SMOOTHING_KEYS},
+        sigma=lambda w: recipe(w).sigma,  # the recipe's (checked against the classifier's own)
         radii=config["radii"],
         units=units,
     log:
@@ -32,37 +33,8 @@ rule smooth:
         "../scripts/smooth.py"
 
 
-rule certacc:
-    input:
-        # every token classifier, whatever its objective: R_0 needs only its vocabulary's certificate map
-        model=rules.train.output.model,
-        vocab=lambda w: vocab_file(w.dataset, recipe(w).vocab),
-        certificate=lambda w: rules.certify.output.maps.format(dataset=w.dataset, vocab=recipe(w).vocab),
-        certify_summary=lambda w: rules.certify.output.summary.format(dataset=w.dataset, vocab=recipe(w).vocab),
-        test=rules.data.output.test,
-        manifest=rules.data.output.manifest,
-    output:
-        summary="results/{dataset}/certacc/{model}.json",
-    params:
-        radii=config["radii"],
-        units=units,
-    log:
-        "logs/certacc/{dataset}/{model}.log",
-    benchmark:
-        "benchmarks/rules/certacc/{dataset}/{model}.tsv"
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/certacc.py"
-
-
 TARGETS += [
     rules.smooth.output.summary.format(dataset=d, model=m, sigma=tc.format_sigma(s))
     for d in DATASETS
     for m, s in PLAN.datasets[d].smoothed
 ]
-TARGETS += [rules.certacc.output.summary.format(dataset=d, model=m) for d in DATASETS for m in token_models(d)]

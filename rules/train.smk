@@ -9,6 +9,8 @@ rule train:
         model="results/{dataset}/models/{model}/model.pt",
         metrics="results/{dataset}/models/{model}/metrics.csv",
         final="results/{dataset}/models/{model}/final.json",
+    wildcard_constraints:
+        model=models_regex(trained=True),
     params:
         # the dataset's training section with the recipe's overrides, and what it minimises
         training=lambda w: tc.deep_merge(PLAN.datasets[w.dataset].training, recipe(w).training),
@@ -31,3 +33,31 @@ rule train:
 
 
 TARGETS += [rules.train.output.final.format(dataset=d, model=m) for d in DATASETS for m in PLAN.datasets[d].models]
+
+
+# A classifier the researcher already has (classifiers.external): loaded, never trained.
+rule import_classifier:
+    input:
+        unpack(classifier_inputs),
+        checkpoint=lambda w: recipe(w).external["checkpoint"],
+    output:
+        model="results/{dataset}/models/{model}/model.pt",
+        final="results/{dataset}/models/{model}/final.json",
+    wildcard_constraints:
+        model=models_regex(trained=False),
+    params:
+        external=lambda w: recipe(w).external,
+        units=units,
+    log:
+        "logs/import_classifier/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/rules/import_classifier/{dataset}/{model}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/import_classifier.py"

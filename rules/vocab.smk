@@ -3,9 +3,9 @@
 
 rule vocab:
     input:
-        train="data/{dataset}/train.pt",
-        test="data/{dataset}/test.pt",
-        manifest="data/{dataset}/manifest.json",
+        train=rules.data.output.train,
+        test=rules.data.output.test,
+        manifest=rules.data.output.manifest,
     output:
         vocab="results/{dataset}/vocab/{vocab}.pt",
         metrics="results/{dataset}/vocab/{vocab}.json",

@@ -11,7 +11,7 @@ with job(smk, w.dataset, w.model, w.sigma) as ctx:
     smooth_classifier(
         dataset=w.dataset,
         model=w.model,
-        sigma=float(w.sigma),
+        sigma=smk.params.sigma,
         model_path=smk.input.model,
         data_dir=Path(smk.input.manifest).parent,
         settings=dict(smk.params.smoothing),

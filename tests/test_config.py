@@ -9,7 +9,7 @@ import yaml
 
 from tests.helpers import REPO
 from tokencert import config as tc
-from tokencert.study import ATTACKS, CERT_RADIUS, FIGURE_KINDS, OBJECTIVES
+from tokencert.study import ATTACKS, CERT_RADIUS, FIGURE_KINDS, OBJECTIVE_PARAMETERS
 from tokencert.tokens import resolve_mode
 
 
@@ -115,13 +115,14 @@ def test_the_plan_is_resolved_once_from_the_parameters(params):
     assert d.smoothed[:2] == (("noise-2", 2.0), ("discrete-gauss-noise-2", 2.0))
     assert plan.attacks_on("baseline") == ["pgd", "apgd-ce", "apgd-dlr", "fab", "square"]
     assert plan.attacks_on("discrete-gauss") == list(ATTACKS)
-    assert plan.exact == ("discrete-gauss", "discrete-learned", "flipset") and plan.eps == (0.5, 1.0, 1.58, 2.0, 4.0)
+    assert plan.attacked_models() == ["baseline", "discrete-gauss", "discrete-learned", *sorted(defenses)]
+    assert plan.eps == (0.5, 1.0, 1.58, 2.0, 4.0)
     assert plan.report.main_vocab == "gauss" and plan.report.cert_radius == CERT_RADIUS
     assert plan.report.figures == FIGURE_KINDS
     no_baseline = broken(broken(params, "classifiers.baseline", False), "attacks.models", ["discrete-gauss"])
     assert "transfer" not in tc.resolve_plan(no_baseline).attacks_on("discrete-gauss")
     assert tc.load_schema()["definitions"]["attack"] == {"enum": list(ATTACKS)}
-    assert tc.load_schema()["definitions"]["objective"] == {"enum": list(OBJECTIVES)}
+    assert tc.load_schema()["definitions"]["objective"] == {"enum": list(OBJECTIVE_PARAMETERS)}
     with pytest.raises(tc.ConfigError, match="attacks.suite.0"):
         tc.resolve_plan(broken(params, "attacks.suite", ["fgsm"]))
 
@@ -179,7 +180,7 @@ def test_recipes_are_planned_attacked_and_smoothed(params):
     assert d.models[-2:] == ("at", "tok-cons") and d.recipes["tok-cons"].training == {"epochs": 1, "arch": "cnn"}
     assert ("tok-cons", 0.5) in d.smoothed and not any(m == "at" for m, _ in d.smoothed)
     assert plan.attacks_on("at") == ["pgd", "apgd-ce", "apgd-dlr", "fab", "square"]
-    assert "sspgd" in plan.attacks_on("tok-cons") and "tok-cons" in plan.exact
+    assert "sspgd" in plan.attacks_on("tok-cons") and "tok-cons" in plan.attacked_models()
     everything = tc.resolve_plan(broken(broken(params, "classifiers.recipes", recipes), "attacks.models", "all"))
     assert everything.attacked_models() == sorted(everything.datasets["mnist5k"].models)
 

@@ -37,7 +37,7 @@ def test_dvc_repro_tiny(tmp_path):
 
 def stage_scripts(rule_files: list[str]) -> list[Path]:
     """The scripts run by the rules of these rule files, and what every job imports (the plan)."""
-    scripts = [REPO / "src/tokencert/config.py"]
+    scripts = [REPO / "src/tokencert/config/__init__.py"]
     for name in rule_files:
         for script in re.findall(r'script:\s*"\.\./(scripts/[\w.]+)"', (REPO / name).read_text()):
             scripts.append(REPO / script)

@@ -7,7 +7,7 @@ import re
 from tests.helpers import REPO
 from tests.workflow_copy import copy_workflow, snakemake
 
-HEAVY = ("train", "smooth", "attack", "exact_certify")
+HEAVY = ("train", "smooth", "attack")
 LIGHT = ("data", "attack_worst", "report")
 
 

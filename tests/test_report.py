@@ -174,8 +174,7 @@ def synthetic() -> DatasetResults:
 
     d = DatasetResults("m", {"shape": [1, 28, 28], "classes": [str(i) for i in range(10)]})
     models = ["discrete-gauss", "discrete-kmeans", "discrete-learned", "discrete-gauss-k16", "discrete-gauss-k1024"]
-    d.certacc = {m: cert("R0") for m in models}
-    d.exact = {m: {"R2": cert("R2")} for m in models[:2]}
+    d.certs = {"R0": {m: cert("R0") for m in models}, "R2": {m: cert("R2") for m in models[:2]}}
     d.smoothing = {m: {s: cert("smoothing", s) for s in (0.25, 0.5, 1.0)} for m in ("noise-0.25", "discrete-gauss")}
     eps = [0.5, 1.0, 2.0, 4.0]
     attacks = {a: {"eps": eps, "robust_accuracy": sorted(rng.random(4), reverse=True), "clean_accuracy": 0.95}
@@ -255,8 +254,8 @@ def test_landscape_gives_each_classifier_its_best_certificate_and_worst_case_at_
         return {**summarize(method, "mnist5k", "x", "pixel", np.array(radii), np.ones(n, bool), np.zeros(n, bool),
                             [0.0], sigma, 0.5), "alpha": 0.001}
 
-    d.certacc = {"discrete-gauss": cert("R0", [0.01, 0.02, 0.6, 2.0])}
-    d.exact = {"discrete-gauss": {"R2": cert("R2", [0.02, 0.03, 1.2, 2.0])}}  # dominates R_0
+    d.certs = {"R0": {"discrete-gauss": cert("R0", [0.01, 0.02, 0.6, 2.0, 2.0])},  # more images, as in the study
+               "R2": {"discrete-gauss": cert("R2", [0.02, 0.03, 1.2, 2.0])}}  # refines R_0: R_0 is not taken
     d.smoothing = {"noise-0.5": {0.5: cert("smoothing", [0.4, 0.7, 1.0, 1.6], sigma=0.5)}}
     d.attacks = {"pgd-at": {"worst": {"eps": [0.5, 1.0, 1.58, 4.0], "robust_accuracy": [0.8, 0.6, 0.3, 0.0]}}}
     d.models = {m: {"test_accuracy": 0.9} for m in ("discrete-gauss", "noise-0.5", "pgd-at")}
@@ -265,7 +264,7 @@ def test_landscape_gives_each_classifier_its_best_certificate_and_worst_case_at_
     assert gauss["radii"] == [0.5, 1.0, 1.58] and gauss["certified"] == [0.5, 0.5, 0.25]
     assert gauss["certificate"] == ["deterministic"] * 3 and gauss["input"] == "tokens:gauss"
     assert gauss["seconds_per_image"] == 0.5  # R_2's
-    d.setcert = {"discrete-gauss": {**cert("Rset", [0.03, 0.04, 1.3, 2.0]), "seconds_per_image": 0.25}}
+    d.certs["Rset"] = {"discrete-gauss": {**cert("Rset", [0.03, 0.04, 1.3, 2.0]), "seconds_per_image": 0.25}}
     gauss = tables.landscape_numbers(d, p, "discrete-gauss")
     assert gauss["certified"] == [0.5, 0.5, 0.25] and gauss["seconds_per_image"] == 0.25  # R_set's, the strongest
     noise = tables.landscape_numbers(d, p, "noise-0.5")

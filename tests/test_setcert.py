@@ -261,7 +261,7 @@ def test_patch_classes_lose_nothing_against_one_pass_per_patch(mode: str, monkey
     """Any grouping of patches into passes is sound (a pass sums its patches' non-negative
     contributions); grouping patches that share no output unit is also exact: the bound equals the
     one computed with a pass per patch."""
-    import tokencert.setcert as sc
+    import tokencert.setcert.ibp as sc
 
     channels = 1 if mode == "joint" else 3
     d = 16 * channels if mode == "joint" else 16

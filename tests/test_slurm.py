@@ -14,7 +14,7 @@ import pytest
 
 from tests.workflow_copy import copy_workflow, snakemake
 
-GPU_RULES = {"train", "smooth", "attack", "certacc", "exact_certify"}
+GPU_RULES = {"train", "smooth", "attack", "certificate_certacc", "certificate_exact"}  # R_0, R_2: gpu=1
 
 
 def partition() -> str | None:
@@ -62,12 +62,16 @@ def test_the_tiny_study_runs_through_slurm(tmp_path):
     remote = re.findall(r"^rule (\w+):", out, re.M)
     submitted = {job_id: f for job_id, f in slurm_jobs().items() if job_id not in known}
     rules = [re.match(r"rule_(.+?)_wildcards_", f.get("Comment", "")) for f in submitted.values()]
+    # a certificate job's wildcards: dataset, results folder of the certificate, model
+    certs = [re.match(r"rule_certificate_wildcards_[^_]+_([A-Za-z0-9]+)_", f.get("Comment", ""))
+             for f in submitted.values()]
     assert remote and len(submitted) == len(remote) == out.count("has been submitted with SLURM jobid")
     assert sorted(m.group(1) for m in rules if m) == sorted(remote)  # every non-local job went through sbatch
     assert set(re.findall(r"^localrule (\w+):", out, re.M)) <= {"all", "data", "attack_worst", "report"}
-    for fields, match in zip(submitted.values(), rules, strict=True):
+    for fields, match, cert in zip(submitted.values(), rules, certs, strict=True):
         gpus = fields.get("TresPerJob", "") + fields.get("TresPerNode", "")
         assert fields["JobState"] == "COMPLETED", fields
-        assert ("gpu:1" in gpus) == (match.group(1) in GPU_RULES or "vocab" == match.group(1)
+        rule = match.group(1) + (f"_{cert.group(1)}" if cert else "")
+        assert ("gpu:1" in gpus) == (rule in GPU_RULES or "vocab" == match.group(1)
                                      and "learned" in fields["Comment"]), fields
     assert (work / "results/report/metrics.json").read_bytes() == (local / "results/report/metrics.json").read_bytes()

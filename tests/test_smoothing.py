@@ -13,13 +13,12 @@ from tokencert.models import DiscreteClassifier, build_model, model_meta, save_c
 from tokencert.smoothing import (
     ABSTAIN,
     NOISE_CHUNK,
+    Smooth,
     batch_size_for,
-    certify,
     certify_images,
     group_size,
     lower_confidence_bound,
     max_radius,
-    predict,
     prepare,
     sample_counts,
     sample_counts_many,
@@ -70,6 +69,17 @@ class Recorder(nn.Module):
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def certify(model, x, sigma, n0, n, alpha, batch_size, *, generator=None, scale=None, precision="fp32"):
+    """Cohen et al.'s CERTIFY through :class:`Smooth` (their argument order)."""
+    return Smooth(model, sigma, batch_size=batch_size, scale=scale, precision=precision).certify(
+        x, n0, n, alpha, generator=generator)
+
+
+def predict(model, x, sigma, n, alpha, batch_size, *, generator=None):
+    """Cohen et al.'s PREDICT through :class:`Smooth`."""
+    return Smooth(model, sigma, batch_size=batch_size).predict(x, n, alpha, generator=generator)
 
 
 @pytest.mark.parametrize("sigma, n, alpha", [(0.25, 100, 0.001), (0.5, 1000, 0.01), (1.0, 100_000, 0.001)])
@@ -282,3 +292,6 @@ def test_smooth_classifier_writes_tsv_and_summary(tmp_path):
     assert [line.split("\t")[0] for line in (tmp_path / "s.tsv").read_text().splitlines()] == ["idx", "0", "5"]
     with pytest.raises(ValueError, match="dataset 'toy', not 'other'"):
         smooth_classifier(**{**kw, "dataset": "other"}, tsv_path=tmp_path / "x.tsv", json_path=tmp_path / "x.json")
+    with pytest.raises(ValueError, match="trained under noise sigma 0.5, but its recipe smooths it at 0.25"):
+        smooth_classifier(**{**kw, "sigma": 0.25}, tsv_path=tmp_path / "x.tsv", json_path=tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()

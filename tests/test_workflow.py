@@ -14,6 +14,7 @@ import yaml
 
 from tests.figure_checks import assert_legible
 from tests.workflow_copy import copy_workflow, snakemake
+from tokencert.certificates import CERTIFICATES
 from tokencert.config import deep_merge, resolve_plan
 from tokencert.report import figures
 from tokencert.report.collect import collect
@@ -61,8 +62,8 @@ def test_tiny_workflow_builds_the_report(tiny_run):
     assert all("Perturbation sizes in this figure: L2 in [0,1] pixel space" in c and len(c) > 200 for c in captions)
     res, config = work / "results/mnist5k", tiny_config(work)
     files = {"manifests": [work / "data/mnist5k/manifest.json"], "finals": sorted(res.glob("models/*/final.json")),
-             **{g: sorted(res.glob(f"{g}/*.json")) for g in ("vocab", "certify", "certacc", "setcert", "lipcert",
-                                                             "exact")},
+             **{g: sorted(res.glob(f"{g}/*.json")) for g in ("vocab", "certify")},
+             "certificates": [p for c in CERTIFICATES.values() for p in sorted(res.glob(f"{c.folder}/*.json"))],
              "brackets": sorted(res.glob("exact/*.csv")) + sorted(res.glob("lipcert/*.csv")),
              "smoothing": sorted(res.glob("smooth/*/*.json")), "attacks": sorted(res.glob("attacks/*/*.json")),
              "examples": [res / "vocab/gauss.pt", res / "certify/gauss.pt", work / "data/mnist5k/test.pt"]}

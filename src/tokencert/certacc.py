@@ -1,4 +1,5 @@
-"""Certified accuracy versus radius: the one summary format of smoothing, ``R_0`` and ``R_2``.
+"""Certified accuracy versus radius: the one summary format of smoothing and every certificate of
+the family (:mod:`tokencert.certificates`).
 
 An image counts as certified at radius ``r`` when it is classified correctly, the
 classifier did not abstain and its certified radius is at least ``r``. The average
@@ -12,23 +13,11 @@ margin certificate of a Lipschitz network (:mod:`tokencert.lipschitz`).
 
 from __future__ import annotations
 
-import logging
-import os
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-
-from .data.store import load_split, to_float
-from .io import load_torch, read_json, write_json
-from .models import DiscreteClassifier, load_classifier
-from .vocab import Vocabulary, tokenize
-
-log = logging.getLogger("tokencert")
-
-METHODS = ("smoothing", "R0", "R2", "Rset", "lipschitz")
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float] | Sequence[bool]
 
@@ -77,8 +66,8 @@ def summarize(
     radius). ``correct`` and ``abstain``: booleans per image. An abstained image never
     counts as correct, whatever ``correct`` says.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not method:
+        raise ValueError("a summary needs the name of its method")
     r = _vector(radii, "radii", np.float64)
     ok = _vector(correct, "correct", bool)
     abst = _vector(abstain, "abstain", bool)
@@ -107,71 +96,3 @@ def summarize(
         "acr": float(np.where(ok, r, 0.0).mean()),
         "seconds_per_image": float(seconds_per_image),
     }
-
-
-@torch.inference_mode()
-def token_invariance(
-    model: DiscreteClassifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    certificate: Mapping[str, torch.Tensor],
-    *,
-    device: torch.device,
-    batch_size: int = 1000,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """``R_0`` per image, whether ``model`` classifies it correctly, and seconds per image.
-
-    ``certificate``: ``{"assignment": (N, P), "radii": (N, P)}`` of the certify stage for
-    uint8 ``images`` in order. Raises ``ValueError`` when its token assignment is not the
-    one the classifier sees (a certificate of another vocabulary or test set).
-    """
-    assignment, radii = certificate["assignment"], certificate["radii"]
-    n = images.shape[0]
-    if assignment.shape[0] != n or radii.shape != assignment.shape:
-        raise ValueError(
-            f"certificate of {assignment.shape[0]} images (radii {tuple(radii.shape)}) for a test set of {n}"
-        )
-    model = model.to(device).eval()
-    correct = torch.zeros(n, dtype=torch.bool)
-    start = time.perf_counter()
-    for i in range(0, n, batch_size):
-        x = to_float(images[i:i + batch_size]).to(device)
-        tokenized, index = tokenize(x, model.vocab)
-        if not torch.equal(index.cpu(), assignment[i:i + batch_size]):
-            raise ValueError("certificate assignment differs from the classifier's tokenization "
-                             "(certificate of another vocabulary or test set)")
-        correct[i:i + batch_size] = model.net(tokenized.to(x.dtype)).argmax(1).cpu() == labels[i:i + batch_size]
-    r0 = radii.min(dim=1).values
-    seconds = (time.perf_counter() - start) / max(1, n)
-    return r0.numpy(), correct.numpy(), seconds
-
-
-def certacc_r0(
-    *,
-    dataset: str,
-    model: str,
-    model_path: str | os.PathLike[str],
-    vocab_path: str | os.PathLike[str],
-    certificate_path: str | os.PathLike[str],
-    certify_summary_path: str | os.PathLike[str],
-    data_dir: str | os.PathLike[str],
-    units: str,
-    grid: Sequence[float],
-    device: torch.device,
-    json_path: str | os.PathLike[str],
-) -> dict[str, Any]:
-    """Certified accuracy of the discrete classifier ``model`` with ``R_0``; writes and returns the summary.
-
-    The certificate radii of the certify stage are already in ``units``. ``seconds_per_image``
-    is the whole deterministic certificate: the certify stage's time per image (from its
-    summary) plus tokenizing and classifying here.
-    """
-    net, _ = load_classifier(model_path, Vocabulary.load(vocab_path), map_location=device, dataset=dataset)
-    test = load_split(data_dir, "test")
-    radii, correct, seconds = token_invariance(net, test.images, test.labels, load_torch(certificate_path),
-                                               device=device)
-    seconds += float(read_json(certify_summary_path)["seconds_per_image"])
-    summary = summarize("R0", dataset, model, units, radii, correct, np.zeros_like(correct), grid, None, seconds)
-    write_json(json_path, summary)
-    log.info("%s/%s R_0: clean %.3f, ACR %.4f", dataset, model, summary["clean_accuracy"], summary["acr"])
-    return summary

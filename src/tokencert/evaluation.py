@@ -32,8 +32,8 @@ def eval_set(data_dir: str | os.PathLike[str], n_images: int, seed: int, units: 
     test, scale = loaded.split, loaded.scale
     n = test.labels.numel()
     idx = torch.arange(n) if n_images >= n else stratified_indices(test.labels, n_images, seed)
-    return EvalSet(to_float(test.images[idx]).to(device), test.labels[idx].to(device), idx,
-                   None if units == "pixel" else scale, (int(test.images.shape[1]), int(test.images.shape[2])))
+    return EvalSet(to_float(test.images[idx]).to(device), test.labels[idx].to(device), idx, scale,
+                   (int(test.images.shape[1]), int(test.images.shape[2])))
 
 
 def load_model(model_path: str | os.PathLike[str], vocab_path: str | os.PathLike[str] | None, dataset: str,
@@ -44,3 +44,9 @@ def load_model(model_path: str | os.PathLike[str], vocab_path: str | os.PathLike
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+@torch.inference_mode()
+def predictions(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """The classifier's predicted class of each image (on the CPU), in batches."""
+    return torch.cat([model(images[i:i + batch_size]).argmax(1).cpu() for i in range(0, images.shape[0], batch_size)])

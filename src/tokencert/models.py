@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from .io import load_torch, save_torch
+from .plugins import SPEC, load_callable
+from .study import ARCHITECTURES as ARCHITECTURE_NAMES
 from .study import LIPSCHITZ_ARCHS
 from .vocab import Vocabulary, soft_tokenize, tokenize
 
@@ -153,7 +155,9 @@ def lipschitz_mlp(channels: int, num_classes: int, width: int = 512, image_size:
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"cnn": small_cnn, "resnet9": resnet9, "resnet18": resnet18,
                                                       "lipmlp": lipschitz_mlp}
-
+assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES, "tokencert.study.ARCHITECTURES names the built-ins"
+"""The built-in architectures (their names: :data:`tokencert.study.ARCHITECTURES`); any other is a
+``"<module>:<callable>"`` factory ``(channels, num_classes) -> nn.Module`` (:mod:`tokencert.plugins`)."""
 
 
 def channels_last(net: nn.Module) -> nn.Module:
@@ -175,8 +179,8 @@ def build_model(arch: str, channels: int, num_classes: int, mean: Sequence[float
                 image_size: int = 28) -> nn.Module:
     """The network ``arch`` for ``channels``-channel images in ``[0,1]``, normalization included
     (``image_size``: the side of the images, for the dense ``lipmlp``)."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
+    if arch not in ARCHITECTURES and not SPEC.match(arch):
+        raise ValueError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)}, or '<module>:<callable>')")
     if len(mean) != channels or len(std) != channels:
         raise ValueError(f"{channels} channels need {channels} mean/std values, got {len(mean)}/{len(std)}")
     if num_classes < 2:
@@ -184,7 +188,11 @@ def build_model(arch: str, channels: int, num_classes: int, mean: Sequence[float
     if arch in LIPSCHITZ_ARCHS:
         return nn.Sequential(Normalize(mean, [1.0] * channels),
                              ARCHITECTURES[arch](channels, num_classes, image_size=image_size))
-    return nn.Sequential(Normalize(mean, std), ARCHITECTURES[arch](channels, num_classes))
+    factory = ARCHITECTURES.get(arch) or load_callable(arch, "training.arch", channels, num_classes)
+    net = factory(channels, num_classes)
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"params: training.arch '{arch}' returned {type(net).__name__}, not a torch.nn.Module")
+    return nn.Sequential(Normalize(mean, std), net)
 
 
 class DiscreteClassifier(nn.Module):

@@ -32,6 +32,7 @@ generator, so a resumed epoch repeats the same draws.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -46,10 +47,13 @@ from .study import (
     EPS_OBJECTIVES,
     OBJECTIVE_KEYS,
     OBJECTIVE_PARAMETERS,
-    OBJECTIVES,
     SIGMA_OBJECTIVES,
+    register_objective_name,
 )
 from .units import channel_view, project
+
+Loss = tuple[torch.Tensor, torch.Tensor]
+LossFunction = Callable[..., Loss]
 
 WARMUP, RAMP = 0.2, 0.7  # flipset: clean training until WARMUP, then radius and robust weight ramp up until RAMP
 STEP_SIZE = 2.5  # relative PGD step: each of `steps` steps moves 2.5 * eps / steps (as the attack suite)
@@ -69,8 +73,8 @@ class Objective:
     copies: int = 2
 
     def __post_init__(self) -> None:
-        if self.kind not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.kind!r}")
+        if self.kind not in OBJECTIVE_PARAMETERS:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVE_PARAMETERS)}, got {self.kind!r}")
         if self.kind in SIGMA_OBJECTIVES and not (self.sigma is not None and self.sigma > 0):
             raise ValueError(f"objective {self.kind} needs sigma > 0, got {self.sigma}")
         if self.kind in EPS_OBJECTIVES and not (self.eps is not None and self.eps > 0):
@@ -153,42 +157,44 @@ def _gloro(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, scale
     return F.cross_entropy(torch.cat([logits, bottom], dim=1), y), logits
 
 
-def batch_loss(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-               generator: torch.Generator, scale: torch.Tensor | None = None,
-               progress: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(loss, logits)`` of one training batch under ``objective``; ``logits`` are those the training
-    accuracy is counted on (the clean, noisy or adversarial inputs the loss is about). ``progress``:
-    the share of training done (the ``flipset`` schedule)."""
-    kind = objective.kind
-    if kind == "flipset":
-        return _flipset(model, x, y, objective.eps, scale, progress)
-    if kind == "gloro":
-        return _gloro(model, x, y, objective.eps, scale, progress)
-    if kind == "standard":
-        logits = model(x)
-        return F.cross_entropy(logits, y), logits
-    if kind == "noise":
-        logits = model(_noisy(x, objective.sigma, scale, generator))
-        return F.cross_entropy(logits, y), logits
-    if kind == "pgd_at":
-        start = x + channel_view(scale, x) * objective.eps / 4 * torch.randn(
-            x.shape, generator=generator, device=x.device, dtype=x.dtype) / x[0].numel() ** 0.5
-        adv = _maximise(model, x, lambda out: F.cross_entropy(out, y), objective.eps, objective.steps, start, scale)
-        logits = model(adv)
-        return F.cross_entropy(logits, y), logits
-    if kind == "trades":
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        if objective.beta == 0:  # the robust term vanishes: nothing to maximise, nothing drawn
-            return loss, logits
-        clean = F.softmax(logits.detach(), dim=1)
-        start = x + 0.001 * channel_view(scale, x) * torch.randn(x.shape, generator=generator, device=x.device,
-                                                                 dtype=x.dtype)
-        kl = lambda out: F.kl_div(F.log_softmax(out, dim=1), clean, reduction="sum")  # noqa: E731
-        adv = _maximise(model, x, kl, objective.eps, objective.steps, start, scale)
-        robust = F.kl_div(F.log_softmax(model(adv), dim=1), F.softmax(logits, dim=1), reduction="batchmean")
-        return loss + objective.beta * robust, logits
-    # consistency
+def _standard(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+              generator: torch.Generator, scale: torch.Tensor | None, progress: float) -> Loss:
+    logits = model(x)
+    return F.cross_entropy(logits, y), logits
+
+
+def _noise(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+           generator: torch.Generator, scale: torch.Tensor | None, progress: float) -> Loss:
+    logits = model(_noisy(x, objective.sigma, scale, generator))
+    return F.cross_entropy(logits, y), logits
+
+
+def _pgd_at(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            generator: torch.Generator, scale: torch.Tensor | None, progress: float) -> Loss:
+    start = x + channel_view(scale, x) * objective.eps / 4 * torch.randn(
+        x.shape, generator=generator, device=x.device, dtype=x.dtype) / x[0].numel() ** 0.5
+    adv = _maximise(model, x, lambda out: F.cross_entropy(out, y), objective.eps, objective.steps, start, scale)
+    logits = model(adv)
+    return F.cross_entropy(logits, y), logits
+
+
+def _trades(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            generator: torch.Generator, scale: torch.Tensor | None, progress: float) -> Loss:
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    if objective.beta == 0:  # the robust term vanishes: nothing to maximise, nothing drawn
+        return loss, logits
+    clean = F.softmax(logits.detach(), dim=1)
+    start = x + 0.001 * channel_view(scale, x) * torch.randn(x.shape, generator=generator, device=x.device,
+                                                             dtype=x.dtype)
+    kl = lambda out: F.kl_div(F.log_softmax(out, dim=1), clean, reduction="sum")  # noqa: E731
+    adv = _maximise(model, x, kl, objective.eps, objective.steps, start, scale)
+    robust = F.kl_div(F.log_softmax(model(adv), dim=1), F.softmax(logits, dim=1), reduction="batchmean")
+    return loss + objective.beta * robust, logits
+
+
+def _consistency(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 generator: torch.Generator, scale: torch.Tensor | None, progress: float) -> Loss:
     copies = objective.copies
     noisy = _noisy(x.repeat(copies, 1, 1, 1), objective.sigma, scale, generator)
     out = model(noisy)
@@ -198,3 +204,32 @@ def batch_loss(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch
     kl = (mean * (mean.clamp_min(1e-12).log() - log_p)).sum(-1).mean()  # mean over copies of KL(mean || p_i)
     entropy = -(mean * mean.clamp_min(1e-12).log()).sum(-1).mean()
     return ce + objective.lam * kl + objective.eta * entropy, out[: x.shape[0]]
+
+
+LOSSES: dict[str, LossFunction] = {
+    "standard": _standard, "noise": _noise, "pgd_at": _pgd_at, "trades": _trades, "consistency": _consistency,
+    "flipset": lambda o, model, x, y, gen, scale, progress: _flipset(model, x, y, o.eps, scale, progress),
+    "gloro": lambda o, model, x, y, gen, scale, progress: _gloro(model, x, y, o.eps, scale, progress),
+}
+"""The batch loss of every objective by name (:data:`tokencert.study.OBJECTIVE_PARAMETERS` names them)."""
+
+
+def register_objective(name: str, loss: LossFunction, parameters: tuple[str, ...] = (), *, sigma: bool = False,
+                       eps: bool = False, tokens: bool = False) -> None:
+    """Add a training objective (a plugin module calls this on import): ``loss(objective, model, x, y,
+    generator, scale, progress) -> (loss, logits)``; ``parameters``: the recipe keys it reads (of
+    :data:`tokencert.study.OBJECTIVE_KEYS`); ``sigma``: trained under noise and smoothed at it;
+    ``eps``: needs an L2 budget; ``tokens``: needs a token classifier."""
+    register_objective_name(name, parameters, sigma=sigma, eps=eps, tokens=tokens)
+    LOSSES[name] = loss
+
+
+def batch_loss(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               generator: torch.Generator, scale: torch.Tensor | None = None,
+               progress: float = 1.0) -> Loss:
+    """``(loss, logits)`` of one training batch under ``objective``; ``logits`` are those the training
+    accuracy is counted on (the clean, noisy or adversarial inputs the loss is about). ``progress``:
+    the share of training done (the ``flipset`` schedule)."""
+    if objective.kind not in LOSSES:
+        raise ValueError(f"objective {objective.kind!r} has no loss (register it with register_objective)")
+    return LOSSES[objective.kind](objective, model, x, y, generator, scale, progress)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .device import select_device
+from .plugins import load_plugins
 
 log = logging.getLogger("tokencert")
 
@@ -64,6 +65,7 @@ def job(smk: Any, *seed_keys: object) -> Iterator[JobContext]:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         try:
+            load_plugins(smk.config)  # what a researcher's modules register exists in every job
             threads = int(getattr(smk, "threads", 1) or 1)
             torch.set_num_threads(max(1, threads))
             seed = derive_seed(int(smk.config.get("seed", 0)), smk.rule, *seed_keys)

@@ -7,16 +7,17 @@ parameter schema, the rules, the attack suite and the report all read them from 
 
 from __future__ import annotations
 
-ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "transfer", "square", "tokenflip")
-"""Every attack of the suite, in the order the suite runs and reports them."""
+ATTACKS = ["pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "transfer", "square", "tokenflip"]
+"""Every attack of the suite, in the order the suite runs and reports them (a plugin's appended:
+:func:`tokencert.attacks.suite.register_attack`)."""
 
-PIXEL_ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "fab", "square")
+PIXEL_ATTACKS = ["pgd", "apgd-ce", "apgd-dlr", "fab", "square"]
 """Attacks that need only the classifier (no tokenizer): they apply to every classifier (APGD and
 FAB differentiate a token classifier through the straight-through identity, as BPDA does).
 The others need a token classifier (surrogates, token flips); ``transfer`` also needs the
 baseline, whose adversarial examples it transfers."""
 
-OBJECTIVE_PARAMETERS = {
+OBJECTIVE_PARAMETERS: dict[str, tuple[str, ...]] = {
     "standard": (),
     "noise": ("sigma",),
     "pgd_at": ("eps", "steps"),
@@ -26,21 +27,23 @@ OBJECTIVE_PARAMETERS = {
     "gloro": ("eps",),
 }
 """Training objectives of a classifier recipe (``tokencert.objectives`` implements them) and the
-recipe parameters each one uses."""
+recipe parameters each one uses (a plugin's added: :func:`tokencert.objectives.register_objective`)."""
 
-OBJECTIVES = tuple(OBJECTIVE_PARAMETERS)
+OBJECTIVE_KEYS = ("sigma", "eps", "steps", "beta", "lam", "eta", "copies")
+"""Every objective parameter a recipe may set (the fields of ``tokencert.objectives.Objective``)."""
 
-OBJECTIVE_KEYS = tuple(dict.fromkeys(k for keys in OBJECTIVE_PARAMETERS.values() for k in keys))
-"""Every objective parameter a recipe may set."""
-
-SIGMA_OBJECTIVES = ("noise", "consistency")
+SIGMA_OBJECTIVES = ["noise", "consistency"]
 """Objectives trained under Gaussian noise of a ``sigma``: their classifier is smoothed at it."""
 
-EPS_OBJECTIVES = ("pgd_at", "trades", "flipset", "gloro")
+EPS_OBJECTIVES = ["pgd_at", "trades", "flipset", "gloro"]
 """Objectives against perturbations of L2 budget ``eps`` (an inner adversary, or certified bounds)."""
 
-TOKEN_OBJECTIVES = ("flipset",)
+TOKEN_OBJECTIVES = ["flipset"]
 """Objectives that need a token classifier (``input: tokens:<vocab>``)."""
+
+ARCHITECTURES = ("cnn", "resnet9", "resnet18", "lipmlp")
+"""The built-in architectures (:data:`tokencert.models.ARCHITECTURES`); ``auto`` picks one by the image
+shape, and ``"<module>:<callable>"`` names a researcher's own (:mod:`tokencert.plugins`)."""
 
 LIPSCHITZ_ARCHS = ("lipmlp",)
 """1-Lipschitz architectures (``tokencert.models``): their normalization only centres, they train with a
@@ -48,6 +51,31 @@ Lipschitz objective and are certified by their logit margin."""
 
 LIPSCHITZ_OBJECTIVES = ("gloro",)
 """Objectives that need a Lipschitz network (``arch: lipmlp``, pixel input); certified by their margin."""
+
+VOCABULARY_KINDS: dict[str, dict[str, object]] = {"gaussian": {}, "kmeans": {}, "learned": {}}
+"""Vocabulary kinds (``tokencert.vocab.build`` builds them) and the JSON schema of the recipe keys a
+plugin kind adds (:func:`tokencert.vocab.build.register_kind`); the built-ins' are in the schema."""
+
+
+def register_objective_name(name: str, parameters: tuple[str, ...], *, sigma: bool, eps: bool,
+                            tokens: bool) -> None:
+    """The plan's side of a new objective (its implementation registers through :mod:`tokencert.objectives`)."""
+    unknown = [p for p in parameters if p not in OBJECTIVE_KEYS]
+    if unknown:
+        raise ValueError(f"objective {name!r}: parameters {unknown} are not among {OBJECTIVE_KEYS}")
+    OBJECTIVE_PARAMETERS[name] = tuple(parameters)
+    for flag, family in ((sigma, SIGMA_OBJECTIVES), (eps, EPS_OBJECTIVES), (tokens, TOKEN_OBJECTIVES)):
+        if flag and name not in family:
+            family.append(name)
+
+
+def register_attack_name(name: str, *, pixel: bool) -> None:
+    """The plan's side of a new attack (``pixel``: it needs only the classifier, so it runs on every one)."""
+    if name not in ATTACKS:
+        ATTACKS.append(name)
+    if pixel and name not in PIXEL_ATTACKS:
+        PIXEL_ATTACKS.append(name)
+
 
 WORST = "worst"
 """Name of the per-sample worst case over every attack run on a classifier."""

@@ -3,7 +3,7 @@
 In ``normalized`` units a perturbation ``delta`` of an image in pixel space is measured
 as ``|| delta / std_c ||_2`` with ``std_c`` the per-channel standard deviation of the
 training set (recorded in the dataset manifest). Every algorithm in this package works
-in pixel space and takes the per-channel ``scale`` (``None`` or ones for pixel units), so
+in pixel space and takes the per-channel ``scale`` (``None`` for pixel units), so
 all conversions happen here and nowhere else.
 """
 
@@ -17,11 +17,12 @@ import torch
 UNITS = ("pixel", "normalized")
 
 
-def channel_scale(units: str, manifest: Mapping[str, Any]) -> torch.Tensor:
-    """Per-channel scale ``s`` (float64, shape C): a perturbation's norm in ``units`` is ||delta / s||."""
+def channel_scale(units: str, manifest: Mapping[str, Any]) -> torch.Tensor | None:
+    """Per-channel scale ``s`` (float64, shape C): a perturbation's norm in ``units`` is ||delta / s||;
+    ``None`` in pixel units (the one representation of them: every algorithm takes ``None`` so)."""
     channels = int(manifest["shape"][0])
     if units == "pixel":
-        return torch.ones(channels, dtype=torch.float64)
+        return None
     if units == "normalized":
         std = torch.as_tensor(manifest["std"], dtype=torch.float64)
         if std.shape != (channels,) or not torch.all(std > 0):

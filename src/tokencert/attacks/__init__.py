@@ -6,7 +6,7 @@ The attack names and which classifiers each applies to are :mod:`tokencert.study
 from ..units import norms, project
 from .base import AttackOutcome, check_attack_params
 from .pgd import pgd
-from .suite import clean_accuracy, run_attack, sanity_warnings, worst_case
+from .suite import clean_accuracy, register_attack, run_attack, sanity_warnings, worst_case
 
-__all__ = ["AttackOutcome", "check_attack_params", "clean_accuracy", "norms", "pgd", "project", "run_attack",
-           "sanity_warnings", "worst_case"]
+__all__ = ["AttackOutcome", "check_attack_params", "clean_accuracy", "norms", "pgd", "project", "register_attack",
+           "run_attack", "sanity_warnings", "worst_case"]

@@ -11,7 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..models import DiscreteClassifier, StraightThrough, differentiable
-from ..study import attack_applies, study_eps
+from ..study import attack_applies, register_attack_name, study_eps
 from .apgd import apgd
 from .base import AttackOutcome, check_attack_params, judge, predict
 from .fab import fab
@@ -21,13 +21,28 @@ from .tokenflip import tokenflip
 
 log = logging.getLogger("tokencert")
 
-WHITE_BOX = ("pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "tokenflip")
-BLACK_BOX = ("transfer", "square")
+WHITE_BOX = ["pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "tokenflip"]
+BLACK_BOX = ["transfer", "square"]
 UNDEFENDED_MAX_ACCURACY = 0.05
 BLACK_BOX_SLACK = 0.03
 
 
 AttackRun = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+PLUGINS: dict[str, Callable[[nn.Module, Mapping[str, Any], int, torch.Tensor | None], AttackRun]] = {}
+"""Attacks added by plugin modules (:func:`register_attack`), by name."""
+
+
+def register_attack(name: str, factory: Callable[[nn.Module, Mapping[str, Any], int, torch.Tensor | None], AttackRun],
+                    *, pixel: bool = True, black_box: bool = False) -> None:
+    """Add an attack to the suite (a plugin module calls this on import): ``factory(model, params, seed,
+    scale)`` returns a run ``(images, labels, eps) -> adversarial images``, judged on the hard model like
+    every attack (nested eps walk, verified norms, sanity checks); its settings are ``attacks.<name>``
+    (in ``params``). ``pixel``: it needs only the classifier (else only token classifiers get it);
+    ``black_box``: it joins the gradient-masking check against the white-box attacks."""
+    register_attack_name(name, pixel=pixel)
+    PLUGINS[name] = factory
+    (BLACK_BOX if black_box else WHITE_BOX).append(name)
 
 
 def pgd_settings(params: Mapping[str, Any]) -> tuple[int, int, float]:
@@ -42,6 +57,8 @@ def _runs(name: str, model: nn.Module, params: Mapping[str, Any], seed: int, sca
           baseline: nn.Module | None) -> list[AttackRun]:
     """The attack as one or more runs ``(images, labels, eps) -> adversarial images`` (SSPGD: one
     per tau), drawing their random starts from one generator seeded with ``seed``."""
+    if name in PLUGINS:
+        return [PLUGINS[name](model, params, seed, scale)]
     if name.startswith("apgd-"):
         ap = params.get("apgd", {})
         steps, restarts = int(ap.get("steps", pgd_settings(params)[0])), int(ap.get("restarts", 1))

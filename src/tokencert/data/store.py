@@ -98,7 +98,7 @@ class SplitInUnits:
 
     split: Split
     manifest: dict[str, Any]
-    scale: torch.Tensor  # float64, shape C: a perturbation's size in the units is ||delta / scale||
+    scale: torch.Tensor | None  # float64, shape C: a perturbation's size is ||delta / scale||; None: pixel units
 
 
 def load_split_in_units(dataset_dir: str | Path, split: str, units: str) -> SplitInUnits:

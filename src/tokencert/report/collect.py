@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from ..certificates import CERTIFICATES, by_folder
 from ..config import Plan
 from ..io import read_json
 
-# Groups of report inputs: result files results/<dataset>/<stage>/... (docs/design.md "Files")
-GROUPS = ("manifests", "vocab", "certify", "finals", "smoothing", "certacc", "setcert", "lipcert", "exact",
-          "attacks", "brackets", "examples")
-BRACKET_METHODS = {"exact": "$R_2$", "setcert": "$R_{set}$", "lipcert": "Lipschitz"}
-"""Per-image bracket CSVs (results/<dataset>/<stage>/<model>.csv) by stage: the certificate they hold."""
+# Groups of report inputs: result files results/<dataset>/<stage>/... (docs/design.md "Files");
+# "certificates" and "brackets" hold every certificate of the family (tokencert.certificates)
+GROUPS = ("manifests", "vocab", "certify", "finals", "smoothing", "certificates", "attacks", "brackets", "examples")
 
 
 @dataclass
@@ -37,14 +36,25 @@ class DatasetResults:
     certify: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # final.json
     smoothing: dict[str, dict[float, dict[str, Any]]] = field(default_factory=dict)  # model -> sigma -> summary
-    certacc: dict[str, dict[str, Any]] = field(default_factory=dict)  # R_0 summaries
-    setcert: dict[str, dict[str, Any]] = field(default_factory=dict)  # flip-set (Rset) summaries
-    lipcert: dict[str, dict[str, Any]] = field(default_factory=dict)  # Lipschitz-margin summaries
-    exact: dict[str, dict[str, Any]] = field(default_factory=dict)
+    certs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # certificate -> model -> summary
     attacks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # model -> attack -> summary
     # certificate -> model -> (certified radius, attack upper bound) per image: the bracket
     brackets: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     examples: dict[str, Path] = field(default_factory=dict)  # "vocab", "test", "maps": the example figure's files
+
+    def certificates(self, model: str) -> dict[str, dict[str, Any]]:
+        """The certificate summaries of ``model`` by certificate name, in registry order (weakest first)."""
+        return {name: self.certs[name][model] for name in CERTIFICATES if model in self.certs.get(name, {})}
+
+    def certificate(self, name: str, model: str) -> dict[str, Any] | None:
+        """One certificate summary of ``model``, if computed."""
+        return self.certs.get(name, {}).get(model)
+
+    def deterministic(self, model: str) -> dict[str, dict[str, Any]]:
+        """``model``'s certificates without those another computed one refines (``R_0`` where ``R_2`` is)."""
+        computed = self.certificates(model)
+        refined = {r for name in computed for r in CERTIFICATES[name].refines}
+        return {name: s for name, s in computed.items() if name not in refined}
 
 
 def collect(plan: Plan, files: Mapping[str, Sequence[str | Path]]) -> list[DatasetResults]:
@@ -53,16 +63,18 @@ def collect(plan: Plan, files: Mapping[str, Sequence[str | Path]]) -> list[Datas
     if unknown:
         raise ValueError(f"unknown report input groups {sorted(unknown)} (known: {', '.join(GROUPS)})")
     # per-classifier results in path order (models, then sigmas / attacks), vocabularies in plan order
-    ordered = ("finals", "smoothing", "certacc", "setcert", "lipcert", "exact", "attacks", "brackets")
+    ordered = ("finals", "smoothing", "certificates", "attacks", "brackets")
     paths = {group: [Path(p) for p in files.get(group, [])] for group in GROUPS}
     paths.update({group: sorted(paths[group]) for group in ordered})
     out = {}
     for path in paths["manifests"]:  # data/<dataset>/manifest.json
         name = path.parts[-2]
         out[name] = DatasetResults(name, read_json(path), plan.datasets[name].units)
-    for group in ("vocab", "certify", "certacc", "setcert", "lipcert", "exact"):
+    for group in ("vocab", "certify"):
         for path in paths[group]:  # results/<dataset>/<stage>/<name>.json
             getattr(out[path.parts[-3]], group)[path.stem] = read_json(path)
+    for path in paths["certificates"]:  # results/<dataset>/<certificate folder>/<model>.json
+        out[path.parts[-3]].certs.setdefault(by_folder(path.parts[-2]).name, {})[path.stem] = read_json(path)
     for path in paths["finals"]:  # results/<dataset>/models/<model>/final.json
         out[path.parts[-4]].models[path.parts[-2]] = read_json(path)
     for path in paths["smoothing"]:  # results/<dataset>/smooth/<model>/sigma-<s>.json
@@ -70,9 +82,9 @@ def collect(plan: Plan, files: Mapping[str, Sequence[str | Path]]) -> list[Datas
         out[path.parts[-4]].smoothing.setdefault(path.parts[-2], {})[float(summary["sigma"])] = summary
     for path in paths["attacks"]:  # results/<dataset>/attacks/<model>/<attack>.json
         out[path.parts[-4]].attacks.setdefault(path.parts[-2], {})[path.stem] = read_json(path)
-    for path in paths["brackets"]:  # results/<dataset>/<exact|setcert|lipcert>/<model>.csv
+    for path in paths["brackets"]:  # results/<dataset>/<certificate folder>/<model>.csv
         table = np.genfromtxt(path, delimiter=",", names=True)
-        out[path.parts[-3]].brackets.setdefault(BRACKET_METHODS[path.parts[-2]], {})[path.stem] = (
+        out[path.parts[-3]].brackets.setdefault(by_folder(path.parts[-2]).label, {})[path.stem] = (
             np.atleast_1d(table["certified_radius"]), np.atleast_1d(table["upper_bound"]))
     for path in paths["examples"]:  # results/<dataset>/vocab/<v>.pt, .../certify/<v>.pt, data/<dataset>/test.pt
         if len(path.parts) >= 4 and path.parts[-4] == "results":

@@ -8,7 +8,9 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from ..certificates import CERTIFICATES
 from ..config import Plan
 from ..io import atomic_path, write_json, write_text
 from ..models import resolve_arch
@@ -49,18 +51,26 @@ def findings(results: list[DatasetResults], plan: Plan) -> list[str]:
                            + ". The patch certificate is set by the few tokens nearest to the most common "
                            "patches, for a Gaussian vocabulary one random draw per K: it need not fall "
                            "monotonically in K.")
-        for model, s in sorted(d.exact.items()):
-            out.append(f"{d.name}, {model}: mean certified radius (ACR) {s['R0']['acr']:.4f} with $R_0$ and "
-                       f"{s['R2']['acr']:.4f} with the single-flip certificate $R_2$; every certified radius "
-                       f"stays below the smallest adversarial perturbation the attacks found "
-                       f"({s['bracket']['images_with_upper_bound']} images with a verified adversarial example; "
-                       f"median certified radius {s['bracket']['median_lower']:.4f}, median smallest adversarial "
-                       f"norm {s['bracket']['median_upper']:.4f}).")
+        for name, per_model in d.certs.items():
+            for model, s in sorted(per_model.items()):
+                if "bracket" in s:
+                    out.append(bracket_finding(d.name, model, name, s))
         for model, attacks in sorted(d.attacks.items()):
             warnings = attacks.get(WORST, {}).get("sanity", {}).get("warnings", [])
             for w in warnings:
                 out.append(f"{d.name}, {model}: SANITY WARNING: {w}.")
     return [tables.latex_escape(s).replace(r"\_", "_") if "$" in s else tables.latex_escape(s) for s in out]
+
+
+def bracket_finding(dataset: str, model: str, name: str, s: dict[str, Any]) -> str:
+    """One certificate's bracket in a sentence (``R_2`` also states ``R_0``'s ACR on the same images)."""
+    b, acr = s["bracket"], f"{s['acr']:.4f} with {CERTIFICATES[name].label}"
+    if "acr_r0" in s:
+        acr = f"{s['acr_r0']:.4f} with $R_0$ and {acr}"
+    return (f"{dataset}, {model}: mean certified radius (ACR) {acr}; every certified radius stays below "
+            f"the smallest adversarial perturbation the attacks found ({b['images_with_upper_bound']} images with a "
+            f"verified adversarial example; median certified radius {b['median_lower']:.4f}, median smallest "
+            f"adversarial norm {b['median_upper']:.4f}).")
 
 
 def metrics(results: list[DatasetResults], plan: Plan) -> dict[str, dict[str, float]]:
@@ -80,8 +90,9 @@ def metrics(results: list[DatasetResults], plan: Plan) -> dict[str, dict[str, fl
             m[f"acc/{model}"] = final["test_accuracy"]
         for vocab, cert in d.certify.items():
             m[f"patch_cert/{vocab}"] = cert["patch_cert"]
-        for model, s in d.exact.items():
-            m[f"acr_r2/{model}"] = s["R2"]["acr"]
+        for name, per_model in d.certs.items():
+            if CERTIFICATES[name].metric is not None:
+                m.update({f"{CERTIFICATES[name].metric}/{model}": s["acr"] for model, s in per_model.items()})
         for model, per_sigma in d.smoothing.items():
             for sigma, s in per_sigma.items():
                 m[f"rs_acr/{model}@{sigma:g}"] = s["acr"]

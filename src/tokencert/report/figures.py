@@ -15,13 +15,14 @@ import torch  # noqa: E402
 
 from .. import config as tc  # noqa: E402
 from ..certacc import curve  # noqa: E402
+from ..certificates import CERTIFICATES  # noqa: E402
 from ..config import Plan  # noqa: E402
 from ..data import load_split, to_float  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 from ..study import WORST  # noqa: E402
 from ..units import describe  # noqa: E402
 from ..vocab import Vocabulary, tokenize  # noqa: E402
-from .collect import BRACKET_METHODS, DatasetResults, test_accuracy  # noqa: E402
+from .collect import DatasetResults, test_accuracy  # noqa: E402
 
 
 def save(fig: plt.Figure, stem: str | os.PathLike[str]) -> list[Path]:
@@ -71,14 +72,13 @@ def _envelope(summaries: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
 
 def defense_families(d: DatasetResults, plan: Plan) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Per family (input and objective, e.g. ``tokens / noise``): the certificate summaries of its
-    members (smoothing, else ``R_2`` or ``R_0``) and the worst-case attack summaries."""
+    members (smoothing, else the deterministic ones no other refines) and the worst-case attack summaries."""
     families: dict[str, dict[str, list[dict[str, Any]]]] = {}
     planned = plan.datasets.get(d.name)
     for model, recipe in ({} if planned is None else planned.recipes).items():
         family = families.setdefault(f"{recipe.input.split(':')[0]} / {recipe.kind}", {"cert": [], "attack": []})
-        certs = list(d.smoothing.get(model, {}).values()) or [d.exact.get(model, {}).get("R2") or d.certacc.get(model),
-                                                             d.setcert.get(model), d.lipcert.get(model)]
-        family["cert"] += [c for c in certs if c is not None and "certified_radii" in c]
+        certs = list(d.smoothing.get(model, {}).values()) or list(d.deterministic(model).values())
+        family["cert"] += [c for c in certs if "certified_radii" in c]
         if WORST in d.attacks.get(model, {}):
             family["attack"].append(d.attacks[model][WORST])
     return {name: f for name, f in families.items() if f["cert"] or f["attack"]}
@@ -105,18 +105,19 @@ def _envelope_panel(ax: plt.Axes, d: DatasetResults, plan: Plan) -> None:
     _legend_below(ax, ncol=2)
 
 
+CERTIFICATE_PANELS = {"flip": "deterministic: token invariance and one flip",
+                      "beyond": "deterministic: any number of flips, Lipschitz margin, others"}
+"""The certified figure's deterministic panels (:attr:`tokencert.certificates.Certificate.panel`)."""
+
+
 def certified_accuracy(d: DatasetResults, plan: Plan | None = None) -> plt.Figure:
-    """Certified accuracy vs radius as step functions of the per-image radii: one panel for the
-    deterministic certificates (R_0, R_2 of each discrete classifier), one for the flip-set and
-    Lipschitz-margin certificates, one per smoothing sigma and,
+    """Certified accuracy vs radius as step functions of the per-image radii: one panel per
+    :data:`CERTIFICATE_PANELS` (the family's certificates by their ``panel``), one per smoothing sigma and,
     with the ``plan``'s recipes, one with the envelope of each defense family."""
-    deterministic = [(f"$R_0$ {m}", s) for m, s in sorted(d.certacc.items())]
-    deterministic += [(f"$R_2$ {m}", s["R2"]) for m, s in sorted(d.exact.items())]
-    beyond = [(f"$R_{{set}}$ {m}", s) for m, s in sorted(d.setcert.items())]
-    beyond += [(f"Lipschitz {m}", s) for m, s in sorted(d.lipcert.items())]
+    curves = {panel: [(f"{c.label} {m}", summary) for c in CERTIFICATES.values() if c.panel == panel
+                      for m, summary in sorted(d.certs.get(c.name, {}).items())] for panel in CERTIFICATE_PANELS}
     sigmas = sorted({sigma for per_sigma in d.smoothing.values() for sigma in per_sigma})
-    panels = [("deterministic, sound ($R_0$, $R_2$)", deterministic)]
-    panels += [("deterministic: any number of flips ($R_{set}$), Lipschitz margin", beyond)] if beyond else []
+    panels = [(title, curves[panel]) for panel, title in CERTIFICATE_PANELS.items() if curves[panel] or panel == "flip"]
     panels += [(f"randomized smoothing, $\\sigma$ = {sigma:g}",
                 [(m, per_sigma[sigma]) for m, per_sigma in sorted(d.smoothing.items()) if sigma in per_sigma])
                for sigma in sigmas]
@@ -240,7 +241,7 @@ def bracket(d: DatasetResults) -> plt.Figure:
     smallest norm at which an attack of the suite succeeded (upper bound), log-log, one panel per
     certificate and a colour per classifier; the diagonal is where the two meet (every point lies
     on or above it, or the certificate would be unsound), dotted lines mark 10x and 100x gaps."""
-    panels = [(method, d.brackets[method]) for method in BRACKET_METHODS.values() if method in d.brackets]
+    panels = [(c.label, d.brackets[c.label]) for c in CERTIFICATES.values() if c.label in d.brackets]
     fig, axes = _panels(len(panels))
     for ax, (method, per_model) in zip(axes, panels, strict=False):
         lows, highs = [], []

@@ -12,6 +12,7 @@ import jinja2
 import numpy as np
 
 from .. import config as tc
+from ..certificates import CERTIFICATES
 from ..config import Plan
 from ..smoothing import chance_level
 from ..study import STANDARD_RADII, WORST, study_eps
@@ -65,13 +66,13 @@ def main_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, str]]
                   "rs_acc": DASH, "rs_cert": DASH, "sspgd": DASH, "worst": DASH, "r0": DASH, "r2": DASH}
         if main_vocab is not None:
             model = tc.DISCRETE_PREFIX + main_vocab
-            cert, exact = d.certify.get(main_vocab, {}), d.exact.get(model, {})
+            cert = d.certify.get(main_vocab, {})
             rows.append({**common, "classifier": f"Discrete ({main_vocab})", "acc": pct(test_accuracy(d, model)),
                          "patch": num(cert.get("patch_cert")), "img": num(cert.get("img_cert_summed"), 2),
                          "sspgd": pct(attack_accuracy(d, model, "sspgd", eps)),
                          "worst": pct(attack_accuracy(d, model, WORST, eps)),
-                         "r0": pct(_cert_at(d.certacc.get(model), radius)),
-                         "r2": pct(_cert_at(exact.get("R2"), radius))})
+                         "r0": pct(_cert_at(d.certificate("R0", model), radius)),
+                         "r2": pct(_cert_at(d.certificate("R2", model), radius))})
         if tc.BASELINE in plan.datasets[d.name].models:
             rows.append({**common, "classifier": "Baseline", "acc": pct(test_accuracy(d, tc.BASELINE)),
                          "sspgd": pct(attack_accuracy(d, tc.BASELINE, "pgd", eps)),
@@ -140,9 +141,10 @@ def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
         for vocab, cert in d.certify.items():
             rows.append({"dataset": d.name, "method": f"token certificate maps ({vocab})",
                          "seconds": f"{cert['seconds_per_image']:.2e}"})
-        for model, summary in d.exact.items():
-            rows.append({"dataset": d.name, "method": f"single-flip R2 certificate ({model})",
-                         "seconds": f"{summary['R2']['seconds_per_image']:.2e}"})
+        for name, per_model in d.certs.items():
+            for model, summary in sorted(per_model.items()):
+                rows.append({"dataset": d.name, "method": f"{CERTIFICATES[name].label} certificate ({model})",
+                             "seconds": f"{summary['seconds_per_image']:.2e}"})
         for model, per_sigma in d.smoothing.items():
             for sigma, s in sorted(per_sigma.items()):
                 method = f"randomized smoothing ({model}, sigma={sigma:g}, n={s.get('n', '?')}{precision_note(s)})"
@@ -168,22 +170,21 @@ def certified_at(summary: dict[str, Any] | None, radius: float) -> float | None:
 
 def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, Any]:
     """The defense-landscape numbers of one classifier: clean accuracy; per standard radius the best
-    certified accuracy and its kind (deterministic ``R_0`` / ``R_2`` / flip-set / Lipschitz margin,
-    probabilistic smoothing at alpha) and the worst-case accuracy under the suite; the worst case at
-    the study's eps; the smallest median bracket ratio; the seconds per image of the certificate."""
+    certified accuracy and its kind (deterministic: the family's certificates, :mod:`tokencert.certificates`,
+    without those a computed one refines; probabilistic: smoothing at alpha) and the worst-case accuracy
+    under the suite; the worst case at the study's eps; the smallest median bracket ratio; the seconds
+    per image of the strongest certificate computed."""
     recipe = plan.datasets[d.name].recipes[model]
     radii = STANDARD_RADII.get(tuple(d.manifest["shape"][:2]), ())
     smooth = next(iter(d.smoothing.get(model, {}).values()), None)
-    exact = d.exact.get(model, {}).get("R2")
-    r0 = d.certacc.get(model)
-    beyond = [d.setcert.get(model), d.lipcert.get(model)]
+    deterministic = list(d.deterministic(model).values())
     worst = d.attacks.get(model, {}).get(WORST)
     out: dict[str, Any] = {"model": model, "input": recipe.input, "objective": recipe.kind,
                            "clean": test_accuracy(d, model), "radii": list(radii), "certified": [],
                            "certificate": [], "worst": [], "seconds_per_image": None}
     for r in radii:
-        deterministic = [v for v in (certified_at(c, r) for c in (exact or r0, *beyond)) if v is not None]
-        options = [(max(deterministic, default=None), "deterministic"),
+        best = max((v for v in (certified_at(c, r) for c in deterministic) if v is not None), default=None)
+        options = [(best, "deterministic"),
                    (certified_at(smooth, r), f"probabilistic (alpha {smooth['alpha']:g})" if smooth else "")]
         value, kind = max(((v, k) for v, k in options if v is not None), default=(None, "none"))
         out["certified"].append(value)
@@ -193,14 +194,12 @@ def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, An
     eps = study_eps(*d.manifest["shape"][:2])
     i = None if worst is None or eps is None else _near(worst["eps"], eps)
     out["study_eps"], out["worst_study_eps"] = eps, None if i is None else worst["robust_accuracy"][i]
-    # the cost of the strongest certificate computed: smoothing where smoothed, else the first of
-    # the Lipschitz margin, R_set (>= R_2 >= R_0 by construction), R_2, R_0 (the vocabulary's)
-    strongest = [c for c in (smooth, d.lipcert.get(model), d.setcert.get(model), exact) if c is not None]
+    # the cost of the strongest certificate computed: smoothing where smoothed, else the family's
+    # strongest (registry order runs weakest first)
+    strongest = [smooth] if smooth is not None else deterministic[::-1]
     if strongest:
         out["seconds_per_image"] = strongest[0]["seconds_per_image"]
-    elif recipe.vocab is not None and recipe.vocab in d.certify:
-        out["seconds_per_image"] = d.certify[recipe.vocab]["seconds_per_image"]
-    ratios = [c["bracket"]["median_gap_ratio"] for c in (d.exact.get(model), *beyond) if c and "bracket" in c]
+    ratios = [c["bracket"]["median_gap_ratio"] for c in d.certificates(model).values() if "bracket" in c]
     out["bracket_ratio"] = min((r for r in ratios if math.isfinite(r)), default=None)
     return out
 

@@ -4,10 +4,13 @@ pruned to a minimum token separation with an exact background token, :mod:`.marg
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from ..config import check_margin
+from ..study import VOCABULARY_KINDS
 from ..tokens import resolve_mode
 from .base import Vocabulary
 from .gaussian import gaussian_tokens
@@ -18,8 +21,36 @@ from .patches import patch_groups, sample_rows
 
 log = logging.getLogger("tokencert")
 
-KINDS = ("gaussian", "kmeans", "learned")
 DEFAULT_FIT_PATCHES = 100_000
+
+Builder = Callable[[torch.Tensor, int, dict[str, Any], torch.Generator], torch.Tensor]
+"""``(fit patches M x d, K, recipe, generator) -> K x d tokens`` of one token table."""
+
+
+def _learned_init(fit: torch.Tensor, k: int, recipe: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
+    """The starting tokens of a learned vocabulary (``init``), trained afterwards."""
+    init = recipe.get("init", "patches")
+    if init == "gaussian":
+        return gaussian_tokens(fit, k, gen)
+    if init == "kmeans++":
+        return kmeans_plus_plus(fit, k, gen)
+    return sample_rows(fit, k, gen) if fit.shape[0] >= k else gaussian_tokens(fit, k, gen)
+
+
+BUILDERS: dict[str, Builder] = {
+    "gaussian": lambda fit, k, recipe, gen: gaussian_tokens(fit, k, gen),
+    "kmeans": lambda fit, k, recipe, gen: kmeans_tokens(fit, k, int(recipe.get("iters", 20)), gen),
+    "learned": _learned_init,
+}
+"""Every vocabulary kind by name (:data:`tokencert.study.VOCABULARY_KINDS` names them)."""
+assert tuple(BUILDERS) == tuple(VOCABULARY_KINDS), "tokencert.study.VOCABULARY_KINDS names the built-ins"
+
+
+def register_kind(name: str, builder: Builder, keys: Mapping[str, Any] | None = None) -> None:
+    """Add a vocabulary kind (a plugin module calls this on import); ``keys``: the JSON schema of the
+    recipe keys it adds (by name). Margin pruning (``min_separation``, ``background``) applies to it too."""
+    VOCABULARY_KINDS[name] = dict(keys or {})
+    BUILDERS[name] = builder
 
 
 def _initial_tokens(kind: str, groups: torch.Tensor, recipe: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
@@ -27,23 +58,18 @@ def _initial_tokens(kind: str, groups: torch.Tensor, recipe: dict[str, Any], gen
     tables = []
     for patches in groups:
         fit = sample_rows(patches, recipe.get("fit_patches", DEFAULT_FIT_PATCHES), gen)
-        if kind == "gaussian" or (kind == "learned" and recipe.get("init", "patches") == "gaussian"):
-            tables.append(gaussian_tokens(fit, k, gen))
-        elif kind == "kmeans":
-            tables.append(kmeans_tokens(fit, k, int(recipe.get("iters", 20)), gen))
-        elif recipe.get("init", "patches") == "kmeans++":
-            tables.append(kmeans_plus_plus(fit, k, gen))
-        else:  # learned, init from random training patches
-            tables.append(sample_rows(fit, k, gen) if fit.shape[0] >= k else gaussian_tokens(fit, k, gen))
+        tokens = BUILDERS[kind](fit, k, recipe, gen)
+        if tokens.shape != (k, fit.shape[1]):
+            raise ValueError(f"vocabulary kind {kind!r} built tokens of shape {tuple(tokens.shape)}, "
+                             f"expected {(k, fit.shape[1])}")
+        tables.append(tokens)
     return torch.stack(tables)
 
 
 def _with_margin(name: str, vocab: Vocabulary, recipe: dict[str, Any], patches: torch.Tensor,
                  gen: torch.Generator) -> Vocabulary:
     """``vocab`` pruned to ``min_separation`` with an optional exact background token (:mod:`.margin`)."""
-    if vocab.mode == "per_channel_separate":
-        raise ValueError(f"vocabulary '{name}': min_separation and background need one token table "
-                         "(mode joint or per_channel), not per_channel_separate")
+    check_margin(name, recipe, vocab.mode)
     patches = sample_rows(patches, recipe.get("fit_patches", DEFAULT_FIT_PATCHES), gen)
     tokens = separated(vocab.tokens, patches.to(vocab.tokens), float(recipe.get("min_separation", 0)),
                        bool(recipe.get("background", False)))
@@ -56,8 +82,8 @@ def build_vocabulary(name: str, recipe: dict[str, Any], train_images: torch.Tens
                      seed: int, device: torch.device = torch.device("cpu")) -> Vocabulary:
     """Draw, fit or train vocabulary ``name`` on uint8 N x C x H x W ``train_images``."""
     kind = recipe.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"vocabulary '{name}': kind must be one of {KINDS}, got {kind!r}")
+    if kind not in BUILDERS:
+        raise ValueError(f"vocabulary '{name}': kind must be one of {tuple(BUILDERS)}, got {kind!r}")
     if int(recipe.get("K", 0)) < 2:
         raise ValueError(f"vocabulary '{name}': K must be >= 2, got {recipe.get('K')}")
     _, channels, height, width = train_images.shape

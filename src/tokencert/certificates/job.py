@@ -1,0 +1,77 @@
+"""The one job shape of every certificate (rule ``certificate``): a certified radius per image of a
+stratified test subset, its certified-accuracy summary and the bracket against the attacks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ..attacks.results import read_outcome
+from ..certacc import summarize
+from ..evaluation import eval_set, load_model, predictions
+from ..exact import bracket
+from ..io import atomic_path, write_json
+from . import Certificate
+
+log = logging.getLogger("tokencert")
+
+
+def run_certificate(
+    cert: Certificate,
+    *,
+    dataset: str,
+    model: str,
+    model_path: str | os.PathLike[str],
+    vocab_path: str | os.PathLike[str] | None,
+    data_dir: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    seed: int,
+    units: str,
+    grid: Sequence[float],
+    attacks_path: str | os.PathLike[str] | None,
+    json_path: str | os.PathLike[str],
+    csv_path: str | os.PathLike[str],
+    device: torch.device = torch.device("cpu"),
+) -> dict[str, Any]:
+    """Certify ``settings["n_images"]`` stratified test images (all without it) with ``cert``; write the
+    summary (``bracket`` added with ``attacks_path``, the suite's per-sample worst case) and the
+    per-image CSV (``idx, label, prediction, certified_radius, upper_bound`` and the certificate's
+    own columns). A certified radius above a verified adversarial norm raises (an unsound
+    certificate or a broken attack): it is never written as a result."""
+    n_images = settings.get("n_images")
+    data = eval_set(data_dir, 2**62 if n_images is None else int(n_images), seed, units, device)
+    net = load_model(model_path, vocab_path, dataset, device)
+    start = time.perf_counter()
+    out = cert.function()(net, data, settings)
+    prediction = predictions(net, data.images)
+    seconds = (time.perf_counter() - start) / max(1, data.labels.numel())
+    radius = torch.as_tensor(out.radius, dtype=torch.float64).cpu()
+    if radius.shape != data.labels.shape or bool(torch.isnan(radius).any()) or bool((radius < 0).any()):
+        raise ValueError(f"certificate {cert.name}: radii of shape {tuple(radius.shape)} for "
+                         f"{data.labels.numel()} images, or NaN / negative")
+    # inf (nothing breaks it): every image of the [0,1] box lies within this radius, so it is the same claim
+    box = data.images[0].numel() ** 0.5 / (1.0 if data.scale is None else float(data.scale.min()))
+    correct = prediction == data.labels.cpu()
+    certified = torch.where(correct, radius.clamp(max=box), 0.0)
+    summary = summarize(cert.name, dataset, model, units, certified, correct, torch.zeros_like(correct), grid,
+                        None, seconds)
+    summary.update(out.summary)
+    upper = torch.full_like(certified, float("inf"))
+    if attacks_path is not None:
+        attacks, attack_idx, _ = read_outcome(attacks_path)
+        upper, summary["bracket"] = bracket(certified, correct, data.indices, attack_idx, attacks.min_norm)
+    columns = {"idx": data.indices, "label": data.labels, "prediction": prediction, "certified_radius": certified,
+               "upper_bound": upper, **out.columns}
+    frame = pd.DataFrame({k: torch.as_tensor(v).cpu().tolist() for k, v in columns.items()})
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    write_json(json_path, summary)
+    log.info("%s/%s %s: clean %.3f, ACR %.4f, %.3g s/image, bracket %s", dataset, model, cert.name,
+             summary["clean_accuracy"], summary["acr"], seconds, summary.get("bracket"))
+    return summary

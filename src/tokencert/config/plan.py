@@ -1,0 +1,123 @@
+"""The resolved study plan: every job the workflow runs and every setting the report states."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..study import CERT_RADIUS, FIGURE_KINDS, attack_applies
+from .params import validate
+from .recipes import (
+    Recipe,
+    dataset_recipes,
+    dataset_section,
+    dataset_units,
+    discrete_vocabularies,
+    sweep_vocabularies,
+    training_params,
+    vocabulary_recipes,
+)
+
+
+def attacked_models(config: Mapping[str, Any], recipes: Mapping[str, Recipe]) -> list[str]:
+    """Classifiers of the study's ``recipes`` the attack suite runs on: ``attacks.models`` (``all``: every
+    classifier), then every defense recipe (a defense is judged by the same suite)."""
+    if config["attacks"]["models"] == "all":
+        return list(recipes)
+    listed = list(config["attacks"]["models"])
+    return listed + [m for m, r in recipes.items() if r.defense and m not in listed]
+
+
+def attacked_pairs(config: Mapping[str, Any], recipes: Mapping[str, Recipe]) -> list[tuple[str, str]]:
+    """(model, attack) pairs the study runs (:func:`tokencert.study.attack_applies`)."""
+    return [(model, attack) for model in attacked_models(config, recipes) for attack in config["attacks"]["suite"]
+            if attack_applies(attack, recipes[model].vocab is not None, config["classifiers"]["baseline"])]
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """What the study runs on one dataset."""
+
+    name: str
+    units: str
+    training: dict[str, Any]
+    smoothing: dict[str, Any]
+    recipes: dict[str, Recipe]  # every classifier trained on it, by name
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The trained classifiers."""
+        return tuple(self.recipes)
+
+    @property
+    def smoothed(self) -> tuple[tuple[str, float], ...]:
+        """(model, sigma): every classifier trained under noise, smoothed at its own sigma."""
+        return tuple((name, r.sigma) for name, r in self.recipes.items() if r.sigma is not None)
+
+    @property
+    def sigmas(self) -> list[float]:
+        """The dataset's smoothing sigma grid."""
+        return [float(s) for s in self.smoothing["sigmas"]]
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    """What the report shows besides the results."""
+
+    cert_radius: float
+    example_images: int
+    main_vocab: str | None  # the discrete classifier of the main table (first of classifiers.discrete)
+    example_vocab: str  # vocabulary of the example figure (the main one, else the first built)
+    reproduce: tuple[dict[str, Any], ...]
+    figures: tuple[str, ...] = FIGURE_KINDS
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The resolved study: every job the workflow runs and every setting the report states."""
+
+    config: dict[str, Any]  # the validated parameters, for the sections handed to jobs as they are
+    datasets: dict[str, DatasetPlan]
+    vocabularies: dict[str, dict[str, Any]]  # recipes the study builds, by name (K sweep included)
+    sweep: tuple[str, ...]  # the K-sweep vocabularies, ordered by K
+    discrete: tuple[str, ...]  # vocabularies with a standard token classifier discrete-<vocab>
+    attacked: tuple[tuple[str, str], ...]  # (model, attack)
+    radii: tuple[float, ...]
+    eps: tuple[float, ...]  # the attack budget grid
+    report: ReportPlan
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every classifier name of the study (a name is the same recipe on every dataset)."""
+        return tuple(dict.fromkeys(m for d in self.datasets.values() for m in d.models))
+
+    def attacked_models(self) -> list[str]:
+        """Classifiers the attack suite runs on, sorted."""
+        return sorted({m for m, _ in self.attacked})
+
+    def attacks_on(self, model: str) -> list[str]:
+        """The attacks run on ``model``."""
+        return [a for m, a in self.attacked if m == model]
+
+
+def resolve_plan(config: Mapping[str, Any]) -> Plan:
+    """Validate ``config`` and resolve the study plan (the one place that derives it)."""
+    validate(config)
+    config = copy.deepcopy(dict(config))
+    vocabs = vocabulary_recipes(config)
+    discrete = discrete_vocabularies(config)
+    datasets = {name: DatasetPlan(name, dataset_units(config, name), training_params(config, name),
+                                  dataset_section(config, name, "smoothing"), dataset_recipes(config, name))
+                for name in config["study"]["datasets"]}
+    recipes = {m: r for d in datasets.values() for m, r in d.recipes.items()}
+    report = config.get("report", {})
+    main = config["classifiers"]["discrete"][0] if config["classifiers"]["discrete"] else None
+    return Plan(
+        config=config, datasets=datasets, vocabularies=vocabs, sweep=tuple(sweep_vocabularies(config)),
+        discrete=tuple(discrete), attacked=tuple(attacked_pairs(config, recipes)),
+        radii=tuple(float(r) for r in config["radii"]), eps=tuple(float(e) for e in config["attacks"]["eps"]),
+        report=ReportPlan(float(report.get("cert_radius", CERT_RADIUS)), int(report.get("example_images", 6)),
+                          main, main or next(iter(vocabs)), tuple(report.get("reproduce", []))),
+    )

@@ -1,0 +1,38 @@
+"""Flip-set certificates: sound certificates of a token classifier beyond one token flip.
+
+Perturbations of distinct patches are orthogonal, so a perturbation that moves patch ``p`` into
+the cell of token ``j`` costs at least ``r_pj`` (the bisector distance, :mod:`tokencert.certify`)
+and a set ``S`` of changed patches at least ``sqrt(sum_{p in S} r_p^2)``. Within a radius ``r``:
+
+* patch ``p`` can only take its own token or a token ``j`` with ``r_pj <= r`` (its reachable set);
+* at most ``m`` patches change, ``m`` the largest count whose smallest squared patch radii sum to
+  at most ``r^2``.
+
+The network sees the tokenized image. Its first linear layer (after the input normalization) is
+bounded per output unit by the ``m`` largest per-patch contributions, each maximized over the box
+spanned by the patch's reachable tokens (computed in one pass per class of patches that share no
+output unit: 4 classes for a 3 x 3 convolution over 4 x 4 patches); every later layer by interval
+bound propagation (IBP), the last one on the logit differences ``z_y - z_j`` directly. On these
+intermediate bounds a linear bound of each margin is then back-substituted to the input image
+(CROWN-IBP), whose minimum over the budgeted token choices is exact per patch; the larger of the
+two bounds counts. When the token combinations the bounds cover (at most ``m`` changed patches,
+each to a reachable token) are few, they are all enumerated and classified instead: exact for that
+relaxation, which contains every combination a perturbation within ``r`` can produce. Bounds are
+computed in float64 on a float64 copy of the network and a certificate needs a margin above
+:data:`MARGIN_SLACK` (relative), which absorbs the difference between that copy and the deployed
+float32 network.
+
+The relaxation only grows with ``r`` and changes only at the radii ``r_pj`` and the budget
+thresholds ``sqrt(r_(1)^2 + ... + r_(k)^2)``, so certification is constant between these
+breakpoints and the certified radius is found by bisection over them (IBP's bound and the
+enumeration are monotone in ``r``, so then the radius is exact for the relaxation).
+"""
+
+from .certifier import ENUMERATION_LIMIT, MARGIN_SLACK, certified, certified_radius
+from .geometry import Geometry, breakpoints, deviation_box, flip_budget, geometry, tokenized
+from .ibp import interval, margin_bounds
+from .linear import linear_margin_bounds
+
+__all__ = ["ENUMERATION_LIMIT", "MARGIN_SLACK", "Geometry", "breakpoints", "certified", "certified_radius",
+           "deviation_box", "flip_budget", "geometry", "interval", "linear_margin_bounds", "margin_bounds",
+           "tokenized"]

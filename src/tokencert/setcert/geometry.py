@@ -1,0 +1,84 @@
+"""The token geometry of a batch under a radius: reachable tokens, the flip budget, the breakpoints
+where either changes and the per-patch deviation box of the first layer's input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..flips import own_tokens, token_radii
+from ..tokens import unpatchify
+from ..vocab import Vocabulary
+
+
+@dataclass
+class Geometry:
+    """Patches of N images: own tokens (N x P), pairwise radii (N x P x K, ``inf`` for the own
+    token), per-patch token tables (P x K x d) and the patch radii sorted per image."""
+
+    assignment: torch.Tensor
+    radii: torch.Tensor
+    tables: torch.Tensor
+
+    @property
+    def patch_radii(self) -> torch.Tensor:
+        return self.radii.min(dim=2).values
+
+    def own(self) -> torch.Tensor:
+        """N x P x d tokens the classifier sees."""
+        rows = torch.arange(self.tables.shape[0])
+        return self.tables[rows.unsqueeze(0), self.assignment]
+
+
+def geometry(images: torch.Tensor, vocab: Vocabulary, scale: torch.Tensor | None = None) -> Geometry:
+    """Token geometry of N x C x H x W images in [0,1] (float64); radii in the units of ``scale``."""
+    _, radii, tables = token_radii(images.cpu(), vocab, None if scale is None else scale.cpu())
+    return Geometry(own_tokens(radii), radii, tables)
+
+
+def per_image(radius: float | torch.Tensor, n: int) -> torch.Tensor:
+    return torch.as_tensor(radius, dtype=torch.float64).expand(n).clone()
+
+
+def tokenized(geo: Geometry, vocab: Vocabulary, size: tuple[int, int]) -> torch.Tensor:
+    """The images the classifier sees (N x C x H x W, float64): every patch replaced by its own token."""
+    return unpatchify(geo.own(), vocab.patch_size, vocab.mode, vocab.channels, size)
+
+
+def flip_budget(patch_radii: torch.Tensor, radius: float | torch.Tensor) -> torch.Tensor:
+    """Per image (rows of N x P patch radii) the most patches whose tokens can change within ``radius``
+    (one radius, or one per image)."""
+    thresholds = _budget_thresholds(patch_radii)
+    r = per_image(radius, patch_radii.shape[0]).to(thresholds)
+    return (thresholds <= r.unsqueeze(1)).sum(dim=1)
+
+
+def _budget_thresholds(patch_radii: torch.Tensor) -> torch.Tensor:
+    """``sqrt(r_(1)^2 + ... + r_(k)^2)`` per image and ``k``: the radii at which the budget grows (the
+    budget compares radii with these very floats, so it changes exactly at the breakpoints)."""
+    return torch.sort(patch_radii, dim=-1).values.square().cumsum(dim=-1).sqrt()
+
+
+def breakpoints(geo: Geometry, index: int) -> torch.Tensor:
+    """The sorted radii at which the reachable sets or the flip budget of image ``index`` change."""
+    radii = geo.radii[index]
+    pair = radii[torch.isfinite(radii)]
+    budget = _budget_thresholds(geo.patch_radii[index])
+    return torch.unique(torch.cat([pair, budget, torch.zeros(1, dtype=torch.float64)]))
+
+
+def deviation_box(geo: Geometry, radius: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per image and patch the box of ``token - own token`` over the reachable tokens (N x P x d each,
+    containing 0), and the reachable mask (N x P x K, own token included); one radius or one per image."""
+    r = per_image(radius, geo.radii.shape[0]).to(geo.radii).view(-1, 1, 1)
+    reach = (geo.radii <= r) | geo.radii.isinf()
+    own = geo.own()
+    lo = torch.zeros_like(own)
+    hi = torch.zeros_like(own)
+    for p in range(own.shape[1]):  # P x K x d at a time keeps memory at one patch's tables
+        dev = geo.tables[p].unsqueeze(0) - own[:, p].unsqueeze(1)  # N x K x d
+        mask = reach[:, p].unsqueeze(2)
+        lo[:, p] = torch.where(mask, dev, torch.inf).min(dim=1).values
+        hi[:, p] = torch.where(mask, dev, -torch.inf).max(dim=1).values
+    return lo, hi, reach

