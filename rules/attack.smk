@@ -15,6 +15,7 @@ rule attack:
         attacks=lambda w: {k: v for k, v in config["attacks"].items()
                            if k in ("eps", "n_images", "pgd", w.attack, w.attack.split("-")[0])},
         units=units,
+        code=code("attack.py"),
     log:
         "logs/attack/{dataset}/{model}/{attack}.log",
     benchmark:
@@ -45,6 +46,7 @@ rule attack_worst:
         samples=f"results/{{dataset}}/attacks/{{model}}/{WORST}.csv",
     params:
         units=units,
+        code=code("attack_worst.py"),
     log:
         "logs/attack_worst/{dataset}/{model}.log",
     benchmark:

@@ -15,6 +15,7 @@ rule certificate:
         settings=lambda w: CERTIFICATE_FOLDERS[w.cert].settings(config),
         radii=config["radii"],
         units=units,
+        code=lambda w: code("certificate.py", CERTIFICATE_FOLDERS[w.cert].module),
     log:
         "logs/certificate/{dataset}/{cert}/{model}.log",
     benchmark:

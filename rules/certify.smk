@@ -11,6 +11,7 @@ rule certify:
         summary="results/{dataset}/certify/{vocab}.json",
     params:
         units=units,
+        code=code("certify.py"),
     log:
         "logs/certify/{dataset}/{vocab}.log",
     benchmark:

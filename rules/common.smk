@@ -4,7 +4,8 @@ import sys
 
 import tokencert.config as tc
 from tokencert.certificates import CERTIFICATES, applies
-from tokencert.study import ATTACKS, WORST
+from tokencert.provenance import code_hash
+from tokencert.study import ATTACKS, OBJECTIVE_CODE, WORST
 
 # `--config key={nested: 3}` arrives with every nested value as a string: give it YAML's types.
 tc.retype_command_line(config, workflow.config_settings.config)
@@ -13,6 +14,8 @@ try:
 except tc.ConfigError as exc:
     sys.exit(" ".join(str(exc).split()))  # one line naming the key, before any job runs
 DATASETS = list(PLAN.datasets)
+for note in PLAN.notes:  # what the parameters leave out, one line each (not an error: stacked configs)
+    print(note, file=sys.stderr)
 
 
 def models_regex(trained=None):
@@ -44,6 +47,16 @@ def stage_targets(*stages):
     from pathlib import Path
 
     return [t for t in TARGETS if len(Path(t).parts) > 2 and Path(t).parts[2] in stages]
+
+
+def code(script, *modules):
+    """Hash of the code a job runs: its script's import closure in the package, modules it imports by
+    name (a certificate's, an objective's) and the plugins; editing a module reruns exactly the jobs
+    whose code runs it (tokencert.provenance)."""
+    from pathlib import Path
+
+    return code_hash(str(Path(workflow.basedir, "scripts", script)), *[m for m in modules if m],
+                     *config.get("plugins") or [])
 
 
 def units(w):

@@ -10,6 +10,7 @@ rule data:
         manifest="data/{dataset}/manifest.json",
     params:
         spec=lambda w: tc.data_spec(config, w.dataset),
+        code=code("data.py"),
         cache_dir="data/.cache",
     log:
         "logs/data/{dataset}.log",

@@ -35,6 +35,9 @@ rule report:
         ),
     params:
         pdf=BUILD_PDF,
+        # every setting the report states (run settings, radii, eps, report, reproduce): the report is cheap
+        config=config,
+        code=code("report.py"),
     log:
         "logs/report/report.log",
     benchmark:

@@ -17,6 +17,7 @@ rule smooth:
         sigma=lambda w: recipe(w).sigma,  # the recipe's (checked against the classifier's own)
         radii=config["radii"],
         units=units,
+        code=code("smooth.py"),
     log:
         "logs/smooth/{dataset}/{model}/sigma-{sigma}.log",
     benchmark:

@@ -16,6 +16,7 @@ rule train:
         training=lambda w: tc.deep_merge(PLAN.datasets[w.dataset].training, recipe(w).training),
         objective=lambda w: recipe(w).objective,
         units=units,
+        code=lambda w: code("train.py", OBJECTIVE_CODE.get(recipe(w).kind)),
     log:
         "logs/train/{dataset}/{model}.log",
     benchmark:
@@ -48,6 +49,7 @@ rule import_classifier:
     params:
         external=lambda w: recipe(w).external,
         units=units,
+        code=code("import_classifier.py"),
     log:
         "logs/import_classifier/{dataset}/{model}.log",
     benchmark:

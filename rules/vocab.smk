@@ -12,6 +12,7 @@ rule vocab:
     params:
         recipe=lambda w: PLAN.vocabularies[w.vocab],
         patch_size=config["patch_size"],
+        code=code("vocab.py"),
     log:
         "logs/vocab/{dataset}/{vocab}.log",
     benchmark:

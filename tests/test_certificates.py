@@ -9,7 +9,7 @@ import torch
 
 from tokencert import certificates as family
 from tokencert.certificates import CERTIFICATES, Certificate, Radii, applies, by_folder, register
-from tokencert.certificates.job import run_certificate
+from tokencert.certificates.job import bracket, run_certificate
 from tokencert.certify import image_certificates
 from tokencert.data.store import Split, build_manifest, write_dataset
 from tokencert.io import read_json
@@ -110,4 +110,18 @@ def test_registry_names_folders_once_and_knows_what_applies_where(monkeypatch):
     assert applies(lip, False, True, False) and not applies(lip, True, False, True)
     assert CERTIFICATES["Rset"].settings({"setcert": {"n_images": 7}})["n_images"] == 7
     assert CERTIFICATES["Rset"].settings({})["relaxation"] == "linear"
+    # each certificate's job depends on its own section only: a flip-set setting reruns no Lipschitz job
+    lip = CERTIFICATES["lipschitz"]
+    assert lip.settings({"setcert": {"relaxation": "interval"}, "lipcert": {"n_images": 9}}) == {"n_images": 9}
     assert callable(CERTIFICATES["R0"].function())
+
+
+def test_the_bracket_joins_on_test_index_and_refuses_a_certificate_above_a_verified_attack():
+    certified = torch.tensor([0.1, 0.0, 0.3], dtype=torch.float64)
+    correct = torch.tensor([True, False, True])
+    upper, stats = bracket(certified, correct, torch.tensor([7, 3, 5]), torch.tensor([5, 7]),
+                           torch.tensor([0.6, 0.2], dtype=torch.float64))
+    assert upper.tolist() == [0.2, float("inf"), 0.6]
+    assert stats["images_with_upper_bound"] == 2 and stats["median_gap_ratio"] == pytest.approx(2.0)
+    with pytest.raises(RuntimeError, match=r"test images \[7\]: unsound certificate or broken attack"):
+        bracket(certified, correct, torch.tensor([7, 3, 5]), torch.tensor([7]), torch.tensor([0.05]))

@@ -204,3 +204,13 @@ def test_a_recipe_cannot_take_a_shorthand_name(params):
     with pytest.raises(tc.ConfigError, match="classifiers.recipes.noise-0.5: the name is taken"):
         tc.resolve_plan(broken(params, "classifiers.recipes",
                                {"noise-0.5": {"input": "pixels", "objective": "standard"}}))
+
+
+def test_a_recipe_restricted_to_datasets_outside_the_study_is_said(params):
+    plan = tc.resolve_plan(broken(params, "study.datasets", ["twin"]) | {
+        "datasets": {**params["datasets"], "twin": {"source": "alias", "of": "mnist5k", "channels": 1,
+                                                      "image_size": 28}}})
+    assert "pgd-at" not in plan.datasets["twin"].models
+    assert any(n.startswith("params: classifiers.recipes.pgd-at.datasets ['mnist5k'] holds none of study.datasets")
+               for n in plan.notes)
+    assert tc.resolve_plan(params).notes == ()

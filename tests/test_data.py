@@ -6,6 +6,7 @@ import gzip
 import io
 import tarfile
 import tracemalloc
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -70,8 +71,9 @@ def test_imagefolder_pixels_are_exact(tmp_path):
     folder = tmp_path / "src"
     arr = np.arange(64, dtype=np.uint8).reshape(8, 8)
     for split in ("train", "test"):
-        (folder / split / "a").mkdir(parents=True)
-        (folder / split / "a" / "x.png").write_bytes(png_bytes(arr))
+        for cls in ("a", "b"):
+            (folder / split / cls).mkdir(parents=True)
+            (folder / split / cls / "x.png").write_bytes(png_bytes(arr))
     _, splits = build(spec(folder), tmp_path)
     assert torch.equal(splits["test"].images[0, 0], torch.from_numpy(arr))
 
@@ -316,3 +318,46 @@ def test_an_empty_class_folder_is_an_error_unless_classes_are_declared(tmp_path)
     assert splits["train"].classes == ["ant", "bee", "cat"] and 1 not in splits["train"].labels.tolist()
     with pytest.raises(DatasetError, match=r"images of class\(es\) \['cat'\] not in the declared classes"):
         build(spec(folder, classes=["ant", "bee"]), tmp_path)
+
+
+def test_a_gzip_archive_cut_in_its_trailer_is_refused(tmp_path):
+    """The tar's end marker lies before gzip's CRC and length: the stream is read to its end."""
+    archive = make_tar(make_imagefolder(tmp_path / "src"), tmp_path / "ds.tar.gz")
+    data = archive.read_bytes()
+    for cut in (4, 8, 12):
+        archive.write_bytes(data[:-cut])
+        with pytest.raises(DatasetError, match="corrupt or truncated archive .*sha256") as err:
+            build(spec(archive), tmp_path)
+        assert "\n" not in str(err.value)
+
+
+def test_a_member_named_twice_is_refused_by_name(tmp_path):
+    folder = make_imagefolder(tmp_path / "src")
+    target = tmp_path / "ds.tar.gz"
+    with tarfile.open(target, "w:gz") as tar:
+        tar.add(folder, arcname="ds")
+        tar.add(folder / "train" / "cat" / "0.png", arcname="ds/train/cat/0.png")
+    with pytest.raises(DatasetError, match="member 'ds/train/cat/0.png' appears twice"):
+        build(spec(target), tmp_path)
+
+
+def test_one_class_is_refused_and_a_limit_may_not_empty_a_class(tmp_path):
+    with pytest.raises(DatasetError, match=r"images of one class only \(\['cat'\]\)"):
+        build(spec(make_imagefolder(tmp_path / "one", classes=("cat",))), tmp_path)
+    folder = make_imagefolder(tmp_path / "src", classes=("cat", "ant", "bee"), per_class=(1, 1))
+    with pytest.raises(DatasetError, match=r"limit_train 2 leaves class\(es\) \['cat'\] without an image"):
+        build(spec(folder, limit_train=2), tmp_path)
+
+
+def test_macos_leftovers_are_skipped_unread_and_listed(tmp_path, caplog):
+    folder = make_imagefolder(tmp_path / "src")
+    target = tmp_path / "ds.zip"
+    make_zip(folder, target)
+    with zipfile.ZipFile(target, "a") as zf:
+        zf.writestr("__MACOSX/ds/train/cat/._0.png", b"\x00\x05\x16\x07 AppleDouble")
+        zf.writestr("ds/train/cat/._1.png", b"\x00\x05\x16\x07 AppleDouble")
+    with caplog.at_level("INFO", logger="tokencert"):
+        _, splits = build(spec(target), tmp_path)
+    assert splits["train"].labels.numel() == 6
+    assert any("skipped 2 non-image member(s) unread" in r.getMessage() and "__MACOSX/ds/train/cat/._0.png"
+               in r.getMessage() for r in caplog.records)

@@ -7,8 +7,9 @@ import shutil
 import stat
 
 import pytest
+import torch
 
-from tokencert.io import write_json, write_text
+from tokencert.io import load_torch, save_torch, stable_sha256, write_json, write_text
 from tokencert.report import document
 
 
@@ -55,3 +56,26 @@ def test_the_pdf_is_built_aside_and_moved_into_place(tmp_path):
         document.compile_pdf(tex)
     assert pdf.read_bytes()[:5] == b"%PDF-"  # the earlier complete PDF stays
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.pdf", "report.tex"]
+
+
+def test_equal_tensors_are_equal_bytes_whatever_the_temporary_name(tmp_path):
+    obj = {"w": torch.arange(6, dtype=torch.float64).view(2, 3), "meta": {"name": "x"}}
+    save_torch(tmp_path / "a.pt", obj)
+    save_torch(tmp_path / "b" / "a.pt", obj)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b" / "a.pt").read_bytes()
+    assert torch.equal(load_torch(tmp_path / "a.pt")["w"], obj["w"])
+
+
+def test_a_killed_writer_leaves_no_temporary_file_after_the_next_write(tmp_path):
+    (tmp_path / ".r.json.k1ll3d.tmp").write_text("half")
+    (tmp_path / ".other.json.x.tmp").write_text("someone else's")
+    write_json(tmp_path / "r.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.x.tmp", "r.json"]
+
+
+def test_stage_stamps_hash_json_results_without_their_wall_clock_fields(tmp_path):
+    write_json(tmp_path / "a.json", {"acc": 0.5, "seconds_per_image": 1.0, "inner": [{"time": 3, "n": 1}]})
+    write_json(tmp_path / "b.json", {"acc": 0.5, "seconds_per_image": 2.0, "inner": [{"time": 4, "n": 1}]})
+    write_json(tmp_path / "c.json", {"acc": 0.6, "seconds_per_image": 1.0, "inner": [{"time": 3, "n": 1}]})
+    assert stable_sha256(tmp_path / "a.json") == stable_sha256(tmp_path / "b.json")
+    assert stable_sha256(tmp_path / "a.json") != stable_sha256(tmp_path / "c.json")

@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from tests.reproducible import differences
 from tests.workflow_copy import copy_workflow, snakemake
 
 GPU_RULES = {"train", "smooth", "attack", "certificate_certacc", "certificate_exact"}  # R_0, R_2: gpu=1
@@ -75,3 +76,5 @@ def test_the_tiny_study_runs_through_slurm(tmp_path):
         assert ("gpu:1" in gpus) == (rule in GPU_RULES or "vocab" == match.group(1)
                                      and "learned" in fields["Comment"]), fields
     assert (work / "results/report/metrics.json").read_bytes() == (local / "results/report/metrics.json").read_bytes()
+    # two fresh runs of the same parameters: every output identical but for the stated wall-clock fields
+    assert not differences(work, local)

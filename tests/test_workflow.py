@@ -29,7 +29,7 @@ def tiny_config(work) -> dict:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("wf"))
+    work = copy_workflow(tmp_path_factory.mktemp("wf"), with_sources=True)  # its jobs import its own package
     proc = snakemake(work, "--cores", "2", "--configfile", "config/tiny.yaml", "--resources", "gpu=0")
     return work, proc
 
@@ -95,6 +95,57 @@ def test_rerun_with_nothing_changed_does_nothing(tiny_run):
     work, _ = tiny_run
     proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "--resources", "gpu=0")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def planned_jobs(out: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    jobs, rule = set(), None
+    for line in out.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+            jobs.add((rule, ""))
+        elif rule and line.strip().startswith("wildcards:"):
+            jobs.discard((rule, ""))
+            jobs.add((rule, line.split(":", 1)[1].strip()))
+            rule = None
+    return jobs
+
+
+def dry_run_after_editing(work, module: str, *args: str) -> set[tuple[str, str]]:
+    """The jobs planned after appending a comment to a package module (restored afterwards)."""
+    path = work / "src/tokencert" / module
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# edited\n")
+        proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "--resources", "gpu=0", *args)
+    finally:
+        path.write_text(original)
+    return planned_jobs(proc.stdout + proc.stderr)
+
+
+@pytest.mark.slow
+def test_editing_a_module_reruns_exactly_the_jobs_whose_code_runs_it(tiny_run):
+    work, _ = tiny_run
+    assert dry_run_after_editing(work, "report/tables.py") == {("report", ""), ("all", "")}
+    jobs = dry_run_after_editing(work, "setcert/geometry.py")
+    rules = {rule for rule, _ in jobs}
+    assert rules == {"certificate", "train", "attack", "attack_worst", "report", "all"}, rules
+    # the flip-set certificates, and flipset's training (its loss is the flip-set bound), with what follows from it
+    assert {w for rule, w in jobs if rule == "train"} == {"dataset=mnist5k, model=flipset"}
+    certified = {w for rule, w in jobs if rule == "certificate"}
+    assert {w for w in certified if "cert=setcert" not in w} == {
+        f"dataset=mnist5k, cert={c}, model=flipset" for c in ("certacc", "exact")}
+    assert any("cert=setcert, model=discrete-gauss" in w for w in certified)
+    assert all("model=flipset" in w for rule, w in jobs if rule in ("attack", "attack_worst"))
+    assert "Nothing to be done" in snakemake(work, "-n", "--configfile", "config/tiny.yaml").stdout
+
+
+@pytest.mark.slow
+def test_a_report_setting_reruns_the_report_only(tiny_run):
+    work, _ = tiny_run
+    for value in ("report={cert_radius: 0.25}", "report={example_images: 2}"):
+        proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "--resources", "gpu=0", "--config", value)
+        assert planned_jobs(proc.stdout + proc.stderr) == {("report", ""), ("all", "")}, value
 
 
 @pytest.mark.slow

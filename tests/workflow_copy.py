@@ -27,11 +27,19 @@ def copy_workflow(dest: Path, with_sources: bool = False) -> Path:
     return dest
 
 
+def environment(workdir: Path) -> dict[str, str]:
+    """The test's environment for a workflow copy: a copy with ``src/`` runs its own package."""
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    if (workdir / "src" / "tokencert").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(workdir / "src"), env.get("PYTHONPATH")]))
+    return env
+
+
 def run(workdir: Path, *cmd: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run a command of this interpreter's environment in ``workdir``; fail with its output."""
     exe = Path(sys.executable).with_name(cmd[0])
     proc = subprocess.run([str(exe), *cmd[1:]], cwd=workdir, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "MPLBACKEND": "Agg"})
+                          env=environment(workdir))
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
@@ -40,9 +48,8 @@ def run(workdir: Path, *cmd: str, timeout: int = 900) -> subprocess.CompletedPro
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run snakemake (of this interpreter's environment) in ``workdir``."""
     exe = Path(sys.executable).with_name("snakemake")
-    env = {**os.environ, "MPLBACKEND": "Agg"}
     proc = subprocess.run(
-        [str(exe), *args], cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env
+        [str(exe), *args], cwd=workdir, capture_output=True, text=True, timeout=timeout, env=environment(workdir)
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")

@@ -1,4 +1,4 @@
-"""Exact single-flip certificate ``R_2`` (method.md section 3) and the robustness bracket.
+"""Exact single-flip certificate ``R_2`` (method.md section 3).
 
 Patches are disjoint, so a perturbation that changes the tokens of two patches ``i != k``
 has ``||delta||^2 >= r_i^2 + r_k^2 >= r_(1)^2 + r_(2)^2 = R_2^2``: below ``R_2`` at most one
@@ -73,27 +73,3 @@ def single_flip_certificates(model: DiscreteClassifier, images: torch.Tensor, la
     correct = prediction == labels.cpu()
     certified = torch.where(correct, torch.where(safe, r2, r0), torch.zeros_like(r0))
     return ExactResult(labels.cpu(), prediction, r0, r2, safe, certified, torch.tensor(out["flips"]), seconds)
-
-
-def bracket(certified: torch.Tensor, correct: torch.Tensor, indices: torch.Tensor, upper_idx: torch.Tensor,
-            upper_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float | int]]:
-    """Per image the attacks' upper bound on the minimal adversarial norm (inf when none), joined on
-    test-set index, and statistics of ``certified lower bound <= minimal norm <= upper bound``.
-
-    Raises ``RuntimeError`` when a certified lower bound exceeds a verified adversarial norm:
-    that would mean an unsound certificate (or a broken attack), never a result to report.
-    """
-    lookup = dict(zip(upper_idx.tolist(), upper_norm.tolist(), strict=True))
-    upper = torch.tensor([lookup.get(i, float("inf")) for i in indices.tolist()], dtype=torch.float64)
-    bad = certified > upper
-    if bad.any():
-        raise RuntimeError(f"certified radius above a verified adversarial norm for test images "
-                           f"{indices[bad].tolist()}: unsound certificate or broken attack")
-    known = torch.isfinite(upper) & correct
-    return upper, {
-        "images_with_upper_bound": int(known.sum()),
-        "median_lower": float(certified[known].median()) if known.any() else float("nan"),
-        "median_upper": float(upper[known].median()) if known.any() else float("nan"),
-        "median_gap_ratio": float((upper[known] / certified[known].clamp_min(1e-12)).median())
-        if known.any() else float("nan"),
-    }

@@ -8,6 +8,7 @@ never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -33,9 +34,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On an exception the temporary file is removed and ``path`` is left untouched. The file
     gets the mode a plain ``open`` would give it (0666 less the user's umask), not the
     private 0600 of a temporary file, so colleagues sharing a group file system can read it.
+    Temporary files of ``path`` that a killed job left behind are removed first (one job
+    writes an output, so none of them is still being written).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -78,9 +83,12 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 
 def save_torch(path: str | os.PathLike[str], obj: Any) -> None:
-    """``torch.save`` atomically. ``obj`` should hold only tensors and plain Python data."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` atomically. ``obj`` should hold only tensors and plain Python data.
+
+    Saved through a file object: torch names the zip's records after a *path*'s file name (the
+    random temporary one), after a file object ``archive/``, so equal tensors give equal bytes."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def load_torch(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
@@ -101,6 +109,29 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+WALL_CLOCK = frozenset({"seconds_per_image", "train_seconds", "seconds", "time"})
+"""The wall-clock fields of our JSON summaries (and columns of metrics.csv and smoothing's TSV): the
+only content that differs between two runs of the same parameters."""
+
+
+def without_wall_clock(obj: Any) -> Any:
+    """``obj`` (parsed JSON) without its :data:`WALL_CLOCK` fields, at any depth."""
+    if isinstance(obj, dict):
+        return {k: without_wall_clock(v) for k, v in obj.items() if k not in WALL_CLOCK}
+    if isinstance(obj, list):
+        return [without_wall_clock(v) for v in obj]
+    return obj
+
+
+def stable_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a result as DVC's stage stamps list it: a JSON file's content without its wall-clock
+    fields (so two runs of the same parameters give the same stamp), any other file's bytes."""
+    if Path(path).suffix != ".json":
+        return sha256_file(path)
+    text = json.dumps(without_wall_clock(read_json(path)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def sha256_tensor(t: torch.Tensor) -> str:

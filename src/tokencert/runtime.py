@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +47,49 @@ class JobContext:
     threads: int
 
 
+def _process(pid: int) -> tuple[list[str], str, int, str] | None:
+    """(argv, state, parent pid, start time) of a live process from Linux's /proc, or None."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (name) ": state, ppid, ... starttime (20th)
+    return argv, fields[0], int(fields[1]), fields[19]
+
+
+def snakemake_ancestor() -> tuple[int, str] | None:
+    """(pid, start time) of the nearest ancestor process running Snakemake, or None (none, or no /proc)."""
+    pid = os.getppid()
+    while pid > 1 and (info := _process(pid)) is not None:
+        argv, _, parent, start = info
+        if any(Path(arg).name == "snakemake" for arg in argv[:3]):
+            return pid, start
+        pid = parent
+    return None
+
+
+def watch_snakemake(interval: float = 1.0) -> threading.Thread | None:
+    """End this job (exit code 1) within ``interval`` seconds of its Snakemake's death (``kill -9``
+    included), so that a rerun never races an orphan writing the same files."""
+    found = snakemake_ancestor()
+    if found is None:
+        return None
+    pid, start = found
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            info = _process(pid)
+            if info is None or info[1] in "ZX" or info[3] != start:  # gone, a zombie, or its pid reused
+                log.error("Snakemake (pid %d) is gone: stopping this job", pid)
+                os._exit(1)
+
+    thread = threading.Thread(target=watch, name="watch-snakemake", daemon=True)
+    thread.start()
+    return thread
+
+
 @contextlib.contextmanager
 def job(smk: Any, *seed_keys: object) -> Iterator[JobContext]:
     """Run a Snakemake script body: output to the rule's log, seeded, on the right device.
@@ -65,6 +112,7 @@ def job(smk: Any, *seed_keys: object) -> Iterator[JobContext]:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         try:
+            watch_snakemake()
             load_plugins(smk.config)  # what a researcher's modules register exists in every job
             threads = int(getattr(smk, "threads", 1) or 1)
             torch.set_num_threads(max(1, threads))

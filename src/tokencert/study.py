@@ -29,6 +29,10 @@ OBJECTIVE_PARAMETERS: dict[str, tuple[str, ...]] = {
 """Training objectives of a classifier recipe (``tokencert.objectives`` implements them) and the
 recipe parameters each one uses (a plugin's added: :func:`tokencert.objectives.register_objective`)."""
 
+OBJECTIVE_CODE = {"flipset": "tokencert.objectives.certified", "gloro": "tokencert.objectives.certified"}
+"""Objectives whose loss lives outside :mod:`tokencert.objectives` (imported by name on first use): the
+module, whose code only their training jobs run (``rules/common.smk: code``); a plugin's is recorded."""
+
 OBJECTIVE_KEYS = ("sigma", "eps", "steps", "beta", "lam", "eta", "copies")
 """Every objective parameter a recipe may set (the fields of ``tokencert.objectives.Objective``)."""
 

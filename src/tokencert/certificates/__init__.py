@@ -49,6 +49,11 @@ class Certificate:
         """Its parameter section: the defaults, overridden by ``config[folder]``."""
         return {**self.defaults, **dict(config.get(self.folder) or {})}
 
+    @property
+    def module(self) -> str:
+        """The module of the compute function (its code is part of the job's, :mod:`tokencert.provenance`)."""
+        return self.compute.partition(":")[0] if isinstance(self.compute, str) else self.compute.__module__
+
     def function(self) -> Callable[..., Any]:
         """The compute function (imported on first use)."""
         if callable(self.compute):
@@ -103,12 +108,12 @@ def applies(cert: Certificate, token_classifier: bool, lipschitz: bool, attacked
     return kind and (attacked or not cert.attacked_only)
 
 
-register(Certificate("R0", "certacc", "$R_0$", "tokencert.certificates.token:token_invariance_radius",
+register(Certificate("R0", "certacc", "$R_0$", "tokencert.certificates.invariance:token_invariance_radius",
                      bracket=False, defaults={"batch_size": 256}, panel="flip", gpu=True))
-register(Certificate("R2", "exact", "$R_2$", "tokencert.certificates.token:single_flip_radius",
+register(Certificate("R2", "exact", "$R_2$", "tokencert.certificates.single_flip:single_flip_radius",
                      attacked_only=True, defaults={"n_images": 200, "batch_size": 512}, refines=("R0",),
                      panel="flip", metric="acr_r2", gpu=True))
-register(Certificate("Rset", "setcert", "$R_{set}$", "tokencert.certificates.token:flip_set_radius",
+register(Certificate("Rset", "setcert", "$R_{set}$", "tokencert.certificates.flip_set:flip_set_radius",
                      defaults={"n_images": 200, "enumeration_limit": 512, "relaxation": "linear"},
                      refines=("R0", "R2")))
 register(Certificate("lipschitz", "lipcert", "Lipschitz", "tokencert.certificates.margin:lipschitz_radius",

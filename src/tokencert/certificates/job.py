@@ -15,7 +15,6 @@ import torch
 from ..attacks.results import read_outcome
 from ..certacc import summarize
 from ..evaluation import eval_set, load_model, predictions
-from ..exact import bracket
 from ..io import atomic_path, write_json
 from . import Certificate
 
@@ -75,3 +74,27 @@ def run_certificate(
     log.info("%s/%s %s: clean %.3f, ACR %.4f, %.3g s/image, bracket %s", dataset, model, cert.name,
              summary["clean_accuracy"], summary["acr"], seconds, summary.get("bracket"))
     return summary
+
+
+def bracket(certified: torch.Tensor, correct: torch.Tensor, indices: torch.Tensor, upper_idx: torch.Tensor,
+            upper_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float | int]]:
+    """Per image the attacks' upper bound on the minimal adversarial norm (inf when none), joined on
+    test-set index, and statistics of ``certified lower bound <= minimal norm <= upper bound``.
+
+    Raises ``RuntimeError`` when a certified lower bound exceeds a verified adversarial norm:
+    that would mean an unsound certificate (or a broken attack), never a result to report.
+    """
+    lookup = dict(zip(upper_idx.tolist(), upper_norm.tolist(), strict=True))
+    upper = torch.tensor([lookup.get(i, float("inf")) for i in indices.tolist()], dtype=torch.float64)
+    bad = certified > upper
+    if bad.any():
+        raise RuntimeError(f"certified radius above a verified adversarial norm for test images "
+                           f"{indices[bad].tolist()}: unsound certificate or broken attack")
+    known = torch.isfinite(upper) & correct
+    return upper, {
+        "images_with_upper_bound": int(known.sum()),
+        "median_lower": float(certified[known].median()) if known.any() else float("nan"),
+        "median_upper": float(upper[known].median()) if known.any() else float("nan"),
+        "median_gap_ratio": float((upper[known] / certified[known].clamp_min(1e-12)).median())
+        if known.any() else float("nan"),
+    }

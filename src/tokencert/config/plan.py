@@ -87,6 +87,7 @@ class Plan:
     radii: tuple[float, ...]
     eps: tuple[float, ...]  # the attack budget grid
     report: ReportPlan
+    notes: tuple[str, ...] = ()  # what the parameters leave out without an error (printed at start-up)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -120,4 +121,16 @@ def resolve_plan(config: Mapping[str, Any]) -> Plan:
         radii=tuple(float(r) for r in config["radii"]), eps=tuple(float(e) for e in config["attacks"]["eps"]),
         report=ReportPlan(float(report.get("cert_radius", CERT_RADIUS)), int(report.get("example_images", 6)),
                           main, main or next(iter(vocabs)), tuple(report.get("reproduce", []))),
+        notes=tuple(restricted_recipes(config)),
     )
+
+
+def restricted_recipes(config: Mapping[str, Any]) -> list[str]:
+    """One line per recipe whose ``datasets`` hold none of the study's: it is trained nowhere (a config
+    stacked on ``params.yaml`` inherits its recipes, so this is said, not refused)."""
+    study = config["study"]["datasets"]
+    sections = [("recipes", config["classifiers"].get("recipes", {}) if config["classifiers"].get("defenses", True)
+                 else {}), ("external", config["classifiers"].get("external", {}))]
+    return [f"params: classifiers.{kind}.{name}.datasets {spec['datasets']} holds none of study.datasets {study}: "
+            "not trained, attacked or reported" for kind, section in sections for name, spec in section.items()
+            if "datasets" in spec and not set(spec["datasets"]) & set(study)]

@@ -62,9 +62,16 @@ def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path,
         raise DatasetError(str(exc)) from exc
     except FileNotFoundError as exc:
         raise DatasetError(str(exc)) from exc
+    if len(splits["train"].classes) < 2:
+        raise DatasetError(f"datasets.{name}: one class ({splits['train'].classes}): a classifier needs two")
     for key in ("train", "test"):
         limit = spec.get(f"limit_{key}")
         if limit is not None and limit < splits[key].labels.numel():
+            before = set(splits[key].labels.tolist())
             splits[key] = splits[key].subset(stratified_indices(splits[key].labels, int(limit), seed))
+            lost = sorted(before - set(splits[key].labels.tolist()))
+            if lost:
+                raise DatasetError(f"datasets.{name}.limit_{key} {limit} leaves class(es) "
+                                   f"{[splits[key].classes[c] for c in lost]} without an image: raise it")
         check_split(f"datasets.{name} ({key})", splits[key], channels, size)
     return build_manifest(name, spec, splits), splits

@@ -9,6 +9,7 @@ than ``max_bytes`` (checked against the declared size before reading, and while 
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 import zipfile
@@ -115,8 +116,19 @@ def _iter_tar(path: Path, wanted: Callable[[PurePosixPath], bool], max_bytes: in
                 if fh is None:
                     raise ArchiveError(f"{path}: cannot read member {member.name!r}")
                 yield Entry(rel, False, _read_bounded(path, member.name, member.size, lambda f=fh: f, max_bytes))
+            _read_to_end(tar)
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ArchiveError(f"{path}: corrupt or truncated archive ({exc})") from exc
+        raise ArchiveError(f"{path}: corrupt or truncated archive ({exc}; its sha256 in the dataset's spec would "
+                           "catch a damaged download)") from exc
+
+
+def _read_to_end(tar: tarfile.TarFile) -> None:
+    """Read a compressed archive's stream past the tar's end marker to its end, where gzip checks its
+    CRC and length (an archive cut short in its trailer would otherwise pass)."""
+    stream = tar.fileobj
+    if stream is not None and not isinstance(stream, io.BufferedReader) and hasattr(stream, "read"):
+        while stream.read(1 << 20):
+            pass
 
 
 def _iter_zip(path: Path, wanted: Callable[[PurePosixPath], bool], max_bytes: int) -> Iterator[Entry]:

@@ -33,9 +33,16 @@ def max_image_bytes(channels: int, image_size: int) -> int:
     return 4 * channels * image_size * image_size + FILE_SLACK
 
 
+def is_leftover(rel: PurePosixPath) -> bool:
+    """macOS archive leftovers: ``__MACOSX/`` folders and ``._*`` AppleDouble files (no images, whatever
+    their suffix)."""
+    return "__MACOSX" in rel.parts or rel.name.startswith("._")
+
+
 def is_image(rel: PurePosixPath) -> bool:
-    """Whether a member is an image file (by suffix); others are listed and skipped unread."""
-    return rel.suffix.lower() in IMAGE_SUFFIXES
+    """Whether a member is an image file (by suffix, not a macOS leftover); others are listed and
+    skipped unread."""
+    return rel.suffix.lower() in IMAGE_SUFFIXES and not is_leftover(rel)
 
 
 def fetch(location: str, cache_dir: Path) -> Path:
@@ -105,12 +112,16 @@ def read_imagefolder(source: Path, channels: int, image_size: int,
     found: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {s: defaultdict(list) for s in SPLITS}
     folders: dict[str, set[str]] = {s: set() for s in SPLITS}
     skipped: list[str] = []
+    seen: set[PurePosixPath] = set()
     prefix: tuple[str, ...] | None = None
     bar = tqdm(desc=f"decoding {source.name}", unit="img", mininterval=2.0)
     for entry in iter_entries(source, is_image, max_image_bytes(channels, image_size)):
         rel = entry.path
+        if rel in seen:
+            raise DatasetError(f"{source}: member {str(rel)!r} appears twice (an image would count twice)")
+        seen.add(rel)
         if entry.is_dir:
-            if len(rel.parts) >= 2 and rel.parts[-2] in SPLITS:
+            if len(rel.parts) >= 2 and rel.parts[-2] in SPLITS and not is_leftover(rel):
                 folders[rel.parts[-2]].add(rel.parts[-1])
             continue
         if entry.data is None:
@@ -148,6 +159,8 @@ def _assemble(source: Path, found: dict[str, dict[str, list[tuple[str, np.ndarra
     for split in SPLITS:
         if not found[split]:
             raise DatasetError(f"{source}: no images found for split '{split}'")
+    if declared is None and len(found["train"]) < 2:
+        raise DatasetError(f"{source}: images of one class only ({sorted(found['train'])}): a classifier needs two")
     if declared is not None:
         classes = list(declared)
         for split in SPLITS:

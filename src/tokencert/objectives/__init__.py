@@ -31,7 +31,7 @@ generator, so a resumed epoch repeats the same draws.
 
 from __future__ import annotations
 
-import math
+import importlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -40,22 +40,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lipschitz import margin_lipschitz
-from .models import DiscreteClassifier, differentiable
-from .setcert import deviation_box, flip_budget, geometry, margin_bounds, tokenized
-from .study import (
+from ..models import differentiable
+from ..study import (
     EPS_OBJECTIVES,
+    OBJECTIVE_CODE,
     OBJECTIVE_KEYS,
     OBJECTIVE_PARAMETERS,
     SIGMA_OBJECTIVES,
     register_objective_name,
 )
-from .units import channel_view, project
+from ..units import channel_view, project
 
 Loss = tuple[torch.Tensor, torch.Tensor]
 LossFunction = Callable[..., Loss]
 
-WARMUP, RAMP = 0.2, 0.7  # flipset: clean training until WARMUP, then radius and robust weight ramp up until RAMP
 STEP_SIZE = 2.5  # relative PGD step: each of `steps` steps moves 2.5 * eps / steps (as the attack suite)
 
 
@@ -121,42 +119,6 @@ def _maximise(model: nn.Module, x: torch.Tensor, loss_fn: Any, eps: float, steps
     return adv.detach()
 
 
-def _flipset(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, scale: torch.Tensor | None,
-             progress: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``flipset`` loss (module docstring) at training ``progress`` in [0, 1]."""
-    if not isinstance(model, DiscreteClassifier):
-        raise ValueError("objective flipset needs a token classifier")
-    logits = model(x)
-    clean = F.cross_entropy(logits, y)
-    ramp = _ramp(progress)
-    if ramp == 0:
-        return clean, logits
-    radius = eps * ramp
-    geo = geometry(x.detach().cpu(), model.vocab, None if scale is None else scale.cpu())
-    lo, hi, _ = deviation_box(geo, radius)
-    center = tokenized(geo, model.vocab, x.shape[-2:]).to(x)
-    lower = margin_bounds(model.net, model.vocab, center, lo.to(x), hi.to(x),
-                          flip_budget(geo.patch_radii, radius).to(x.device), y)
-    worst = -lower.masked_fill(lower.isinf(), 0.0)  # upper bounds of z_j - z_y, 0 at y
-    kappa = 1.0 - 0.5 * ramp
-    return kappa * clean + (1 - kappa) * F.cross_entropy(worst, y), logits
-
-
-def _ramp(progress: float) -> float:
-    """The certified-training schedule: 0 until WARMUP, then linear to 1 at RAMP."""
-    return min(1.0, max(0.0, progress - WARMUP) / (RAMP - WARMUP))
-
-
-def _gloro(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, scale: torch.Tensor | None,
-           progress: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``gloro`` loss (module docstring) at training ``progress``."""
-    logits = model(x)
-    lip = margin_lipschitz(model, scale, nominal=True)
-    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -math.inf)
-    bottom = others.max(dim=1, keepdim=True).values + lip * eps * _ramp(progress)
-    return F.cross_entropy(torch.cat([logits, bottom], dim=1), y), logits
-
-
 def _standard(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
               generator: torch.Generator, scale: torch.Tensor | None, progress: float) -> Loss:
     logits = model(x)
@@ -206,12 +168,13 @@ def _consistency(objective: Objective, model: nn.Module, x: torch.Tensor, y: tor
     return ce + objective.lam * kl + objective.eta * entropy, out[: x.shape[0]]
 
 
-LOSSES: dict[str, LossFunction] = {
+LOSSES: dict[str, LossFunction | str] = {
     "standard": _standard, "noise": _noise, "pgd_at": _pgd_at, "trades": _trades, "consistency": _consistency,
-    "flipset": lambda o, model, x, y, gen, scale, progress: _flipset(model, x, y, o.eps, scale, progress),
-    "gloro": lambda o, model, x, y, gen, scale, progress: _gloro(model, x, y, o.eps, scale, progress),
+    **{name: f"{module}:{name}" for name, module in OBJECTIVE_CODE.items()},
 }
-"""The batch loss of every objective by name (:data:`tokencert.study.OBJECTIVE_PARAMETERS` names them)."""
+"""The batch loss of every objective by name (:data:`tokencert.study.OBJECTIVE_PARAMETERS` names them): the
+function, or ``"module:function"`` imported on first use (the certified-training losses, so that only
+the jobs that train with them depend on the certificate code: :func:`tokencert.provenance.code_hash`)."""
 
 
 def register_objective(name: str, loss: LossFunction, parameters: tuple[str, ...] = (), *, sigma: bool = False,
@@ -222,6 +185,7 @@ def register_objective(name: str, loss: LossFunction, parameters: tuple[str, ...
     ``eps``: needs an L2 budget; ``tokens``: needs a token classifier."""
     register_objective_name(name, parameters, sigma=sigma, eps=eps, tokens=tokens)
     LOSSES[name] = loss
+    OBJECTIVE_CODE[name] = loss.__module__
 
 
 def batch_loss(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -230,6 +194,15 @@ def batch_loss(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch
     """``(loss, logits)`` of one training batch under ``objective``; ``logits`` are those the training
     accuracy is counted on (the clean, noisy or adversarial inputs the loss is about). ``progress``:
     the share of training done (the ``flipset`` schedule)."""
-    if objective.kind not in LOSSES:
-        raise ValueError(f"objective {objective.kind!r} has no loss (register it with register_objective)")
-    return LOSSES[objective.kind](objective, model, x, y, generator, scale, progress)
+    return loss_function(objective.kind)(objective, model, x, y, generator, scale, progress)
+
+
+def loss_function(kind: str) -> LossFunction:
+    """The batch loss of objective ``kind`` (imported on first use where registered by name)."""
+    if kind not in LOSSES:
+        raise ValueError(f"objective {kind!r} has no loss (register it with register_objective)")
+    loss = LOSSES[kind]
+    if isinstance(loss, str):
+        module, _, attr = loss.partition(":")
+        loss = LOSSES[kind] = getattr(importlib.import_module(module), attr)
+    return loss
