@@ -76,3 +76,22 @@ def test_package_data_is_declared_and_read_from_the_package():
     assert data and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in data), (data, patterns)
     climbing = [p for p in src.rglob("*.py") if "parents[" in p.read_text()]
     assert not climbing, f"paths that climb out of the package: {climbing}"
+
+
+def test_the_code_hash_is_the_same_in_every_process_and_follows_the_imports(tmp_path):
+    """A job's code hash does not depend on the process (set order, hash seeds) and changes exactly when
+    a module its script imports changes."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "certify.py"  # named like a package module, as the workflow's scripts are
+    script.write_text("from tokencert.certify import certify_dataset\n")
+    run = [sys.executable, "-c", f"from tokencert.provenance import code_hash; print(code_hash({str(script)!r}))"]
+    hashes = {subprocess.run(run, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": s})
+              .stdout for s in ("0", "1", "2", "3")}
+    assert len(hashes) == 1
+    from tokencert.provenance import import_closure
+
+    closure = {p.name for p in import_closure([script])}
+    assert "certify.py" in closure and "tables.py" not in closure and "geometry.py" not in closure

@@ -211,6 +211,6 @@ def test_a_recipe_restricted_to_datasets_outside_the_study_is_said(params):
         "datasets": {**params["datasets"], "twin": {"source": "alias", "of": "mnist5k", "channels": 1,
                                                       "image_size": 28}}})
     assert "pgd-at" not in plan.datasets["twin"].models
-    assert any(n.startswith("params: classifiers.recipes.pgd-at.datasets ['mnist5k'] holds none of study.datasets")
-               for n in plan.notes)
+    assert "note: classifiers.recipes.pgd-at is restricted to datasets ['mnist5k'], none of which the study runs " \
+           "(study.datasets ['twin']): it is not trained, attacked or reported" in plan.notes
     assert tc.resolve_plan(params).notes == ()

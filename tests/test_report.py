@@ -76,6 +76,8 @@ def test_reproduce_section_compares_both_units_with_the_study():
                   "discrete_attack_acc": 0.947, "discrete_acc": 0.98}}]}}
     config["classifiers"] = {**config["classifiers"], "discrete": ["gauss"]}
     config["attacks"] = {**config["attacks"], "models": ["baseline", "discrete-gauss"]}
+    alias = {"source": "alias", "of": "mnist5k", "channels": 1, "image_size": 28}
+    config["datasets"] = {**config["datasets"], "m": alias, "m-n": {**alias, "units": "normalized"}}
     (c,) = reproduce.comparisons([pixel, normalized], plan(config))
     assert c.values["patch_cert"] == {"study": 0.09, "pixel": 0.03, "normalized": pytest.approx(0.03 / 0.3081)}
     assert c.values["rs_acc"]["normalized"] == 0.97 and c.values["baseline_acc"]["study"] is None

@@ -80,4 +80,6 @@ def code_hash(*sources: str) -> str:
 
 
 def _name(path: Path) -> str:
-    return path.relative_to(PACKAGE).as_posix() if path.is_relative_to(PACKAGE) else path.name
+    """A file's name in the hash: relative to the package, else ``script:<file name>`` (never equal to a
+    package module's: the order of the hashed files must not depend on set order)."""
+    return path.relative_to(PACKAGE).as_posix() if path.is_relative_to(PACKAGE) else f"script:{path.name}"

@@ -29,7 +29,7 @@ OBJECTIVE_PARAMETERS: dict[str, tuple[str, ...]] = {
 """Training objectives of a classifier recipe (``tokencert.objectives`` implements them) and the
 recipe parameters each one uses (a plugin's added: :func:`tokencert.objectives.register_objective`)."""
 
-OBJECTIVE_CODE = {"flipset": "tokencert.objectives.certified", "gloro": "tokencert.objectives.certified"}
+OBJECTIVE_CODE = {"flipset": "tokencert.objectives.flipset", "gloro": "tokencert.objectives.gloro"}
 """Objectives whose loss lives outside :mod:`tokencert.objectives` (imported by name on first use): the
 module, whose code only their training jobs run (``rules/common.smk: code``); a plugin's is recorded."""
 

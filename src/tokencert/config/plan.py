@@ -131,6 +131,7 @@ def restricted_recipes(config: Mapping[str, Any]) -> list[str]:
     study = config["study"]["datasets"]
     sections = [("recipes", config["classifiers"].get("recipes", {}) if config["classifiers"].get("defenses", True)
                  else {}), ("external", config["classifiers"].get("external", {}))]
-    return [f"params: classifiers.{kind}.{name}.datasets {spec['datasets']} holds none of study.datasets {study}: "
-            "not trained, attacked or reported" for kind, section in sections for name, spec in section.items()
+    return [f"note: classifiers.{kind}.{name} is restricted to datasets {spec['datasets']}, none of which the study "
+            f"runs (study.datasets {study}): it is not trained, attacked or reported"
+            for kind, section in sections for name, spec in section.items()
             if "datasets" in spec and not set(spec["datasets"]) & set(study)]

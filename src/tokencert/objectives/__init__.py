@@ -54,6 +54,7 @@ from ..units import channel_view, project
 Loss = tuple[torch.Tensor, torch.Tensor]
 LossFunction = Callable[..., Loss]
 
+WARMUP, RAMP = 0.2, 0.7  # flipset, gloro: clean until WARMUP, then radius and robust weight ramp up until RAMP
 STEP_SIZE = 2.5  # relative PGD step: each of `steps` steps moves 2.5 * eps / steps (as the attack suite)
 
 
@@ -117,6 +118,11 @@ def _maximise(model: nn.Module, x: torch.Tensor, loss_fn: Any, eps: float, steps
         adv = project(x, adv.detach() + alpha * s * g, eps, scale)
     model.train(was_training)
     return adv.detach()
+
+
+def ramp(progress: float) -> float:
+    """The certified-training schedule (``flipset``, ``gloro``): 0 until WARMUP, then linear to 1 at RAMP."""
+    return min(1.0, max(0.0, progress - WARMUP) / (RAMP - WARMUP))
 
 
 def _standard(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
