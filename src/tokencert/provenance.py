@@ -23,8 +23,9 @@ def module_file(module: str, package: Path = PACKAGE) -> Path | None:
     return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
-def imported_modules(path: Path, package: Path = PACKAGE) -> set[str]:
-    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
+@lru_cache(maxsize=None)
+def imported_modules(path: Path, package: Path = PACKAGE) -> frozenset[str]:
+    """Absolute names of the modules ``path`` imports (relative imports resolved; read once per process)."""
     inside = path.resolve().is_relative_to(package.resolve())
     parts = ["tokencert", *path.resolve().relative_to(package.resolve()).with_suffix("").parts] if inside else []
     parent_package = parts[:-1]  # where a relative import starts (a package's __init__: itself)
@@ -39,7 +40,7 @@ def imported_modules(path: Path, package: Path = PACKAGE) -> set[str]:
                 base = ".".join(anchor + ([base] if base else []))
             out.add(base)
             out |= {f"{base}.{a.name}" for a in node.names}  # `from pkg import module`
-    return out
+    return frozenset(out)
 
 
 def import_closure(paths: Iterable[Path], package: Path = PACKAGE) -> set[Path]:
@@ -60,7 +61,8 @@ def import_closure(paths: Iterable[Path], package: Path = PACKAGE) -> set[Path]:
 
 
 def module_source(module: str) -> Path | None:
-    """The source file of any importable module (a plugin's, a ``"module:function"``'s), or None."""
+    """The source file of an importable module outside the package (a plugin's), or None (importing
+    its parent packages, which a plugin's have been already)."""
     spec = importlib.util.find_spec(module)
     return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
 
@@ -70,7 +72,7 @@ def code_hash(*sources: str) -> str:
     """sha256 of the package files that ``sources`` (script paths or module names) run, and of the
     non-package modules among them (plugins); names relative to the package, so a copy of the
     workflow elsewhere has the same hash."""
-    paths = [Path(s) if s.endswith(".py") else module_source(s) for s in sources]
+    paths = [Path(s) if s.endswith(".py") else module_file(s) or module_source(s) for s in sources]
     files = {p.resolve() for p in paths if p is not None}
     closure = import_closure(sorted(files)) | {p for p in files if not p.is_relative_to(PACKAGE)}
     digest = hashlib.sha256()
