@@ -12,10 +12,10 @@ rule certificate:
         samples="results/{dataset}/{cert}/{model}.csv",
     params:
         # its own params section (tokencert.certificates.Certificate.settings): a change reruns only it
-        settings=lambda w: CERTIFICATE_FOLDERS[w.cert].settings(config),
+        settings=lambda w: by_folder(w.cert).settings(config),
         radii=config["radii"],
         units=units,
-        code=lambda w: code("certificate.py", CERTIFICATE_FOLDERS[w.cert].module),
+        code=lambda w: code("certificate.py", by_folder(w.cert).module),
     log:
         "logs/certificate/{dataset}/{cert}/{model}.log",
     benchmark:
@@ -23,7 +23,7 @@ rule certificate:
     # 1 thread: two 1-thread jobs on 2 cores beat one 2-thread job (measured in rules/attack.smk)
     threads: 1
     resources:
-        gpu=lambda w: int(CERTIFICATE_FOLDERS[w.cert].gpu),
+        gpu=lambda w: int(by_folder(w.cert).gpu),
         mem_mb=8000,
         runtime=240,
     conda:

@@ -3,7 +3,7 @@ import re
 import sys
 
 import tokencert.config as tc
-from tokencert.certificates import CERTIFICATES, applies
+from tokencert.certificates import CERTIFICATES, applies, by_folder
 from tokencert.provenance import code_hash
 from tokencert.study import ATTACKS, OBJECTIVE_CODE, WORST
 
@@ -25,7 +25,6 @@ def models_regex(trained=None):
     return "|".join(re.escape(m) for m in sorted(names, key=len, reverse=True)) or "(?!)"
 
 
-CERTIFICATE_FOLDERS = {c.folder: c for c in CERTIFICATES.values()}
 CONDA_ENV = f"../envs/{config.get('conda_env', 'cpu')}.yaml"
 
 
@@ -35,7 +34,7 @@ wildcard_constraints:
     model=models_regex(),
     sigma=r"[0-9.e+-]+",
     attack="|".join(ATTACKS),
-    cert="|".join(CERTIFICATE_FOLDERS),
+    cert="|".join(c.folder for c in CERTIFICATES.values()),
 
 
 # Every rule file appends the final outputs of its stage; `rule all` requests them.
@@ -105,7 +104,7 @@ def attack_files(dataset, model, kind="summary"):
 
 def certificate_attacks(w):
     """The suite's per-sample worst case, for the bracket, where the classifier is attacked."""
-    bracketed = CERTIFICATE_FOLDERS[w.cert].bracket and w.model in PLAN.attacked_models()
+    bracketed = by_folder(w.cert).bracket and w.model in PLAN.attacked_models()
     return {"attacks": rules.attack_worst.output.samples.format(dataset=w.dataset, model=w.model)} if bracketed else {}
 
 
