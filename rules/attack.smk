@@ -46,6 +46,7 @@ rule attack_worst:
         samples=f"results/{{dataset}}/attacks/{{model}}/{WORST}.csv",
     params:
         units=units,
+        token_classifier=lambda w: recipe(w).vocab is not None,  # from the plan, not the name
         code=code("attack_worst.py"),
     log:
         "logs/attack_worst/{dataset}/{model}.log",

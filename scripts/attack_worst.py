@@ -18,7 +18,7 @@ with job(smk, w.dataset, w.model):
     manifest = load_manifest(Path(smk.input.manifest).parent)
     shape = (int(manifest["shape"][0]), int(manifest["shape"][1]))
     clean = summaries[0]["clean_accuracy"]
-    warnings = sanity_warnings(w.model, w.model.startswith("discrete-"), shape, outcomes, smk.params.units)
+    warnings = sanity_warnings(w.model, bool(smk.params.token_classifier), shape, outcomes, smk.params.units)
     summary = write_outcome(smk.output.samples, smk.output.summary, worst_case(outcomes), indices, labels, {
         "attack": "worst", "attacks": sorted(outcomes), "dataset": w.dataset, "model": w.model,
         "units": smk.params.units, "clean_accuracy": clean, "sanity": {"warnings": warnings},

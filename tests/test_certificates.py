@@ -123,5 +123,11 @@ def test_the_bracket_joins_on_test_index_and_refuses_a_certificate_above_a_verif
                            torch.tensor([0.6, 0.2], dtype=torch.float64))
     assert upper.tolist() == [0.2, float("inf"), 0.6]
     assert stats["images_with_upper_bound"] == 2 and stats["median_gap_ratio"] == pytest.approx(2.0)
+    assert stats["closed_share"] == 0.0
+    # the certificate's own verified norms join the attacks' (the smaller counts); a radius within 0.1 % is closed
+    upper, stats = bracket(certified, correct, torch.tensor([7, 3, 5]), torch.tensor([5, 7]),
+                           torch.tensor([0.6, 0.2], dtype=torch.float64),
+                           torch.tensor([0.1001, 0.0, 0.9], dtype=torch.float64))
+    assert upper.tolist() == [0.1001, 0.0, 0.6] and stats["closed_share"] == 0.5
     with pytest.raises(RuntimeError, match=r"test images \[7\]: unsound certificate or broken attack"):
         bracket(certified, correct, torch.tensor([7, 3, 5]), torch.tensor([7]), torch.tensor([0.05]))

@@ -7,9 +7,13 @@ parameter schema, the rules, the attack suite and the report all read them from 
 
 from __future__ import annotations
 
-ATTACKS = ["pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "transfer", "square", "tokenflip"]
+ATTACKS = ["pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "transfer", "square", "tokenflip", "tokensearch"]
 """Every attack of the suite, in the order the suite runs and reports them (a plugin's appended:
 :func:`tokencert.attacks.suite.register_attack`)."""
+
+CLOSED_BRACKET = 1e-3
+"""A robustness bracket is closed (the minimal adversarial norm known) where the certified radius is within
+this of the smallest verified adversarial norm, relative."""
 
 PIXEL_ATTACKS = ["pgd", "apgd-ce", "apgd-dlr", "fab", "square"]
 """Attacks that need only the classifier (no tokenizer): they apply to every classifier (APGD and

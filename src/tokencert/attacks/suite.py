@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..exactflip import SearchSettings, token_search
 from ..models import DiscreteClassifier, StraightThrough, differentiable
 from ..study import attack_applies, register_attack_name, study_eps
 from .apgd import apgd
@@ -21,7 +22,7 @@ from .tokenflip import tokenflip
 
 log = logging.getLogger("tokencert")
 
-WHITE_BOX = ["pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "tokenflip"]
+WHITE_BOX = ["pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "tokenflip", "tokensearch"]
 BLACK_BOX = ["transfer", "square"]
 UNDEFENDED_MAX_ACCURACY = 0.05
 BLACK_BOX_SLACK = 0.03
@@ -107,6 +108,13 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
                              int(flip.get("candidates", 32)), scale)
         min_norm = torch.minimum(min_norm, found)
         return AttackOutcome(list(eps_grid), torch.stack([min_norm > e for e in eps_grid]), min_norm, checks)
+    if name == "tokensearch":  # exact costs: its eps walk and verification are its own (tokencert.exactflip)
+        found = token_search(model, x, y, max(eps_grid), scale,
+                             SearchSettings.from_params(params.get("tokensearch", {})), list(eps_grid), seed)
+        min_norm = torch.minimum(min_norm, found.norm)
+        checks.update(in_box=bool(((found.images >= 0) & (found.images <= 1)).all()),
+                      tokens_verified=found.verified)
+        return AttackOutcome(list(eps_grid), torch.stack([min_norm > e for e in eps_grid]), min_norm, checks)
     if name == "fab":  # minimum norm: one run at the largest eps decides every eps
         fb = params.get("fab", {})
         steps, restarts = int(fb.get("steps", 20)), int(fb.get("restarts", 1))
@@ -138,11 +146,15 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
 
 
 def worst_case(outcomes: Mapping[str, AttackOutcome]) -> AttackOutcome:
-    """Per-sample worst case: correct at eps only if every attack left it correct."""
+    """Per-sample worst case: correct at eps only if every attack left it correct and no attack verified an
+    adversarial example of norm ``<= eps`` at any eps (a smaller one found by a minimum-norm attack or
+    at another eps decides this eps too: the balls are nested)."""
     first = next(iter(outcomes.values()))
-    correct = torch.stack([o.correct for o in outcomes.values()]).all(dim=0)
     min_norm = torch.stack([o.min_norm for o in outcomes.values()]).min(dim=0).values
-    checks = {k: all(o.checks.get(k, True) for o in outcomes.values()) for k in first.checks}
+    correct = torch.stack([o.correct for o in outcomes.values()]).all(dim=0)
+    correct &= torch.stack([min_norm > e for e in first.eps])
+    keys = dict.fromkeys(k for o in outcomes.values() for k in o.checks)
+    checks = {k: all(o.checks.get(k, True) for o in outcomes.values()) for k in keys}
     return AttackOutcome(first.eps, correct, min_norm, checks)
 
 

@@ -78,6 +78,7 @@ class Radii:
     radius: Any
     columns: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    upper: Any = None  # per image a verified adversarial norm of its own (a complete verifier's), if any
 
 
 def register(cert: Certificate) -> Certificate:
@@ -113,6 +114,9 @@ register(Certificate("R0", "certacc", "$R_0$", "tokencert.certificates.invarianc
 register(Certificate("R2", "exact", "$R_2$", "tokencert.certificates.single_flip:single_flip_radius",
                      attacked_only=True, defaults={"n_images": 200, "batch_size": 512}, refines=("R0",),
                      panel="flip", metric="acr_r2", gpu=True))
+register(Certificate("exactflip", "exactflip", "$R_{exact}$", "tokencert.certificates.exact_flip:exact_flip_radius",
+                     attacked_only=True, defaults={"n_images": 10, "max_radius": 4.0}, panel="beyond",
+                     metric="acr_exactflip"))
 register(Certificate("Rset", "setcert", "$R_{set}$", "tokencert.certificates.flip_set:flip_set_radius",
                      defaults={"n_images": 200, "enumeration_limit": 512, "relaxation": "linear"},
                      refines=("R0", "R2")))

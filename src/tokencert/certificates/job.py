@@ -16,6 +16,7 @@ from ..attacks.results import read_outcome
 from ..certacc import summarize
 from ..evaluation import eval_set, load_model, predictions
 from ..io import atomic_path, write_json
+from ..study import CLOSED_BRACKET
 from . import Certificate
 
 log = logging.getLogger("tokencert")
@@ -62,9 +63,11 @@ def run_certificate(
                         None, seconds)
     summary.update(out.summary)
     upper = torch.full_like(certified, float("inf"))
+    if out.upper is not None:  # the certificate's own verified adversarial norms (a complete verifier's)
+        upper = torch.as_tensor(out.upper, dtype=torch.float64).cpu()
     if attacks_path is not None:
         attacks, attack_idx, _ = read_outcome(attacks_path)
-        upper, summary["bracket"] = bracket(certified, correct, data.indices, attack_idx, attacks.min_norm)
+        upper, summary["bracket"] = bracket(certified, correct, data.indices, attack_idx, attacks.min_norm, upper)
     columns = {"idx": data.indices, "label": data.labels, "prediction": prediction, "certified_radius": certified,
                "upper_bound": upper, **out.columns}
     frame = pd.DataFrame({k: torch.as_tensor(v).cpu().tolist() for k, v in columns.items()})
@@ -77,15 +80,19 @@ def run_certificate(
 
 
 def bracket(certified: torch.Tensor, correct: torch.Tensor, indices: torch.Tensor, upper_idx: torch.Tensor,
-            upper_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float | int]]:
+            upper_norm: torch.Tensor, own: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float | int]]:
     """Per image the attacks' upper bound on the minimal adversarial norm (inf when none), joined on
-    test-set index, and statistics of ``certified lower bound <= minimal norm <= upper bound``.
+    test-set index (and the certificate's ``own`` upper bounds, where it has them), and statistics of
+    ``certified lower bound <= minimal norm <= upper bound``: the median ratio and the share of images
+    whose bracket is closed (lower within :data:`tokencert.study.CLOSED_BRACKET` of upper).
 
     Raises ``RuntimeError`` when a certified lower bound exceeds a verified adversarial norm:
     that would mean an unsound certificate (or a broken attack), never a result to report.
     """
     lookup = dict(zip(upper_idx.tolist(), upper_norm.tolist(), strict=True))
     upper = torch.tensor([lookup.get(i, float("inf")) for i in indices.tolist()], dtype=torch.float64)
+    if own is not None:
+        upper = torch.minimum(upper, own)
     bad = certified > upper
     if bad.any():
         raise RuntimeError(f"certified radius above a verified adversarial norm for test images "
@@ -96,5 +103,7 @@ def bracket(certified: torch.Tensor, correct: torch.Tensor, indices: torch.Tenso
         "median_lower": float(certified[known].median()) if known.any() else float("nan"),
         "median_upper": float(upper[known].median()) if known.any() else float("nan"),
         "median_gap_ratio": float((upper[known] / certified[known].clamp_min(1e-12)).median())
+        if known.any() else float("nan"),
+        "closed_share": float((certified[known] >= upper[known] * (1 - CLOSED_BRACKET)).double().mean())
         if known.any() else float("nan"),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import subprocess
 import tempfile
@@ -70,7 +71,9 @@ def bracket_finding(dataset: str, model: str, name: str, s: dict[str, Any]) -> s
     return (f"{dataset}, {model}: mean certified radius (ACR) {acr}; every certified radius stays below "
             f"the smallest adversarial perturbation the attacks found ({b['images_with_upper_bound']} images with a "
             f"verified adversarial example; median certified radius {b['median_lower']:.4f}, median smallest "
-            f"adversarial norm {b['median_upper']:.4f}).")
+            f"adversarial norm {b['median_upper']:.4f}; median ratio {b['median_gap_ratio']:.3g}x"
+            + (f", {100 * b['closed_share']:.0f} % of them closed: the minimal adversarial perturbation known"
+               if math.isfinite(b.get("closed_share", math.nan)) else "") + ").")
 
 
 def metrics(results: list[DatasetResults], plan: Plan) -> dict[str, dict[str, float]]:
@@ -86,6 +89,8 @@ def metrics(results: list[DatasetResults], plan: Plan) -> dict[str, dict[str, fl
                         m[f"landscape/{key}/{model}@{r:.3g}"] = value
             if n["bracket_ratio"] is not None:
                 m[f"landscape/bracket/{model}"] = n["bracket_ratio"]
+            if n["closed_share"] is not None:
+                m[f"landscape/closed/{model}"] = n["closed_share"]
         for model, final in d.models.items():
             m[f"acc/{model}"] = final["test_accuracy"]
         for vocab, cert in d.certify.items():

@@ -199,8 +199,10 @@ def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, An
     strongest = [smooth] if smooth is not None else deterministic[::-1]
     if strongest:
         out["seconds_per_image"] = strongest[0]["seconds_per_image"]
-    ratios = [c["bracket"]["median_gap_ratio"] for c in d.certificates(model).values() if "bracket" in c]
-    out["bracket_ratio"] = min((r for r in ratios if math.isfinite(r)), default=None)
+    brackets = [c["bracket"] for c in d.certificates(model).values() if "bracket" in c]
+    out["bracket_ratio"] = min((r for b in brackets if math.isfinite(r := b["median_gap_ratio"])), default=None)
+    out["closed_share"] = max((s for b in brackets if math.isfinite(s := b.get("closed_share", math.nan))),
+                              default=None)
     return out
 
 
@@ -214,7 +216,8 @@ def landscape_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, 
         row = {"dataset": d.name, "units": d.units, "classifier": n["model"], "input": n["input"],
                "objective": n["objective"], "clean": pct(n["clean"]), "worst_eps": pct(n["worst_study_eps"]),
                "seconds": DASH if n["seconds_per_image"] is None else f"{n['seconds_per_image']:.2e}",
-               "bracket": DASH if n["bracket_ratio"] is None else f"{n['bracket_ratio']:.3g}x"}
+               "bracket": DASH if n["bracket_ratio"] is None else f"{n['bracket_ratio']:.3g}x",
+               "closed": pct(n["closed_share"])}
         for i in range(RADII_COLUMNS):
             r = n["radii"][i] if i < len(n["radii"]) else None
             at_r = "" if shared or r is None else f" @ {r:.3g}"
@@ -240,6 +243,7 @@ def landscape_columns(results: list[DatasetResults]) -> list[tuple[str, str]]:
         at_r = f" @ r = {shared[i]:.3g}" if i < len(shared) else f" (radius {i + 1})"
         cols += [(f"cert{i}", "Certified" + at_r), (f"worst{i}", "Worst-case" + at_r)]
     return cols + [("worst_eps", "Worst-case @ study eps"), ("bracket", "Bracket (median upper/lower)"),
+                   ("closed", "Closed brackets"),
                    ("seconds", "Cert. s/image")]
 
 

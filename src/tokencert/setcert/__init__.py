@@ -28,11 +28,11 @@ breakpoints and the certified radius is found by bisection over them (IBP's boun
 enumeration are monotone in ``r``, so then the radius is exact for the relaxation).
 """
 
-from .certifier import ENUMERATION_LIMIT, MARGIN_SLACK, certified, certified_radius
+from .certifier import ENUMERATION_LIMIT, MARGIN_SLACK, certified, certified_radius, float64_copy
 from .geometry import Geometry, breakpoints, deviation_box, flip_budget, geometry, tokenized
 from .ibp import interval, margin_bounds
 from .linear import linear_margin_bounds
 
 __all__ = ["ENUMERATION_LIMIT", "MARGIN_SLACK", "Geometry", "breakpoints", "certified", "certified_radius",
-           "deviation_box", "flip_budget", "geometry", "interval", "linear_margin_bounds", "margin_bounds",
-           "tokenized"]
+           "deviation_box", "flip_budget", "float64_copy", "geometry", "interval", "linear_margin_bounds",
+           "margin_bounds", "tokenized"]

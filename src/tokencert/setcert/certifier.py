@@ -72,7 +72,8 @@ def _exact(net: nn.Module, geo: Geometry, index: int, label: int, radius: float,
     return True
 
 
-def _prepare(model: nn.Module) -> nn.Module:
+def float64_copy(model: nn.Module) -> nn.Module:
+    """The token classifier's network as a float64 CPU copy in eval mode, its layers checked."""
     if not isinstance(model, DiscreteClassifier):
         raise TypeError("flip-set certificates need a token classifier (DiscreteClassifier), "
                         f"got {type(model).__name__}")
@@ -86,7 +87,7 @@ class _Certifier:
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None,
                  enumeration_limit: int, linear: bool) -> None:
-        self.net = _prepare(model)
+        self.net = float64_copy(model)
         self.linear = linear
         self.deployed = model.net
         self.vocab = model.vocab

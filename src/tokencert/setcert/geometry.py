@@ -72,7 +72,8 @@ def deviation_box(geo: Geometry, radius: float | torch.Tensor) -> tuple[torch.Te
     """Per image and patch the box of ``token - own token`` over the reachable tokens (N x P x d each,
     containing 0), and the reachable mask (N x P x K, own token included); one radius or one per image."""
     r = per_image(radius, geo.radii.shape[0]).to(geo.radii).view(-1, 1, 1)
-    reach = (geo.radii <= r) | geo.radii.isinf()
+    mine = torch.arange(geo.radii.shape[2]) == geo.assignment.unsqueeze(2)
+    reach = (geo.radii <= r) | mine  # a patch with no finite radius (fixed by a branch) keeps its token
     own = geo.own()
     lo = torch.zeros_like(own)
     hi = torch.zeros_like(own)

@@ -17,7 +17,8 @@ from .ibp import Trace, interval_margin, logit_differences, propagate, top_sum
 
 def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach: torch.Tensor,
                          center: torch.Tensor, dev_lo: torch.Tensor, dev_hi: torch.Tensor, budget: torch.Tensor,
-                         labels: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+                         labels: torch.Tensor, target: torch.Tensor | None = None,
+                         radius: torch.Tensor | None = None) -> torch.Tensor:
     """Like :func:`margin_bounds`, and at least as tight: the larger of IBP's bound and a linear one
     (CROWN-IBP, Zhang et al. 2020) over the same relaxation.
 
@@ -28,7 +29,10 @@ def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach
     at most ``budget`` changed patches, each to a reachable token (``reach``: N x P x K), is exact:
     the ``budget`` most negative per-patch minima over the reachable tokens themselves (not their box).
     With ``target`` (one per image), only the classes whose IBP bound is at most ``target`` get the
-    linear bound (the others keep IBP's): enough to decide whether every bound exceeds ``target``."""
+    linear bound (the others keep IBP's): enough to decide whether every bound exceeds ``target``.
+    With ``radius`` (one per image), the linear function's minimum is also bounded under the summed
+    squared costs ``sum_p geo.radii[p, j]^2 <= radius^2`` (its Lagrangian relaxation, a multiple-choice
+    knapsack: :func:`_knapsack_minimum`), which is tighter than the count of changed patches alone."""
     trace: Trace = {}
     leaves, lo, hi, i = propagate(net, vocab, center, dev_lo, dev_hi, budget, trace)
     ibp = interval_margin(leaves, lo, hi, i, labels)
@@ -48,29 +52,51 @@ def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach
     for module in reversed(leaves[:-1]):
         coef, shift = _backward(module, coef, trace)
         const = const + shift
-    linear = const + (coef * center[rows].unsqueeze(1)).flatten(2).sum(2) - top_sum(
-        _patch_minima(coef, vocab, geo, reach, rows).neg(), budget[rows])
+    changes = _patch_changes(coef, vocab, geo, reach, rows)
+    minima = changes.min(dim=3).values.clamp(max=0)  # N x P x S: each patch's best reachable change
+    change = -top_sum(minima.neg(), budget[rows])
+    if radius is not None:
+        change = torch.maximum(change, _knapsack_minimum(changes, geo.radii[rows], radius[rows]))
+    linear = const + (coef * center[rows].unsqueeze(1)).flatten(2).sum(2) + change
     linear = linear.masked_fill(~need.gather(1, classes), -math.inf)
     out = ibp.clone()
     out[rows] = torch.maximum(ibp[rows], torch.full_like(ibp[rows], -math.inf).scatter(1, classes, linear))
     return out
 
 
-def _patch_minima(coef: torch.Tensor, vocab: Vocabulary, geo: Geometry, reach: torch.Tensor,
-                  rows: torch.Tensor) -> torch.Tensor:
-    """Per image, patch and spec (N x P x S) the smallest change of ``coef . image`` when that patch
-    alone takes one of its reachable tokens (<= 0: its own token is reachable)."""
+def _patch_changes(coef: torch.Tensor, vocab: Vocabulary, geo: Geometry, reach: torch.Tensor,
+                   rows: torch.Tensor) -> torch.Tensor:
+    """Per image, patch, spec and token (N x P x S x K) the change of ``coef . image`` when that patch alone
+    takes the token (``inf`` where it is not reachable; 0 for its own token)."""
     n, specs = coef.shape[:2]
     grad = patchify(coef.reshape(n * specs, *coef.shape[2:]), vocab.patch_size, vocab.mode)
     grad = grad.view(n, specs, *grad.shape[1:])  # N x S x P x d
     own = geo.own()[rows]
-    minima = torch.empty(n, grad.shape[2], specs, dtype=coef.dtype)
+    out = torch.empty(n, grad.shape[2], specs, geo.tables.shape[1], dtype=coef.dtype)
     for p in range(grad.shape[2]):  # one patch at a time: N x S x K
         change = torch.einsum("nsd,kd->nsk", grad[:, :, p], geo.tables[p]) - torch.einsum(
             "nsd,nd->ns", grad[:, :, p], own[:, p]).unsqueeze(2)
-        change = change.masked_fill(~reach[rows, p].unsqueeze(1), math.inf)
-        minima[:, p] = change.min(dim=2).values.clamp(max=0)
-    return minima
+        out[:, p] = change.masked_fill(~reach[rows, p].unsqueeze(1), math.inf)
+    return out
+
+
+KNAPSACK_MULTIPLIERS = torch.logspace(-6, 6, 49, dtype=torch.float64)
+"""Multipliers of the cost constraint tried, relative to the row's scale (the best is kept)."""
+
+
+def _knapsack_minimum(changes: torch.Tensor, radii: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """A lower bound (N x S) of ``sum_p change[p, T_p]`` over token choices with ``sum_p r[p, T_p]^2 <= radius^2``
+    (own token: change 0, cost 0): for every ``mu >= 0`` it is at least
+    ``sum_p min(0, min_j (change[p, j] + mu r[p, j]^2)) - mu radius^2`` (weak duality), maximised over a grid."""
+    cost = torch.where(torch.isinf(radii), 0.0, radii.square()).unsqueeze(2)  # N x P x 1 x K
+    budget = radius.square().view(-1, 1)
+    scale = changes.masked_fill(torch.isinf(changes), 0.0).abs().amax(dim=(1, 3)) / budget.clamp(min=1e-12)
+    best = torch.full((changes.shape[0], changes.shape[2]), -math.inf, dtype=changes.dtype)
+    for mu in KNAPSACK_MULTIPLIERS.tolist():
+        m = (mu * scale).unsqueeze(1).unsqueeze(3)  # N x 1 x S x 1
+        value = (changes + m * cost).min(dim=3).values.clamp(max=0).sum(dim=1) - (mu * scale) * budget
+        best = torch.maximum(best, value)
+    return best
 
 
 AFFINE = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,

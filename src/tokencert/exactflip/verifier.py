@@ -1,0 +1,253 @@
+"""The complete verifier of a token classifier's smallest adversarial perturbation: branch and bound over
+token assignments.
+
+For ``f(Q(x))`` the smallest adversarial perturbation is ``min sqrt(sum_p d_p(T_p)^2)`` over the token
+assignments ``T`` with ``f(T) != y`` (``d_p(j)``: the exact distance from patch ``p`` to token ``j``'s cell
+within the box). The search (:mod:`.adversarial`) gives an upper bound ``U`` with a realised image. The
+verifier then decides "no assignment within ``rho`` changes the class" for ``rho = U (1 - tol)``: a node
+fixes the tokens of some patches (their cost spent) and leaves the others free within the remaining
+budget; the flip-set bounds of :mod:`tokencert.setcert` on that sub-problem (each free patch's reachable
+tokens by the lower bounds of their costs, the flip budget, IBP and the linear bound) prune it, a node
+with few combinations left is enumerated on the deployed network (a combination that changes the class
+and whose exact cost is within ``rho`` is realised and becomes the new ``U``), and any other node is
+split on its cheapest free patch (its own token, or each reachable one). A proof at ``rho`` closes the
+bracket; a node budget that runs out leaves the largest ``rho`` proved so far (by bisection between
+the proved and the open), so the interval is sound either way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from ..cells import cell_distances
+from ..models import DiscreteClassifier
+from ..setcert import MARGIN_SLACK, Geometry, deviation_box, flip_budget, float64_copy, linear_margin_bounds
+from ..study import CLOSED_BRACKET
+from ..tokens import unpatchify
+from ..units import norms
+from .adversarial import SearchSettings, token_search
+from .candidates import Flips, candidate_flips, dim_scale, patch_tables
+from .search import margins
+
+
+@dataclass(frozen=True)
+class VerifierSettings:
+    """``nodes`` per decision, ``decisions`` per image (bisection steps after the first), ``node_batch``
+    nodes bounded together, ``enumeration`` combinations classified at a leaf."""
+
+    nodes: int = 400
+    decisions: int = 4
+    node_batch: int = 32
+    enumeration: int = 256
+
+    @classmethod
+    def from_params(cls, params: dict) -> VerifierSettings:
+        return cls(**{k: int(v) for k, v in params.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class FlipRadius:
+    """Per image: ``lower <= minimal adversarial norm <= upper`` (float64; 0 for a misclassified image,
+    ``upper`` inf when nothing was found), the realised ``adversarial`` images (the original where
+    ``upper`` is inf), whether the interval is ``closed`` and the nodes bounded."""
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+    adversarial: torch.Tensor
+    closed: torch.Tensor
+    nodes: torch.Tensor
+
+
+def minimal_flip_radius(model: DiscreteClassifier, x: torch.Tensor, y: torch.Tensor,
+                        scale: torch.Tensor | None = None, *, max_radius: float = 4.0,
+                        search: SearchSettings = SearchSettings(), settings: VerifierSettings = VerifierSettings(),
+                        seed: int = 0) -> FlipRadius:
+    """Sound interval on the smallest adversarial L2 perturbation (units of ``scale``) of every float image
+    of ``x`` (N x C x H x W in [0,1], labels ``y``), up to ``max_radius``: exact (``closed``) wherever the
+    branch and bound finishes within ``settings.nodes`` per decision."""
+    found = token_search(model, x, y, max_radius, scale, search, seed=seed)
+    n = x.shape[0]
+    out = FlipRadius(torch.zeros(n, dtype=torch.float64), found.norm.clone(), found.images,
+                     found.norm == 0, torch.zeros(n, dtype=torch.long))
+    net = float64_copy(model)
+    flips = candidate_flips(x.detach().cpu(), model.vocab, scale, max_radius, search.per_patch)
+    for i in tqdm(range(n), desc="exactflip (images)", mininterval=2.0):
+        if out.upper[i] == 0:
+            continue
+        problem = _Problem(model, net, flips, i, x[i].detach().cpu(), int(y[i]), scale, settings)
+        _verify_image(problem, out, i, max_radius, settings)
+    return out
+
+
+def _verify_image(problem: _Problem, out: FlipRadius, i: int, max_radius: float, settings: VerifierSettings) -> None:
+    """Bisection of decisions between the largest radius proved and the upper bound."""
+    proved, open_ = 0.0, None
+    for _ in range(settings.decisions + 1):
+        target = min(float(out.upper[i]), max_radius) * (1 - CLOSED_BRACKET) if open_ is None else (proved + open_) / 2
+        verdict, adversarial = problem.decide(target)
+        out.nodes[i] += problem.nodes
+        if adversarial is not None:
+            image, size = adversarial
+            if size < out.upper[i]:
+                out.upper[i], out.adversarial[i] = size, image
+            open_ = None if size < out.upper[i] * (1 + 1e-12) else target
+            continue
+        if verdict:
+            proved = max(proved, target)
+            if open_ is None:
+                break
+        else:
+            open_ = target
+    out.lower[i] = min(proved, float(out.upper[i]))
+    out.closed[i] = bool(out.lower[i] >= out.upper[i] * (1 - CLOSED_BRACKET) - 1e-12)
+
+
+class _Problem:
+    """One image's branch and bound: float64 bounds, the deployed network at the leaves."""
+
+    def __init__(self, model: DiscreteClassifier, net: torch.nn.Module, flips: Flips, image: int,
+                 x: torch.Tensor, label: int, scale: torch.Tensor | None, settings: VerifierSettings) -> None:
+        self.model, self.net, self.flips, self.image, self.x, self.label = model, net, flips, image, x, label
+        self.scale, self.settings = scale, settings
+        radii = flips.radii[image].clone()  # P x K, bisector radii: lower bounds of the exact costs
+        cand = torch.isfinite(flips.cost[image])
+        p, j = flips.patch[image, cand], flips.token[image, cand]
+        radii[p, j] = torch.maximum(radii[p, j], flips.lower[image, cand].sqrt())
+        self.costs = radii.square()  # squared lower bounds (inf: the own token)
+        self.own = flips.assignment[image]
+        self.nodes = 0
+
+    def _geometry(self, fixed: torch.Tensor) -> Geometry:
+        """Nodes (B x P fixed tokens, -1 free) as a batch of the certificate's geometry."""
+        assignment = torch.where(fixed >= 0, fixed, self.own)
+        radii = self.costs.sqrt().unsqueeze(0).repeat(len(fixed), 1, 1)
+        radii[fixed >= 0] = torch.inf
+        return Geometry(assignment, radii, self.flips.tables)
+
+    def _certified(self, fixed: torch.Tensor, remaining: torch.Tensor) -> torch.Tensor:
+        geo = self._geometry(fixed)
+        center = self.flips.token_images(geo.assignment, self.model.vocab, tuple(self.x.shape))
+        labels = torch.full((len(fixed),), self.label)
+        with torch.no_grad():
+            logits = self.net(center)
+        target = MARGIN_SLACK * (1 + logits.abs().max(dim=1).values)
+        radius = remaining.clamp(min=0).sqrt()
+        lo, hi, reach = deviation_box(geo, radius)
+        budget = flip_budget(geo.patch_radii, radius)
+        with torch.no_grad():
+            lower = linear_margin_bounds(self.net, self.model.vocab, geo, reach, center, lo, hi, budget, labels,
+                                         target=target, radius=radius)
+        return (logits.argmax(1) == self.label) & (lower.min(dim=1).values > target)
+
+    def decide(self, rho: float) -> tuple[bool, tuple[torch.Tensor, float] | None]:
+        """(proved: no assignment within ``rho`` changes the class, a realised adversarial image within
+        ``rho`` found on the way (then not proved)); ``(False, None)`` when the node budget ran out."""
+        self.nodes = 0
+        p = self.costs.shape[0]
+        stack = [(torch.full((p,), -1, dtype=torch.long), rho * rho)]
+        while stack:
+            if self.nodes >= self.settings.nodes:
+                return False, None
+            batch = stack[-self.settings.node_batch:]
+            del stack[-self.settings.node_batch:]
+            self.nodes += len(batch)
+            fixed = torch.stack([b[0] for b in batch])
+            remaining = torch.tensor([b[1] for b in batch], dtype=torch.float64)
+            done = self._certified(fixed, remaining)
+            for k in torch.nonzero(~done).flatten().tolist():
+                node, left = fixed[k], float(remaining[k])
+                combos = self._combinations(node, left)
+                if combos is not None:
+                    found = self._leaf(node, combos, rho)
+                    if found is not None:
+                        return False, found
+                    continue
+                stack.extend(self._split(node, left))
+        return True, None
+
+    def _options(self, node: torch.Tensor, left: float) -> list[tuple[int, list[int]]]:
+        """Free patches with their reachable tokens within the squared budget ``left``."""
+        reach = (self.costs <= left) & (node < 0).unsqueeze(1)
+        free = torch.nonzero(reach.any(dim=1)).flatten().tolist()
+        return [(q, torch.nonzero(reach[q]).flatten().tolist()) for q in free]
+
+    def _split(self, node: torch.Tensor, left: float) -> list[tuple[torch.Tensor, float]]:
+        """Children on the free patch with the cheapest flip: it keeps its token, or takes each reachable one."""
+        options = self._options(node, left)
+        q = min(options, key=lambda o: float(self.costs[o[0], o[1]].min()))[0]
+        keep = node.clone()
+        keep[q] = self.own[q]
+        children = [(keep, left)]
+        for j in torch.nonzero(self.costs[q] <= left).flatten().tolist():
+            child = node.clone()
+            child[q] = j
+            children.append((child, left - float(self.costs[q, j])))
+        return children
+
+    def _combinations(self, node: torch.Tensor, left: float) -> list[list[tuple[int, int]]] | None:
+        """Every set of changes of the free patches with summed squared cost within ``left`` (the empty set
+        first), or ``None`` when there are more than the enumeration limit."""
+        options = self._options(node, left)
+        out: list[list[tuple[int, int]]] = []
+        limit = self.settings.enumeration
+
+        def walk(k: int, chosen: list[tuple[int, int]], spent: float) -> bool:
+            if len(out) >= limit:
+                return False
+            out.append(list(chosen))
+            for a in range(k, len(options)):
+                q, tokens = options[a]
+                for j in tokens:
+                    c = float(self.costs[q, j])
+                    if spent + c <= left and not walk(a + 1, [*chosen, (q, j)], spent + c):
+                        return False
+            return True
+
+        return out if walk(0, [], 0.0) else None
+
+    def _leaf(self, node: torch.Tensor, combos: list[list[tuple[int, int]]], rho: float,
+              ) -> tuple[torch.Tensor, float] | None:
+        """Classify every combination of a leaf; the first that changes the class within ``rho`` by its
+        exact costs, realised and verified (image, norm); ``None`` when there is none."""
+        assignment = torch.where(node >= 0, node, self.own).unsqueeze(0).repeat(len(combos), 1)
+        for b, combo in enumerate(combos):
+            for q, j in combo:
+                assignment[b, q] = j
+        images = self.flips.token_images(assignment, self.model.vocab, tuple(self.x.shape))
+        wrong = margins(self.model.net, images, torch.full((len(combos),), self.label)) < 0
+        for b in torch.nonzero(wrong).flatten().tolist():
+            found = self._realise(assignment[b], rho)
+            if found is not None:
+                return found
+        return None
+
+    def _realise(self, assignment: torch.Tensor, rho: float) -> tuple[torch.Tensor, float] | None:
+        """The assignment as a float32 image at its exact costs, if they are within ``rho`` and it fools the
+        deployed model with exactly these tokens."""
+        changed = torch.nonzero(assignment != self.own).flatten()
+        patches = self.flips.patches[self.image]
+        scales = dim_scale(self.model.vocab, self.scale, patches.shape[0], patches.shape[1])
+        tables = patch_tables(self.model.vocab)
+        per_group = patches.shape[0] // len(tables)
+        points = patches.clone()
+        lower = 0.0
+        for q in changed.tolist():
+            cells = cell_distances(patches[q:q + 1], tables[q // per_group], assignment[q:q + 1], scales[q])
+            if not math.isfinite(float(cells.upper[0])):
+                return None
+            lower += float(cells.lower[0]) ** 2
+            points[q] = cells.points[0]
+        if lower > rho * rho:
+            return None
+        vocab = self.model.vocab
+        image = unpatchify(points.unsqueeze(0), vocab.patch_size, vocab.mode, vocab.channels,
+                           self.x.shape[-2:])[0].to(torch.float32)
+        device = next(self.model.net.parameters()).device
+        with torch.no_grad():
+            if int(self.model(image.unsqueeze(0).to(device)).argmax(1)[0]) == self.label:
+                return None
+        return image, float(norms((image.double() - self.x.double()).unsqueeze(0), self.scale)[0])

@@ -1,0 +1,222 @@
+"""Token classifiers judged exactly: cell distances against a brute-force QP, realised points on the
+float32 tokenizer, the multi-flip search where the greedy attack fails, and the complete verifier against
+exhaustive enumeration of token assignments with exact cell-within-box costs."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.test_setcert import tiny_net, tiny_vocab
+from tokencert.attacks.base import AttackOutcome
+from tokencert.attacks.suite import run_attack, worst_case
+from tokencert.attacks.tokenflip import tokenflip
+from tokencert.cells import cell_distances
+from tokencert.exactflip import SearchSettings, VerifierSettings, minimal_flip_radius, token_search
+from tokencert.exactflip.candidates import candidate_flips
+from tokencert.models import DiscreteClassifier, Normalize
+from tokencert.tokens import patchify, unpatchify
+from tokencert.units import norms
+from tokencert.vocab import Vocabulary, tokenize
+
+
+def brute_distance(x: np.ndarray, tokens: np.ndarray, j: int, s: np.ndarray) -> float:
+    """``min ||(z - x) / s||`` over token ``j``'s cell and the box by enumerating active sets (KKT) of the
+    cell's and the box's inequalities: the reference, independent of the package's solver."""
+    others = [k for k in range(len(tokens)) if k != j]
+    d = len(x)
+    rows = [2 * (tokens[k] - tokens[j]) for k in others] + list(np.eye(d)) + list(-np.eye(d))
+    a = np.array(rows)
+    b = np.array([tokens[k] @ tokens[k] - tokens[j] @ tokens[j] for k in others] + [1.0] * d + [0.0] * d)
+    w = s * s  # z = x - W A^T lam on an active set: stationarity of the weighted projection
+    if np.all(a @ x <= b + 1e-12):
+        return 0.0
+    best = math.inf
+    for size in range(1, d + 1):
+        for active in itertools.combinations(range(len(a)), size):
+            aa, bb = a[list(active)], b[list(active)]
+            m = aa @ (w[:, None] * aa.T)
+            if abs(np.linalg.det(m)) < 1e-12:
+                continue
+            lam = np.linalg.solve(m, aa @ x - bb)
+            z = x - w * (aa.T @ lam)
+            if np.all(lam >= -1e-10) and np.all(a @ z <= b + 1e-9):
+                best = min(best, float(np.linalg.norm((z - x) / s)))
+    return best
+
+
+@pytest.mark.parametrize(("k", "seed"), [(k, seed) for k in (2, 3, 5) for seed in range(4)])
+def test_cell_distance_is_the_exact_qp_within_the_box(k: int, seed: int) -> None:
+    """Lower and upper bounds bracket the brute-force distance (the upper within the realiser's margin); the
+    realised point lies in the box and, rounded to float32, in the target's cell by the tokenizer's own rule."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.rand(k, 4, generator=g, dtype=torch.float64) * 1.4 - 0.2  # some tokens outside the box
+    x = torch.rand(6, 4, generator=g, dtype=torch.float64)
+    s = torch.tensor([1.0, 0.5, 2.0, 1.0], dtype=torch.float64) if seed % 2 else torch.ones(4, dtype=torch.float64)
+    for j in range(k):
+        targets = torch.full((6,), j)
+        out = cell_distances(x, tokens, targets, s)
+        for i in range(6):
+            truth = brute_distance(x[i].numpy(), tokens.numpy(), j, s.numpy())
+            assert out.lower[i] <= truth * (1 + 1e-9) + 1e-12, (i, j)
+            if math.isfinite(truth):
+                assert math.isfinite(out.upper[i]) and out.upper[i] <= truth * (1 + 1e-5) + 2e-6, (i, j, truth)
+                point = out.points[i]
+                assert ((point >= 0) & (point <= 1)).all()
+                scores = ((point.float().double().unsqueeze(0) - tokens) ** 2).sum(dim=1)
+                assert int(scores.argmin()) == j and (scores[j] < scores[torch.arange(k) != j]).all()
+            else:
+                assert out.upper[i] == math.inf
+
+
+def test_cell_distance_on_ties_and_duplicates() -> None:
+    """A patch exactly on a bisector, one 1e-9 from it, and a duplicate token (its cell is the first copy's)."""
+    tokens = torch.tensor([[0.2, 0.2], [0.8, 0.8], [0.8, 0.8]], dtype=torch.float64)
+    x = torch.tensor([[0.5, 0.5], [0.5 - 1e-9, 0.5], [0.1, 0.1]], dtype=torch.float64)
+    out = cell_distances(x, tokens, torch.tensor([1, 1, 2]))
+    assert out.upper[0] < 1e-5 and out.upper[1] < 1e-5  # a step across the tie, no more
+    assert out.lower[2] == math.inf and out.upper[2] == math.inf  # the duplicate's cell is empty
+    for point in out.points[:2]:  # strictly on the target's side after float32 rounding
+        scores = ((point.float().double() - tokens[:2]) ** 2).sum(dim=1)
+        assert scores[1] < scores[0]
+    truth = brute_distance(x[2].numpy(), tokens.numpy(), 1, np.ones(2))
+    assert abs(float(cell_distances(x[2:], tokens, torch.tensor([1])).upper[0]) - truth) < 1e-5
+
+
+@pytest.mark.parametrize(("mode", "units"), [("joint", None), ("per_channel", "scaled"), ("joint", "scaled")])
+def test_realised_flips_give_the_intended_tokens_at_their_cost(mode: str, units: str | None) -> None:
+    """Every candidate flip, realised as a float32 image, tokenizes to exactly the intended tokens and has
+    exactly its cost as norm (joint and per-channel vocabularies, pixel and scaled units)."""
+    g = torch.Generator().manual_seed(3)
+    c = 3
+    d = 4 if mode == "per_channel" else 4 * c
+    tokens = torch.rand(6, d, generator=g, dtype=torch.float64)
+    vocab = Vocabulary(tokens=tokens, patch_size=2, mode=mode, channels=c, image_size=4, meta={"name": "t"})
+    scale = None if units is None else torch.tensor([0.3, 0.25, 0.2], dtype=torch.float64)
+    x = torch.rand(3, c, 4, 4, generator=g)
+    flips = candidate_flips(x, vocab, scale, max_radius=10.0, per_patch=5)
+    for i in range(3):
+        for f in torch.nonzero(torch.isfinite(flips.cost[i])).flatten().tolist():
+            image = flips.realise(i, torch.tensor([f]), vocab, tuple(x.shape[1:]))
+            intended = flips.assignment[i].clone()
+            intended[flips.patch[i, f]] = flips.token[i, f]
+            assert torch.equal(tokenize(image.unsqueeze(0), vocab)[1][0], intended)
+            size = float(norms((image.double() - x[i].double()).unsqueeze(0), scale)[0])
+            assert abs(size ** 2 - float(flips.cost[i, f])) <= 1e-6 * (1 + float(flips.cost[i, f]))
+            assert float(flips.lower[i, f]) <= float(flips.cost[i, f]) * (1 + 1e-12)
+
+
+def pair_detector() -> nn.Module:
+    """Class 1 only when patches 0 and 1 (2x2, the top row) are both bright: ``z_1 = 10 relu(m_0 + m_1 - 1.5)``
+    of the patch means, ``z_0 = 1``; no single flip moves the logits at all."""
+    mean = nn.Conv2d(1, 1, 2, stride=2, bias=False)
+    both = nn.Linear(4, 1)
+    out = nn.Linear(1, 2)
+    with torch.no_grad():
+        mean.weight.fill_(0.25)
+        both.weight.copy_(torch.tensor([[1.0, 1.0, 0.0, 0.0]]))
+        both.bias.fill_(-1.5)
+        out.weight.copy_(torch.tensor([[0.0], [10.0]]))
+        out.bias.copy_(torch.tensor([1.0, 0.0]))
+    return nn.Sequential(Normalize([0.0], [1.0]), mean, nn.Flatten(), both, nn.ReLU(), out).eval()
+
+
+def pair_problem() -> tuple[DiscreteClassifier, torch.Tensor, torch.Tensor]:
+    tokens = torch.tensor([[0.0] * 4, [1.0] * 4], dtype=torch.float64)
+    vocab = Vocabulary(tokens=tokens, patch_size=2, mode="joint", channels=1, image_size=4, meta={"name": "pair"})
+    model = DiscreteClassifier(pair_detector(), vocab).eval()
+    return model, torch.full((2, 1, 4, 4), 0.1), torch.zeros(2, dtype=torch.long)
+
+
+def test_search_finds_what_greedy_single_flips_cannot() -> None:
+    """Two flips are needed together; each alone leaves the logits unchanged, so the greedy attack stops
+    at its first step while the search finds the pair, realised and verified, at its exact cost."""
+    model, x, y = pair_problem()
+    _, greedy = tokenflip(model, x, y, max_eps=4.0, max_flips=8, candidates=8)
+    assert torch.isinf(greedy).all()
+    found = token_search(model, x, y, 4.0, settings=SearchSettings(beam=4, expand=4, per_patch=2))
+    assert found.verified and torch.isfinite(found.norm).all()
+    assert (model(found.images).argmax(1) != y).all()
+    # each patch moves from 0.1 to just past the bisector at 0.5: 4 pixels x 0.4, two patches
+    assert torch.allclose(found.norm, torch.full((2,), math.sqrt(2 * 4 * 0.4 ** 2), dtype=torch.float64), rtol=1e-5)
+    truth = minimal_flip_radius(model, x, y, max_radius=4.0)
+    assert truth.closed.all() and (truth.lower <= found.norm).all()
+
+
+def exhaustive_minimum(model: DiscreteClassifier, image: torch.Tensor, label: int) -> float:
+    """The smallest adversarial norm by enumerating every token assignment with brute-force exact costs."""
+    vocab = model.vocab
+    patches = patchify(image.unsqueeze(0).double(), 2, "joint")[0].numpy()
+    tokens = vocab.tokens.numpy()
+    cost = np.array([[brute_distance(p, tokens, j, np.ones(4)) ** 2 for j in range(len(tokens))] for p in patches])
+    combos = list(itertools.product(range(len(tokens)), repeat=len(patches)))
+    batch = unpatchify(torch.stack([vocab.tokens[list(c)] for c in combos]), 2, "joint", 1, 4).float()
+    with torch.no_grad():
+        wrong = (model.net(batch).argmax(1) != label).numpy()
+    totals = [sum(cost[p, j] for p, j in enumerate(c)) for c in combos]
+    return math.sqrt(min((t for t, w in zip(totals, wrong, strict=True) if w), default=math.inf))
+
+
+CASES = [(k, seed) for k in (2, 3, 4) for seed in range(4)]
+
+
+@pytest.mark.parametrize(("k", "seed"), CASES)
+def test_verifier_against_exhaustive_enumeration(k: int, seed: int) -> None:
+    """On 4x4 images with 2x2 patches, K = 2-4 and a conv / max-pool / ReLU network: the verifier's interval
+    contains the enumerated minimum and is closed; its adversarial images fool the model at their norm;
+    the search never reports a norm below the verifier's lower bound."""
+    vocab, net = tiny_vocab(k, seed), tiny_net(seed)
+    model = DiscreteClassifier(net, vocab).eval()
+    images = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(50 + seed))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    out = minimal_flip_radius(model, images, labels, max_radius=10.0,
+                              settings=VerifierSettings(nodes=2000, decisions=8))
+    search = token_search(model, images, labels, 10.0)
+    for i in range(4):
+        truth = exhaustive_minimum(model, images[i], int(labels[i]))
+        assert out.lower[i] <= truth * (1 + 1e-6) + 1e-9, (i, truth)
+        assert out.upper[i] >= truth * (1 - 1e-6) - 1e-9, (i, truth)
+        assert search.norm[i] >= out.lower[i] * (1 - 1e-9)
+        if math.isfinite(truth):
+            assert out.closed[i], (i, float(out.lower[i]), truth, float(out.upper[i]))
+            adv = out.adversarial[i:i + 1]
+            assert int(model(adv).argmax(1)[0]) != int(labels[i])
+            size = float(norms(adv.double() - images[i:i + 1].double())[0])
+            assert abs(size - float(out.upper[i])) <= 1e-6
+
+
+def test_verifier_cases_are_not_vacuous() -> None:
+    """The enumerated minima above are finite for most images and differ between images."""
+    seen = set()
+    for k, seed in CASES[::3]:
+        model = DiscreteClassifier(tiny_net(seed), tiny_vocab(k, seed)).eval()
+        images = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(50 + seed))
+        with torch.no_grad():
+            labels = model(images).argmax(1)
+        seen |= {round(exhaustive_minimum(model, images[i], int(labels[i])), 6) for i in range(4)}
+    assert len({v for v in seen if math.isfinite(v)}) >= 4
+
+
+def test_tokensearch_in_the_suite_counts_only_verified_examples() -> None:
+    model, x, y = pair_problem()
+    outcome = run_attack("tokensearch", model, x, y, [0.5, 2.0], {"tokensearch": {"beam": 4, "per_patch": 2}}, seed=0)
+    assert outcome.checks["tokens_verified"] and outcome.checks["in_box"]
+    assert outcome.robust_accuracy() == [1.0, 0.0]  # the pair costs 1.13
+
+
+def test_worst_case_counts_smaller_examples_of_any_attack_at_every_eps() -> None:
+    """An image an attack broke at norm 0.3 (a minimum-norm attack, or a run at another eps) is not robust at
+    0.5 even where the run at 0.5 left it correct."""
+    eps = [0.5, 1.0]
+    f64 = torch.float64
+    a = AttackOutcome(eps, torch.tensor([[True, True], [True, True]]), torch.tensor([0.3, math.inf], dtype=f64))
+    b = AttackOutcome(eps, torch.tensor([[True, True], [False, True]]), torch.tensor([0.9, math.inf], dtype=f64))
+    worst = worst_case({"a": a, "b": b})
+    assert worst.correct.tolist() == [[False, True], [False, True]]
+    assert worst.min_norm.tolist() == [0.3, math.inf]
