@@ -169,23 +169,27 @@ class _Problem:
                 stack.extend(self._split(node, left))
         return True, None
 
-    def _options(self, node: torch.Tensor, left: float) -> list[tuple[int, list[int]]]:
-        """Free patches with their reachable tokens within the squared budget ``left``."""
+    def _options(self, node: torch.Tensor, left: float) -> list[tuple[int, list[tuple[int, float]]]]:
+        """Free patches with their reachable tokens and squared costs within ``left``, cheapest first."""
         reach = (self.costs <= left) & (node < 0).unsqueeze(1)
-        free = torch.nonzero(reach.any(dim=1)).flatten().tolist()
-        return [(q, torch.nonzero(reach[q]).flatten().tolist()) for q in free]
+        out = []
+        for q in torch.nonzero(reach.any(dim=1)).flatten().tolist():
+            tokens = torch.nonzero(reach[q]).flatten()
+            costs = self.costs[q, tokens]
+            order = torch.argsort(costs, stable=True)
+            out.append((q, list(zip(tokens[order].tolist(), costs[order].tolist(), strict=True))))
+        return out
 
     def _split(self, node: torch.Tensor, left: float) -> list[tuple[torch.Tensor, float]]:
         """Children on the free patch with the cheapest flip: it keeps its token, or takes each reachable one."""
-        options = self._options(node, left)
-        q = min(options, key=lambda o: float(self.costs[o[0], o[1]].min()))[0]
+        q, tokens = min(self._options(node, left), key=lambda o: o[1][0][1])
         keep = node.clone()
         keep[q] = self.own[q]
         children = [(keep, left)]
-        for j in torch.nonzero(self.costs[q] <= left).flatten().tolist():
+        for j, c in tokens:
             child = node.clone()
             child[q] = j
-            children.append((child, left - float(self.costs[q, j])))
+            children.append((child, left - c))
         return children
 
     def _combinations(self, node: torch.Tensor, left: float) -> list[list[tuple[int, int]]] | None:
@@ -201,9 +205,10 @@ class _Problem:
             out.append(list(chosen))
             for a in range(k, len(options)):
                 q, tokens = options[a]
-                for j in tokens:
-                    c = float(self.costs[q, j])
-                    if spent + c <= left and not walk(a + 1, [*chosen, (q, j)], spent + c):
+                for j, c in tokens:
+                    if spent + c > left:
+                        break  # cheapest first: the rest of this patch's tokens cost more
+                    if not walk(a + 1, [*chosen, (q, j)], spent + c):
                         return False
             return True
 
