@@ -25,7 +25,15 @@ from tqdm import tqdm
 
 from ..cells import cell_distances
 from ..models import DiscreteClassifier
-from ..setcert import MARGIN_SLACK, Geometry, deviation_box, flip_budget, float64_copy, linear_margin_bounds
+from ..setcert import (
+    MARGIN_SLACK,
+    Geometry,
+    certified_radius,
+    deviation_box,
+    flip_budget,
+    float64_copy,
+    linear_margin_bounds,
+)
 from ..study import CLOSED_BRACKET
 from ..tokens import unpatchify
 from ..units import norms
@@ -75,17 +83,20 @@ def minimal_flip_radius(model: DiscreteClassifier, x: torch.Tensor, y: torch.Ten
                      found.norm == 0, torch.zeros(n, dtype=torch.long))
     net = float64_copy(model)
     flips = candidate_flips(x.detach().cpu(), model.vocab, scale, max_radius, search.per_patch)
+    start = certified_radius(model, x.detach().cpu(), y.detach().cpu(), scale)  # R_set: proved, cheaply
     for i in tqdm(range(n), desc="exactflip (images)", mininterval=2.0):
         if out.upper[i] == 0:
             continue
         problem = _Problem(model, net, flips, i, x[i].detach().cpu(), int(y[i]), scale, settings)
-        _verify_image(problem, out, i, max_radius, settings)
+        _verify_image(problem, out, i, min(float(start[i]), max_radius), max_radius, settings)
     return out
 
 
-def _verify_image(problem: _Problem, out: FlipRadius, i: int, max_radius: float, settings: VerifierSettings) -> None:
-    """Bisection of decisions between the largest radius proved and the upper bound."""
-    proved, open_ = 0.0, None
+def _verify_image(problem: _Problem, out: FlipRadius, i: int, proved: float, max_radius: float,
+                  settings: VerifierSettings) -> None:
+    """Bisection of decisions between the largest radius proved (the flip-set certificate's, to begin
+    with) and the upper bound."""
+    open_ = None
     for _ in range(settings.decisions + 1):
         target = min(float(out.upper[i]), max_radius) * (1 - CLOSED_BRACKET) if open_ is None else (proved + open_) / 2
         verdict, adversarial = problem.decide(target)
