@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.test_setcert import tiny_net, tiny_vocab
+from tests.tiny_problems import brute_distance, tiny_net, tiny_vocab
 from tokencert.attacks.base import AttackOutcome
 from tokencert.attacks.suite import run_attack, worst_case
 from tokencert.attacks.tokenflip import tokenflip
@@ -23,31 +23,6 @@ from tokencert.models import DiscreteClassifier, Normalize
 from tokencert.tokens import patchify, unpatchify
 from tokencert.units import norms
 from tokencert.vocab import Vocabulary, tokenize
-
-
-def brute_distance(x: np.ndarray, tokens: np.ndarray, j: int, s: np.ndarray) -> float:
-    """``min ||(z - x) / s||`` over token ``j``'s cell and the box by enumerating active sets (KKT) of the
-    cell's and the box's inequalities: the reference, independent of the package's solver."""
-    others = [k for k in range(len(tokens)) if k != j]
-    d = len(x)
-    rows = [2 * (tokens[k] - tokens[j]) for k in others] + list(np.eye(d)) + list(-np.eye(d))
-    a = np.array(rows)
-    b = np.array([tokens[k] @ tokens[k] - tokens[j] @ tokens[j] for k in others] + [1.0] * d + [0.0] * d)
-    w = s * s  # z = x - W A^T lam on an active set: stationarity of the weighted projection
-    if np.all(a @ x <= b + 1e-12):
-        return 0.0
-    best = math.inf
-    for size in range(1, d + 1):
-        for active in itertools.combinations(range(len(a)), size):
-            aa, bb = a[list(active)], b[list(active)]
-            m = aa @ (w[:, None] * aa.T)
-            if abs(np.linalg.det(m)) < 1e-12:
-                continue
-            lam = np.linalg.solve(m, aa @ x - bb)
-            z = x - w * (aa.T @ lam)
-            if np.all(lam >= -1e-10) and np.all(a @ z <= b + 1e-9):
-                best = min(best, float(np.linalg.norm((z - x) / s)))
-    return best
 
 
 @pytest.mark.parametrize(("k", "seed"), [(k, seed) for k in (2, 3, 5) for seed in range(4)])

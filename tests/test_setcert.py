@@ -1,4 +1,5 @@
-"""Flip-set certificates: soundness against exhaustive enumeration with exact cell distances,
+"""Flip-set certificates: soundness against exhaustive enumeration with exact cell distances (without the box,
+the stricter check),
 agreement with the single-flip certificate, worst cases, interval bounds, bad input."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.tiny_problems import brute_distance, tiny_net, tiny_vocab
 from tokencert.exact import single_flip_certificates
 from tokencert.models import BasicBlock, DiscreteClassifier, Normalize, Residual
 from tokencert.setcert import (
@@ -28,47 +30,13 @@ from tokencert.tokens import patchify, unpatchify
 from tokencert.vocab import Vocabulary
 
 
-def tiny_vocab(k: int, seed: int) -> Vocabulary:
-    g = torch.Generator().manual_seed(seed)
-    tokens = torch.rand(k, 4, generator=g, dtype=torch.float64)
-    return Vocabulary(tokens=tokens, patch_size=2, mode="joint", channels=1, image_size=4, meta={"name": "tiny"})
-
-
-def tiny_net(seed: int, classes: int = 3) -> nn.Module:
-    torch.manual_seed(seed)
-    net = nn.Sequential(Normalize([0.5], [0.25]), nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, classes))
-    bn = net[2]
-    bn.running_mean.uniform_(-0.5, 0.5)
-    bn.running_var.uniform_(0.5, 2.0)
-    return net.eval()
-
-
-def cell_distance(x: np.ndarray, tokens: np.ndarray, j: int) -> float:
-    """Exact distance from ``x`` to the Voronoi cell of token ``j``: the QP ``min ||z - x||`` over
-    ``a_k . z <= b_k`` (closer to ``t_j`` than to ``t_k``), solved by enumerating active sets (KKT)."""
-    others = [k for k in range(len(tokens)) if k != j]
-    a = np.array([2 * (tokens[k] - tokens[j]) for k in others])
-    b = np.array([tokens[k] @ tokens[k] - tokens[j] @ tokens[j] for k in others])
-    if np.all(a @ x <= b + 1e-12):
-        return 0.0
-    best = math.inf
-    for size in range(1, len(others) + 1):
-        for active in itertools.combinations(range(len(others)), size):
-            aa, bb = a[list(active)], b[list(active)]
-            lam = np.linalg.lstsq(aa @ aa.T, aa @ x - bb, rcond=None)[0]
-            z = x - aa.T @ lam
-            if np.all(lam >= -1e-12) and np.all(a @ z <= b + 1e-9):
-                best = min(best, float(np.linalg.norm(z - x)))
-    return best
-
-
 def truth(net: nn.Module, vocab: Vocabulary, image: torch.Tensor, label: int, radius: float) -> bool:
     """Whether every token combination reachable within ``radius`` (exact cell distances) is classified
     ``label``: the ground truth a sound certificate may never exceed."""
     patches = patchify(image.unsqueeze(0).double(), 2, "joint")[0].numpy()
     tokens = vocab.tokens.numpy()
-    cost = np.array([[cell_distance(p, tokens, j) ** 2 for j in range(len(tokens))] for p in patches])
+    cost = np.array([[brute_distance(p, tokens, j, np.ones(len(p)), box=False) ** 2 for j in range(len(tokens))]
+                     for p in patches])
     combos = [c for c in itertools.product(range(len(tokens)), repeat=len(patches))
               if sum(cost[p, j] for p, j in enumerate(c)) <= radius * radius * (1 + 1e-9)]
     batch = torch.stack([vocab.tokens[list(c)] for c in combos])
