@@ -19,7 +19,8 @@ LAYERS = {
     "vocab": 3,
     "certify": 4, "flips": 4, "cells": 4,
     "models": 5, "train": 5, "objectives": 5, "setcert": 5, "lipschitz": 5,
-    "exact": 6, "certacc": 6, "external": 6, "smoothing": 6, "evaluation": 6, "attacks": 6, "exactflip": 6,
+    "exact": 6, "certacc": 6, "external": 6, "smoothing": 6, "evaluation": 6, "attacks": 6, "flipsearch": 6,
+    "exactflip": 6,
     "certificates.*": 6,  # every implementation of the family (a new one adds no line here)
     "report": 7,
 }

@@ -12,13 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from tests.tiny_problems import brute_distance, tiny_net, tiny_vocab
+from tests.tiny_problems import brute_distance, tiny_case
 from tokencert.attacks.base import AttackOutcome
 from tokencert.attacks.suite import run_attack, worst_case
 from tokencert.attacks.tokenflip import tokenflip
 from tokencert.cells import cell_distances
-from tokencert.exactflip import SearchSettings, VerifierSettings, minimal_flip_radius, token_search
-from tokencert.exactflip.candidates import candidate_flips
+from tokencert.exactflip import VerifierSettings, minimal_flip_radius
+from tokencert.flipsearch import SearchSettings, token_search
+from tokencert.flipsearch.candidates import candidate_flips
 from tokencert.models import DiscreteClassifier, Normalize
 from tokencert.tokens import patchify, unpatchify
 from tokencert.units import norms
@@ -145,11 +146,7 @@ def test_verifier_against_exhaustive_enumeration(k: int, seed: int) -> None:
     """On 4x4 images with 2x2 patches, K = 2-4 and a conv / max-pool / ReLU network: the verifier's interval
     contains the enumerated minimum and is closed; its adversarial images fool the model at their norm;
     the search never reports a norm below the verifier's lower bound."""
-    vocab, net = tiny_vocab(k, seed), tiny_net(seed)
-    model = DiscreteClassifier(net, vocab).eval()
-    images = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(50 + seed))
-    with torch.no_grad():
-        labels = model(images).argmax(1)
+    model, images, labels = tiny_case(k, seed, 4, 50 + seed)
     out = minimal_flip_radius(model, images, labels, max_radius=10.0,
                               settings=VerifierSettings(nodes=2000, decisions=8))
     search = token_search(model, images, labels, 10.0)
@@ -170,10 +167,7 @@ def test_verifier_cases_are_not_vacuous() -> None:
     """The enumerated minima above are finite for most images and differ between images."""
     seen = set()
     for k, seed in CASES[::3]:
-        model = DiscreteClassifier(tiny_net(seed), tiny_vocab(k, seed)).eval()
-        images = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(50 + seed))
-        with torch.no_grad():
-            labels = model(images).argmax(1)
+        model, images, labels = tiny_case(k, seed, 4, 50 + seed)
         seen |= {round(exhaustive_minimum(model, images[i], int(labels[i])), 6) for i in range(4)}
     assert len({v for v in seen if math.isfinite(v)}) >= 4
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.tiny_problems import brute_distance, tiny_net, tiny_vocab
+from tests.tiny_problems import brute_distance, tiny_case, tiny_net, tiny_vocab
 from tokencert.exact import single_flip_certificates
 from tokencert.models import BasicBlock, DiscreteClassifier, Normalize, Residual
 from tokencert.setcert import (
@@ -74,10 +74,7 @@ def test_exhaustive_cases_are_not_vacuous() -> None:
     """The cases above certify some images and refuse others at every nonzero radius tested."""
     seen = set()
     for k, seed in CASES[::3]:
-        model = DiscreteClassifier(tiny_net(seed), tiny_vocab(k, seed)).eval()
-        images = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(100 + seed))
-        with torch.no_grad():
-            labels = model(images).argmax(1)
+        model, images, labels = tiny_case(k, seed, 6, 100 + seed)
         for radius in (0.05, 0.3):
             seen |= {(radius, bool(v)) for v in certified(model, images, labels, radius)}
     assert seen == {(0.05, True), (0.05, False), (0.3, True), (0.3, False)}

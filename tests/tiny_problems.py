@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokencert.models import Normalize
+from tokencert.models import DiscreteClassifier, Normalize
 from tokencert.vocab import Vocabulary
 
 
@@ -53,3 +53,12 @@ def brute_distance(x: np.ndarray, tokens: np.ndarray, j: int, s: np.ndarray, box
             if np.all(lam >= -1e-10) and np.all(a @ z <= b + 1e-9):
                 best = min(best, float(np.linalg.norm((z - x) / s)))
     return best
+
+
+def tiny_case(k: int, seed: int, n: int, image_seed: int) -> tuple[DiscreteClassifier, torch.Tensor, torch.Tensor]:
+    """A token classifier of :func:`tiny_net` on :func:`tiny_vocab`, ``n`` random 4x4 images and its own
+    predictions as labels."""
+    model = DiscreteClassifier(tiny_net(seed), tiny_vocab(k, seed)).eval()
+    images = torch.rand(n, 1, 4, 4, generator=torch.Generator().manual_seed(image_seed))
+    with torch.no_grad():
+        return model, images, model(images).argmax(1)

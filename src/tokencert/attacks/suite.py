@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..exactflip import SearchSettings, token_search
+from ..flipsearch import SearchSettings, token_search
 from ..models import DiscreteClassifier, StraightThrough, differentiable
 from ..study import attack_applies, register_attack_name, study_eps
 from .apgd import apgd
@@ -108,7 +108,7 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
                              int(flip.get("candidates", 32)), scale)
         min_norm = torch.minimum(min_norm, found)
         return AttackOutcome(list(eps_grid), torch.stack([min_norm > e for e in eps_grid]), min_norm, checks)
-    if name == "tokensearch":  # exact costs: its eps walk and verification are its own (tokencert.exactflip)
+    if name == "tokensearch":  # exact costs: its eps walk and verification are its own (tokencert.flipsearch)
         found = token_search(model, x, y, max(eps_grid), scale,
                              SearchSettings.from_params(params.get("tokensearch", {})), list(eps_grid), seed)
         min_norm = torch.minimum(min_norm, found.norm)

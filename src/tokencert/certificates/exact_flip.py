@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..evaluation import EvalSet
-from ..exactflip import SearchSettings, VerifierSettings, minimal_flip_radius
+from ..exactflip import VerifierSettings, minimal_flip_radius
+from ..flipsearch import SearchSettings
 from . import Radii
 
 

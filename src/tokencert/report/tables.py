@@ -177,7 +177,7 @@ def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, An
     recipe = plan.datasets[d.name].recipes[model]
     radii = STANDARD_RADII.get(tuple(d.manifest["shape"][:2]), ())
     smooth = next(iter(d.smoothing.get(model, {}).values()), None)
-    deterministic = list(d.deterministic(model).values())
+    deterministic = [c for name, c in d.deterministic(model).items() if CERTIFICATES[name].landscape]
     worst = d.attacks.get(model, {}).get(WORST)
     out: dict[str, Any] = {"model": model, "input": recipe.input, "objective": recipe.kind,
                            "clean": test_accuracy(d, model), "radii": list(radii), "certified": [],

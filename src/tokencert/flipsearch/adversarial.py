@@ -5,7 +5,9 @@ model (prediction, the intended tokens, the norm)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Self
 
 import torch
 from tqdm import tqdm
@@ -20,7 +22,16 @@ NORM_SLACK = 1e-9  # a realised image's norm may exceed its summed exact costs b
 
 
 @dataclass(frozen=True)
-class SearchSettings:
+class Settings:
+    """Integer settings read from a parameter section (keys of other settings ignored)."""
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Self:
+        return cls(**{k: int(v) for k, v in params.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class SearchSettings(Settings):
     """``beam`` states per image, ``expand`` children per state and criterion, ``depth`` flips at most,
     ``per_patch`` candidate tokens per patch, ``refine`` minimum-norm rounds after the eps walk,
     ``batch`` images searched together."""
@@ -31,10 +42,6 @@ class SearchSettings:
     per_patch: int = 16
     refine: int = 1
     batch: int = 50
-
-    @classmethod
-    def from_params(cls, params: dict) -> SearchSettings:
-        return cls(**{k: int(v) for k, v in params.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass

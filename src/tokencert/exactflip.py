@@ -3,7 +3,7 @@ token assignments.
 
 For ``f(Q(x))`` the smallest adversarial perturbation is ``min sqrt(sum_p d_p(T_p)^2)`` over the token
 assignments ``T`` with ``f(T) != y`` (``d_p(j)``: the exact distance from patch ``p`` to token ``j``'s cell
-within the box). The search (:mod:`.adversarial`) gives an upper bound ``U`` with a realised image. The
+within the box). The search (:mod:`tokencert.flipsearch`) gives an upper bound ``U`` with a realised image. The
 verifier then decides "no assignment within ``rho`` changes the class" for ``rho = U (1 - tol)``: a node
 fixes the tokens of some patches (their cost spent) and leaves the others free within the remaining
 budget; the flip-set bounds of :mod:`tokencert.setcert` on that sub-problem (each free patch's reachable
@@ -23,9 +23,12 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from ..cells import cell_distances
-from ..models import DiscreteClassifier
-from ..setcert import (
+from .cells import cell_distances
+from .flipsearch.adversarial import SearchSettings, Settings, token_search
+from .flipsearch.candidates import Flips, candidate_flips, dim_scale, patch_tables
+from .flipsearch.search import margins
+from .models import DiscreteClassifier
+from .setcert import (
     MARGIN_SLACK,
     Geometry,
     certified_radius,
@@ -34,16 +37,13 @@ from ..setcert import (
     float64_copy,
     linear_margin_bounds,
 )
-from ..study import CLOSED_BRACKET
-from ..tokens import unpatchify
-from ..units import norms
-from .adversarial import SearchSettings, token_search
-from .candidates import Flips, candidate_flips, dim_scale, patch_tables
-from .search import margins
+from .study import CLOSED_BRACKET
+from .tokens import unpatchify
+from .units import norms
 
 
 @dataclass(frozen=True)
-class VerifierSettings:
+class VerifierSettings(Settings):
     """``nodes`` per decision, ``decisions`` per image (bisection steps after the first), ``node_batch``
     nodes bounded together, ``enumeration`` combinations classified at a leaf."""
 
@@ -51,10 +51,6 @@ class VerifierSettings:
     decisions: int = 4
     node_batch: int = 32
     enumeration: int = 256
-
-    @classmethod
-    def from_params(cls, params: dict) -> VerifierSettings:
-        return cls(**{k: int(v) for k, v in params.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
