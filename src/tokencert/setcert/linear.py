@@ -4,6 +4,7 @@ back-substituted to the input image and minimized exactly per patch over the rea
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -52,10 +53,13 @@ def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach
     for module in reversed(leaves[:-1]):
         coef, shift = _backward(module, coef, trace)
         const = const + shift
-    changes = _patch_changes(coef, vocab, geo, reach, rows)
-    minima = changes.min(dim=3).values.clamp(max=0)  # N x P x S: each patch's best reachable change
-    change = -top_sum(minima.neg(), budget[rows])
-    if radius is not None:
+    per_patch = _patch_changes(coef, vocab, geo, reach, rows)
+    if radius is None:  # one patch's N x S x K changes at a time: each patch's best reachable change
+        minima = torch.stack([c.min(dim=2).values.clamp(max=0) for c in per_patch], dim=1)
+        change = -top_sum(minima.neg(), budget[rows])
+    else:  # the knapsack bound needs every patch's changes at once (N x P x S x K)
+        changes = torch.stack(list(per_patch), dim=1)
+        change = -top_sum(changes.min(dim=3).values.clamp(max=0).neg(), budget[rows])
         change = torch.maximum(change, _knapsack_minimum(changes, geo.radii[rows], radius[rows]))
     linear = const + (coef * center[rows].unsqueeze(1)).flatten(2).sum(2) + change
     linear = linear.masked_fill(~need.gather(1, classes), -math.inf)
@@ -65,19 +69,17 @@ def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach
 
 
 def _patch_changes(coef: torch.Tensor, vocab: Vocabulary, geo: Geometry, reach: torch.Tensor,
-                   rows: torch.Tensor) -> torch.Tensor:
-    """Per image, patch, spec and token (N x P x S x K) the change of ``coef . image`` when that patch alone
-    takes the token (``inf`` where it is not reachable; 0 for its own token)."""
+                   rows: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Per patch, per image, spec and token (N x S x K) the change of ``coef . image`` when that patch alone
+    takes the token (``inf`` where it is not reachable; 0 for its own token), one patch at a time."""
     n, specs = coef.shape[:2]
     grad = patchify(coef.reshape(n * specs, *coef.shape[2:]), vocab.patch_size, vocab.mode)
     grad = grad.view(n, specs, *grad.shape[1:])  # N x S x P x d
     own = geo.own()[rows]
-    out = torch.empty(n, grad.shape[2], specs, geo.tables.shape[1], dtype=coef.dtype)
-    for p in range(grad.shape[2]):  # one patch at a time: N x S x K
+    for p in range(grad.shape[2]):
         change = torch.einsum("nsd,kd->nsk", grad[:, :, p], geo.tables[p]) - torch.einsum(
             "nsd,nd->ns", grad[:, :, p], own[:, p]).unsqueeze(2)
-        out[:, p] = change.masked_fill(~reach[rows, p].unsqueeze(1), math.inf)
-    return out
+        yield change.masked_fill(~reach[rows, p].unsqueeze(1), math.inf)
 
 
 KNAPSACK_MULTIPLIERS = torch.logspace(-6, 6, 49, dtype=torch.float64)
