@@ -17,15 +17,13 @@ the proved and the open), so the interval is sound either way.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
-from .cells import cell_distances
 from .flipsearch.adversarial import SearchSettings, Settings, token_search
-from .flipsearch.candidates import Flips, candidate_flips, dim_scale, patch_tables
+from .flipsearch.candidates import Flips, candidate_flips, exact_costs
 from .flipsearch.search import margins
 from .models import DiscreteClassifier
 from .setcert import (
@@ -38,7 +36,6 @@ from .setcert import (
     linear_margin_bounds,
 )
 from .study import CLOSED_BRACKET
-from .tokens import unpatchify
 from .units import norms
 
 
@@ -242,22 +239,11 @@ class _Problem:
         deployed model with exactly these tokens."""
         changed = torch.nonzero(assignment != self.own).flatten()
         patches = self.flips.patches[self.image]
-        scales = dim_scale(self.model.vocab, self.scale, patches.shape[0], patches.shape[1])
-        tables = patch_tables(self.model.vocab)
-        per_group = patches.shape[0] // len(tables)
-        points = patches.clone()
-        lower = 0.0
-        for q in changed.tolist():
-            cells = cell_distances(patches[q:q + 1], tables[q // per_group], assignment[q:q + 1], scales[q])
-            if not math.isfinite(float(cells.upper[0])):
-                return None
-            lower += float(cells.lower[0]) ** 2
-            points[q] = cells.points[0]
-        if lower > rho * rho:
+        cells = exact_costs(patches[changed], changed, assignment[changed], self.model.vocab, self.scale,
+                            patches.shape[0])
+        if not torch.isfinite(cells.upper).all() or float(cells.lower.square().sum()) > rho * rho:
             return None
-        vocab = self.model.vocab
-        image = unpatchify(points.unsqueeze(0), vocab.patch_size, vocab.mode, vocab.channels,
-                           self.x.shape[-2:])[0].to(torch.float32)
+        image = self.flips.moved(self.image, changed, cells.points, self.model.vocab, tuple(self.x.shape))
         device = next(self.model.net.parameters()).device
         with torch.no_grad():
             if int(self.model(image.unsqueeze(0).to(device)).argmax(1)[0]) == self.label:

@@ -57,15 +57,18 @@ def own_tokens(radii: torch.Tensor) -> torch.Tensor:
 
 def patch_geometry(image: torch.Tensor, vocab: Vocabulary, scale: torch.Tensor | None = None) -> PatchGeometry:
     """Geometry of a single C x H x W image in [0,1] (float64 inside)."""
-    c = image.shape[0]
     patches, radii, tables = token_radii(image.unsqueeze(0), vocab, scale)
     patches, radii = patches[0], radii[0]
-    s = torch.ones(c, dtype=torch.float64) if scale is None else scale.to(torch.float64)
+    return PatchGeometry(patches, own_tokens(radii), radii, tables, dim_scale(vocab, scale, *patches.shape))
+
+
+def dim_scale(vocab: Vocabulary, scale: torch.Tensor | None, num_patches: int, d: int) -> torch.Tensor:
+    """The per-dimension unit scale of every patch (P x d, float64)."""
+    c = vocab.channels
+    s = torch.ones(c, dtype=torch.float64) if scale is None else scale.to(torch.float64).cpu()
     if vocab.mode == "joint":
-        dim_scale = s.repeat_interleave(patches.shape[1] // c).expand(patches.shape[0], -1)
-    else:
-        dim_scale = s.repeat_interleave(patches.shape[0] // c).unsqueeze(1).expand(-1, patches.shape[1])
-    return PatchGeometry(patches, own_tokens(radii), radii, tables, dim_scale)
+        return s.repeat_interleave(d // c).expand(num_patches, -1)
+    return s.repeat_interleave(num_patches // c).unsqueeze(1).expand(-1, d)
 
 
 def tokenized_patches(geometry: PatchGeometry) -> torch.Tensor:

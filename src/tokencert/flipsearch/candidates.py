@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..cells import cell_distances
-from ..flips import own_tokens, token_radii
+from ..cells import CellDistances, cell_distances
+from ..flips import dim_scale, own_tokens, token_radii
 from ..tokens import unique_rows, unpatchify
 from ..vocab import Vocabulary
 
@@ -37,27 +37,44 @@ class Flips:
         return unpatchify(patches, vocab.patch_size, vocab.mode, vocab.channels, shape[-2:])
 
     def realise(self, image: int, flips: torch.Tensor, vocab: Vocabulary, shape: tuple[int, ...]) -> torch.Tensor:
-        """Image ``image`` with the candidate flips ``flips`` (indices into its F) moved to their points:
-        C x H x W float32, every other patch bit for bit the original."""
+        """Image ``image`` with the candidate flips ``flips`` (indices into its F) moved to their points."""
+        return self.moved(image, self.patch[image, flips], self.point[image, flips], vocab, shape)
+
+    def moved(self, image: int, patch: torch.Tensor, points: torch.Tensor, vocab: Vocabulary,
+              shape: tuple[int, ...]) -> torch.Tensor:
+        """Image ``image`` with patches ``patch`` replaced by ``points``: C x H x W float32, every other patch
+        bit for bit the original."""
         patches = self.patches[image].clone()
-        patches[self.patch[image, flips]] = self.point[image, flips]
+        patches[patch] = points
         out = unpatchify(patches.unsqueeze(0), vocab.patch_size, vocab.mode, vocab.channels, shape[-2:])[0]
         return out.to(torch.float32)
-
-
-def dim_scale(vocab: Vocabulary, scale: torch.Tensor | None, num_patches: int, d: int) -> torch.Tensor:
-    """The per-dimension unit scale of every patch (P x d, float64)."""
-    c = vocab.channels
-    s = torch.ones(c, dtype=torch.float64) if scale is None else scale.to(torch.float64).cpu()
-    if vocab.mode == "joint":
-        return s.repeat_interleave(d // c).expand(num_patches, -1)
-    return s.repeat_interleave(num_patches // c).unsqueeze(1).expand(-1, d)
 
 
 def patch_tables(vocab: Vocabulary) -> list[torch.Tensor]:
     """The token table of each group of patches sharing a table and a unit scale (one in joint mode, one
     per channel otherwise; patch ``p`` belongs to group ``p // (P / groups)``)."""
     return [vocab.tokens] if vocab.mode == "joint" else list(vocab.tables(per_channel=True))
+
+
+def exact_costs(x: torch.Tensor, patch: torch.Tensor, token: torch.Tensor, vocab: Vocabulary,
+                scale: torch.Tensor | None, num_patches: int) -> CellDistances:
+    """Cell distances of M patches ``x`` (M x d, patch indices ``patch`` of images with ``num_patches``) to
+    tokens ``token``, each with its patch's token table and unit scale; distinct pairs solved once."""
+    d = x.shape[1]
+    out = CellDistances(torch.zeros(len(x), dtype=torch.float64), torch.full((len(x),), torch.inf, dtype=torch.float64),
+                        torch.zeros(len(x), d, dtype=torch.float64))
+    scales = dim_scale(vocab, scale, num_patches, d)
+    tables = patch_tables(vocab)
+    group = patch // (num_patches // len(tables))  # the patch's token table and unit scale
+    for g, table in enumerate(tables):
+        rows = torch.nonzero(group == g).flatten()
+        if rows.numel() == 0:
+            continue
+        distinct, inverse = unique_rows(torch.cat([x[rows], token[rows].unsqueeze(1).double()], dim=1))
+        cells = cell_distances(distinct[:, :d], table, distinct[:, d].long(), scales[patch[rows[0]]])
+        out.lower[rows], out.upper[rows] = cells.lower[inverse], cells.upper[inverse]
+        out.points[rows] = cells.points[inverse]
+    return out
 
 
 def candidate_flips(images: torch.Tensor, vocab: Vocabulary, scale: torch.Tensor | None, max_radius: float,
@@ -72,21 +89,9 @@ def candidate_flips(images: torch.Tensor, vocab: Vocabulary, scale: torch.Tensor
     keep = torch.isfinite(r) & (r <= max_radius)
     image_idx, patch_idx, slot = torch.nonzero(keep, as_tuple=True)
     token_idx = token[image_idx, patch_idx, slot]
-    scales = dim_scale(vocab, scale, num, d)
-    lower = torch.zeros(len(image_idx), dtype=torch.float64)
-    upper = torch.full((len(image_idx),), torch.inf, dtype=torch.float64)
-    point = torch.zeros(len(image_idx), d, dtype=torch.float64)
-    tables_by_group = patch_tables(vocab)
-    group = patch_idx // (num // len(tables_by_group))  # the patch's token table and unit scale
-    for g, table in enumerate(tables_by_group):
-        rows = torch.nonzero(group == g).flatten()
-        if rows.numel() == 0:
-            continue
-        key = torch.cat([patches[image_idx[rows], patch_idx[rows]], token_idx[rows].unsqueeze(1).double()], dim=1)
-        distinct, inverse = unique_rows(key)
-        cells = cell_distances(distinct[:, :d], table, distinct[:, d].long(), scales[patch_idx[rows[0]]])
-        lower[rows], upper[rows], point[rows] = cells.lower[inverse], cells.upper[inverse], cells.points[inverse]
-    lower = torch.maximum(lower, radii[image_idx, patch_idx, token_idx])
+    cells = exact_costs(patches[image_idx, patch_idx], patch_idx, token_idx, vocab, scale, num)
+    upper, point = cells.upper, cells.points
+    lower = torch.maximum(cells.lower, radii[image_idx, patch_idx, token_idx])
     counts = torch.bincount(image_idx, minlength=n)
     width = int(counts.max()) if n and len(image_idx) else 0
     slot = torch.arange(len(image_idx)) - torch.cumsum(counts, 0).sub(counts)[image_idx]
