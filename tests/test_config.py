@@ -206,11 +206,18 @@ def test_a_recipe_cannot_take_a_shorthand_name(params):
                                {"noise-0.5": {"input": "pixels", "objective": "standard"}}))
 
 
-def test_a_recipe_restricted_to_datasets_outside_the_study_is_said(params):
-    plan = tc.resolve_plan(broken(params, "study.datasets", ["twin"]) | {
-        "datasets": {**params["datasets"], "twin": {"source": "alias", "of": "mnist5k", "channels": 1,
-                                                      "image_size": 28}}})
+def test_defenses_follow_the_dataset_and_restrictions_are_said(params):
+    twin = {"source": "alias", "of": "mnist5k", "channels": 1, "image_size": 28}
+    own = broken(params, "study.datasets", ["twin"]) | {"datasets": {**params["datasets"], "twin": twin}}
+    plan = tc.resolve_plan(own)
+    assert set(params["classifiers"]["recipes"]) <= set(plan.datasets["twin"].models)
+    assert plan.notes == () and tc.resolve_plan(params).notes == ()
+    restricted = broken(own, "classifiers.recipes.pgd-at.datasets", ["mnist5k"])
+    plan = tc.resolve_plan(restricted)
     assert "pgd-at" not in plan.datasets["twin"].models
-    assert "note: classifiers.recipes.pgd-at is restricted to datasets ['mnist5k'], none of which the study runs " \
-           "(study.datasets ['twin']): it is not trained, attacked or reported" in plan.notes
-    assert tc.resolve_plan(params).notes == ()
+    assert plan.notes == ("note: classifiers.recipes.pgd-at is restricted to datasets ['mnist5k'], none of which "
+                          "the study runs (study.datasets ['twin']): it is not trained, attacked or reported",)
+    both = tc.resolve_plan(broken(restricted, "study.datasets", ["mnist5k", "twin"]))
+    assert "pgd-at" in both.datasets["mnist5k"].models and "pgd-at" not in both.datasets["twin"].models
+    assert both.notes == ("note: classifiers.recipes.pgd-at is restricted to datasets ['mnist5k']: "
+                          "not trained on ['twin']",)

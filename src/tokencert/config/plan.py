@@ -126,12 +126,23 @@ def resolve_plan(config: Mapping[str, Any]) -> Plan:
 
 
 def restricted_recipes(config: Mapping[str, Any]) -> list[str]:
-    """One line per recipe whose ``datasets`` hold none of the study's: it is trained nowhere (a config
-    stacked on ``params.yaml`` inherits its recipes, so this is said, not refused)."""
+    """One line per recipe whose ``datasets`` leave out a dataset of the study: trained on fewer of them,
+    or nowhere (a config stacked on ``params.yaml`` inherits its recipes, so this is said, not refused).
+    Printed at start-up and in the report's run settings."""
     study = config["study"]["datasets"]
     sections = [("recipes", config["classifiers"].get("recipes", {}) if config["classifiers"].get("defenses", True)
                  else {}), ("external", config["classifiers"].get("external", {}))]
-    return [f"note: classifiers.{kind}.{name} is restricted to datasets {spec['datasets']}, none of which the study "
-            f"runs (study.datasets {study}): it is not trained, attacked or reported"
-            for kind, section in sections for name, spec in section.items()
-            if "datasets" in spec and not set(spec["datasets"]) & set(study)]
+    out = []
+    for kind, section in sections:
+        for name, spec in section.items():
+            left_out = [d for d in study if d not in spec.get("datasets", study)]
+            if not left_out:
+                continue
+            key = f"classifiers.{kind}.{name}"
+            if len(left_out) == len(study):
+                out.append(f"note: {key} is restricted to datasets {spec['datasets']}, none of which the study "
+                           f"runs (study.datasets {study}): it is not trained, attacked or reported")
+            else:
+                out.append(f"note: {key} is restricted to datasets {spec['datasets']}: "
+                           f"not trained on {left_out}")
+    return out

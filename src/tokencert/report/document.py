@@ -171,7 +171,8 @@ def latex_units(units: str) -> str:
 
 
 def run_settings(results: list[DatasetResults], plan: Plan) -> list[str]:
-    """What this run did, per dataset: data, architecture and epochs, smoothing samples, attack budget."""
+    """What this run did, per dataset: data, architecture and epochs, smoothing samples, attack budget;
+    then the recipes restricted to some of the study's datasets (the plan's notes)."""
     out = []
     attacks, pgd = plan.config["attacks"], plan.config["attacks"].get("pgd", {})
     for d in results:
@@ -186,7 +187,7 @@ def run_settings(results: list[DatasetResults], plan: Plan) -> list[str]:
                    f"(no certified radius can exceed {max_radius(1.0, smooth['n'], smooth['alpha']):.2f} sigma); "
                    f"attacks on {attacks['n_images']} test images (PGD {pgd.get('steps', 50)} steps, "
                    f"{plural(pgd.get('restarts', 1), 'restart')}).")
-    return out
+    return out + [note.removeprefix("note: ") + "." for note in plan.notes]
 
 
 def compile_pdf(tex: Path) -> Path:
