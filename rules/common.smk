@@ -1,9 +1,11 @@
 # The study plan, resolved once by the tokencert package, and the input functions the rules share.
+import os
 import re
 import sys
 
 import tokencert.config as tc
 from tokencert.certificates import CERTIFICATES, applies, by_folder
+from tokencert.data import DatasetError, check_declaration
 from tokencert.provenance import code_hash
 from tokencert.study import ATTACKS, OBJECTIVE_CODE, WORST
 
@@ -14,6 +16,11 @@ try:
 except tc.ConfigError as exc:
     sys.exit(" ".join(str(exc).split()))  # one line naming the key, before any job runs
 DATASETS = list(PLAN.datasets)
+for name in DATASETS:  # a local image folder's path, checksum and first image, before any job
+    try:
+        check_declaration(name, config["datasets"][name], os.path.exists(f"data/{name}/manifest.json"))
+    except DatasetError as exc:
+        sys.exit(" ".join(str(exc).split()))
 for note in PLAN.notes:  # what the parameters leave out, one line each (not an error: stacked configs)
     print(note, file=sys.stderr)
 

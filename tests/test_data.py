@@ -208,6 +208,21 @@ def test_limits_take_stratified_subsets(tmp_path):
     assert torch.bincount(splits["train"].labels).tolist() == [2, 2]
 
 
+def test_limits_decode_only_the_images_they_keep(tmp_path, monkeypatch):
+    import tokencert.data.imagefolder as imagefolder
+    folder = make_imagefolder(tmp_path / "src", per_class=(6, 3))
+    _, whole = build(spec(folder), tmp_path)
+    decoded = []
+    real = imagefolder._decode
+    monkeypatch.setattr(imagefolder, "_decode", lambda name, *a: decoded.append(name) or real(name, *a))
+    _, kept = build(spec(folder, limit_train=4, limit_test=2), tmp_path)
+    assert len(decoded) == 6  # of 18
+    for key, limit in (("train", 4), ("test", 2)):  # the same subset as decoding everything, then selecting
+        chosen = stratified_indices(whole[key].labels, limit, 0)
+        assert torch.equal(kept[key].images, whole[key].images[chosen])
+        assert torch.equal(kept[key].labels, whole[key].labels[chosen])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATASETS.is_dir(), reason="needs ../shared/datasets")
 @pytest.mark.parametrize(
@@ -361,3 +376,30 @@ def test_macos_leftovers_are_skipped_unread_and_listed(tmp_path, caplog):
     assert splits["train"].labels.numel() == 6
     assert any("skipped 2 non-image member(s) unread" in r.getMessage() and "__MACOSX/ds/train/cat/._0.png"
                in r.getMessage() for r in caplog.records)
+
+
+def test_startup_checks_a_local_folder_in_one_line_naming_the_key(tmp_path):
+    from tokencert.data import check_declaration
+    archive = make_tar(make_imagefolder(tmp_path / "src", size=8), tmp_path / "ds.tar.gz")
+    check_declaration("toy", spec(archive), built=False)
+    with pytest.raises(DatasetError, match=r"^datasets\.toy\.image_size 16: .*ds\.tar\.gz:ds/test/ant/0\.png: "
+                                           r"image size 8x8, expected 16x16$"):
+        check_declaration("toy", spec(archive, image_size=16), built=False)
+    with pytest.raises(DatasetError, match=r"^datasets\.toy\.channels 3: .*image mode L but the dataset declares 3"):
+        check_declaration("toy", spec(archive, channels=3), built=True)
+    with pytest.raises(DatasetError, match=r"^datasets\.toy\.sha256: .*sha256 mismatch"):
+        check_declaration("toy", spec(archive, sha256="0" * 64), built=False)
+    check_declaration("toy", spec(archive, sha256="0" * 64), built=True)  # the data job checked it when it built
+    with pytest.raises(DatasetError, match=r"^datasets\.toy\.path: .*nope\.tar\.gz does not exist$"):
+        check_declaration("toy", spec(tmp_path / "nope.tar.gz"), built=False)
+    check_declaration("toy", spec(tmp_path / "nope.tar.gz"), built=True)  # built from it; the archive moved away
+    (tmp_path / "ds.rar").touch()
+    with pytest.raises(DatasetError, match=r"^datasets\.toy\.path: .*ds\.rar is not a directory or"):
+        check_declaration("toy", spec(tmp_path / "ds.rar"), built=False)
+    check_declaration("toy", {"source": "torchvision", "name": "MNIST", "channels": 1, "image_size": 28}, False)
+
+
+def test_the_data_job_names_the_key_of_a_wrong_declaration(tmp_path):
+    folder = make_imagefolder(tmp_path / "src", size=8)
+    with pytest.raises(DatasetError, match=r"^datasets\.toy\.image_size 9: .*image size 8x8, expected 9x9$"):
+        build(spec(folder, image_size=9), tmp_path)

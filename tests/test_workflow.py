@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.figure_checks import assert_legible
+from tests.helpers import make_imagefolder, make_tar
 from tests.workflow_copy import copy_workflow, snakemake
 from tokencert.certificates import CERTIFICATES
 from tokencert.config import deep_merge, resolve_plan
@@ -185,19 +186,35 @@ def test_the_report_shows_only_what_the_plan_ran(tiny_run):
 def test_bad_dataset_fails_cleanly(tmp_path):
     """What only the data job can find fails that job with one line on the console; the log keeps the details."""
     work = copy_workflow(tmp_path / "wf")
-    (work / "archive.tar.gz").write_bytes(b"not a gzip stream")
+    folder = make_imagefolder(tmp_path / "src", size=28)
+    shutil.rmtree(folder / "test" / "ant")  # found when the whole archive is read: the splits' classes differ
+    make_tar(folder, work / "archive.tar.gz")
     (work / "bad.yaml").write_text(
         "datasets:\n  broken:\n    source: imagefolder\n    path: archive.tar.gz\n"
         "    channels: 1\n    image_size: 28\nstudy:\n  datasets: [broken]\n"
     )
     proc = snakemake(work, "--cores", "1", "--configfile", "bad.yaml", "--until", "data", check=False)
     assert proc.returncode != 0
+    message = "archive.tar.gz: train classes ['ant', 'cat'] differ from test classes ['cat']"
     log = (work / "logs/data/broken.log").read_text()
-    assert "archive.tar.gz: corrupt or truncated archive" in log and "Traceback" in log
+    assert message in log and "Traceback" in log
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("rule data: DatasetError:")]
-    assert "archive.tar.gz: corrupt or truncated archive" in line and "logs/data/broken.log" in line
+    assert message in line and "logs/data/broken.log" in line
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (work / "data/broken").exists() or not any((work / "data/broken").iterdir())
+
+
+def test_a_wrong_declaration_stops_at_startup_naming_the_key(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    make_tar(make_imagefolder(tmp_path / "src", size=28), work / "archive.tar.gz")
+    (work / "mine.yaml").write_text(
+        "datasets:\n  mine:\n    source: imagefolder\n    path: archive.tar.gz\n"
+        "    channels: 1\n    image_size: 32\nstudy:\n  datasets: [mine]\n"
+    )
+    proc = snakemake(work, "--cores", "1", "--configfile", "mine.yaml", check=False)
+    assert proc.returncode != 0 and not (work / "logs").exists()  # no job ran
+    (line,) = [x for x in proc.stderr.splitlines() if "datasets.mine" in x]
+    assert line.startswith("datasets.mine.image_size 32: archive.tar.gz:ds/") and "expected 32x32" in line
 
 
 def test_invalid_params_stop_at_startup(tmp_path):

