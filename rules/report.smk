@@ -3,6 +3,8 @@
 import shutil
 from pathlib import Path
 
+from tokencert.report.tables import pdf_table_names
+
 BUILD_PDF = shutil.which("latexmk") is not None
 REPORT_FIGURES = [f"results/report/figures/{d}-{k}" for d in DATASETS for k in PLAN.report.figures]
 CAPTIONS = "../report/captions"  # one text per figure kind and table: the HTML and the PDF report
@@ -14,8 +16,9 @@ rule report:
         unpack(report_inputs),
         captions=sorted(str(p) for p in Path(workflow.basedir, "report", "captions").glob("*.rst")),
     output:
-        tables=[f"results/report/tables/{t}.tex" for t in ("main", "landscape", "vocab", "cost")],
-        # the HTML report shows rendered tables, the PDF the LaTeX ones
+        # the PDF's LaTeX tables, the main table and the landscape per dataset (readable at print size);
+        # the HTML report shows rendered, whole tables
+        tables=[f"results/report/tables/{t}.tex" for t in pdf_table_names(DATASETS)],
         html_tables=[
             report(f"results/report/tables/{t}.html", caption=f"{CAPTIONS}/{t}_table.rst", category="Tables")
             for t in ("main", "landscape", "vocab", "cost")
@@ -29,7 +32,8 @@ rule report:
         tex="results/report/report.tex",
         metrics="results/report/metrics.json",
         pdf=(
-            [report("results/report/report.pdf", caption=f"{CAPTIONS}/report_pdf.rst", category="Report")]
+            [report("results/report/report.pdf", caption=f"{CAPTIONS}/report_pdf.rst", category="Report"),
+             "results/report/report.log"]  # LaTeX's log: the tables' font sizes, LaTeX's warnings
             if BUILD_PDF
             else []
         ),

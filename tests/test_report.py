@@ -44,7 +44,7 @@ def test_missing_results_render_as_dashes(tmp_path):
     assert [r["classifier"] for r in rows] == ["Discrete (gauss)", "Baseline", *smoothed]
     assert all(v == "-" for r in rows for k, v in r.items() if k not in ("dataset", "units", "eps", "classifier"))
     tex = tables.render("table.tex", rows=rows, columns=tables.main_columns(rows, 0.05))
-    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\\") == len(rows) + 1
+    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count("\\\\\n") == len(rows) + 1
 
 
 def test_study_eps_follows_the_data():
@@ -96,7 +96,9 @@ def test_reproduce_section_compares_both_units_with_the_study():
     assert "not enough results" in reproduce.verdict(missing)[0]
     tex = tables.render("report.tex", radius="0.05", units={"m": "pixel"}, figures=[], findings=[], captions={
                             k: "c" for k in ("main_table", "landscape_table", "vocab_table", "cost_table")},
-                        settings=["s"], models="baseline", study=[(c, rows, reproduce.verdict(c))])
+                        settings=["s"], models="baseline", study=[(c, rows, reproduce.verdict(c))],
+                        datasets=["m"], tables={"main": ["main-m"], "landscape": ["landscape-m-radii"]},
+                        landscape_parts=1)
     assert r"\section*{Reproducing the study}" in tex and "Ours, normalized units" in tex
 
 
@@ -234,7 +236,7 @@ def test_main_table_names_eps_and_radius_and_gives_smoothing_to_the_smoothed_cla
     columns = dict(tables.main_columns(rows, 0.05))
     assert columns["worst"] == "Worst-case acc. @ eps = 4" and columns["r0"] == "R_0 cert. acc. @ r = 0.05"
     tex = tables.render("table.tex", rows=rows, columns=list(columns.items()))
-    assert r"@ $\varepsilon$ = 4" in tex and "$R_0$ cert. acc. @ r = 0.05" in tex
+    assert r"@ $\varepsilon$ = 4" in tex and r"$R_0$ cert. acc.\\@ r = 0.05" in tex
     page = tables.html(rows, list(columns.items()), "caption <b>")
     assert page.count("<tr>") == len(rows) + 1 and "<table>" in page and "caption &lt;b&gt;" in page
     assert chance_level(0.10, 10) and chance_level(0.149, 10) and not chance_level(0.16, 10)
@@ -280,7 +282,7 @@ def test_landscape_gives_each_classifier_its_best_certificate_and_worst_case_at_
     columns = dict(tables.landscape_columns([d]))
     assert columns["cert2"] == "Certified @ r = 1.58" and columns["worst0"] == "Worst-case @ r = 0.5"
     assert {r["classifier"]: r for r in rows}["discrete-gauss"]["cert0"] == "50.00 % (det.)"
-    assert tables.render("table.tex", rows=rows, columns=list(columns.items())).count(r"\\") == len(rows) + 1
+    assert tables.render("table.tex", rows=rows, columns=list(columns.items())).count("\\\\\n") == len(rows) + 1
 
 
 def test_run_settings_say_which_datasets_a_restricted_defense_leaves_out():
@@ -292,3 +294,23 @@ def test_run_settings_say_which_datasets_a_restricted_defense_leaves_out():
     lines = run_settings([DatasetResults("mnist5k", manifest)], plan(config))
     assert lines[-1] == "classifiers.recipes.trades is restricted to datasets ['mnist5k']: not trained on ['twin']."
     assert len(run_settings([DatasetResults("mnist5k", manifest)], plan())) == 1
+
+
+def test_pdf_tables_are_split_per_dataset_with_wrapped_titles():
+    assert tables.latex_title("Worst-case acc. @ eps = 4") == \
+        r"\begin{tabular}[b]{@{}l@{}}Worst-case acc.\\@ $\varepsilon$ = 4\end{tabular}"
+    assert tables.latex_title("Clean acc.") == "Clean acc." and tables.latex_title("") == ""
+    columns = [("dataset", "Dataset"), ("units", "Units"), ("classifier", "Classifier"), ("input", "Input"),
+               ("objective", "Objective"), ("clean", "Clean acc."), ("cert0", "Certified"), ("worst0", "Worst"),
+               ("worst_eps", "Worst @ study eps"), ("bracket", "Bracket"), ("closed", "Closed"), ("seconds", "s")]
+    rows = [{k: f"{d}-{k}" for k, _ in columns} | {"dataset": d} for d in ("a", "b", "a")]
+    parts = tables.pdf_parts("landscape", rows, columns, ["a", "b"])
+    assert [name for name, _, _ in parts] == tables.pdf_table_names(["a", "b"])[2:6]
+    name, mine, radii = parts[0]
+    assert name == "landscape-a-radii" and [r["dataset"] for r in mine] == ["a", "a"]
+    assert [k for k, _ in radii] == ["classifier", "input", "objective", "clean", "cert0", "worst0"]
+    assert [k for k, _ in parts[1][2]] == ["classifier", "input", "objective", "worst_eps", "bracket", "closed",
+                                           "seconds"]
+    assert [(n, len(r)) for n, r, _ in tables.pdf_parts("main", rows, columns, ["a", "b"])] == [("main-a", 2),
+                                                                                              ("main-b", 1)]
+    assert tables.pdf_parts("vocab", rows, columns, ["a", "b"]) == [("vocab", rows, columns)]

@@ -19,6 +19,7 @@ from tokencert.certificates import CERTIFICATES
 from tokencert.config import deep_merge, resolve_plan
 from tokencert.report import figures
 from tokencert.report.collect import collect
+from tokencert.report.document import table_font_sizes
 from tokencert.study import FIGURE_KINDS
 
 
@@ -51,7 +52,8 @@ def test_tiny_workflow_runs_end_to_end(tiny_run):
 def test_tiny_workflow_builds_the_report(tiny_run):
     work, _ = tiny_run
     report = work / "results/report"
-    for name in ("tables/main.tex", "tables/landscape.tex", "tables/vocab.tex", "tables/cost.tex", "report.tex",
+    for name in ("tables/main-mnist5k.tex", "tables/landscape-mnist5k-radii.tex", "tables/vocab.tex",
+                 "tables/landscape-mnist5k-evaluation.tex", "tables/cost.tex", "report.tex",
                  "metrics.json",
                  "figures/mnist5k-certified.png", "figures/mnist5k-robust.pdf", "figures/mnist5k-examples.png"):
         assert (report / name).is_file(), name
@@ -73,13 +75,17 @@ def test_tiny_workflow_builds_the_report(tiny_run):
         fig = figures.make(kind, d, resolve_plan(config))
         assert_legible(fig, kind)
         plt.close(fig)
-    main = (report / "tables/main.tex").read_text()
-    assert r"Worst-case acc. @ $\varepsilon$ = 4" in main and "$R_0$ cert. acc. @ r = 0.05" in main
+    main = (report / "tables/main-mnist5k.tex").read_text()
+    assert r"Worst-case acc.\\@ $\varepsilon$ = 4" in main and r"$R_0$ cert. acc.\\@ r = 0.05" in main
+    assert "mnist5k" not in main  # the PDF's tables are per dataset: its name and units are the heading
     assert "eps = 4" in (report / "tables/main.md").read_text()
     if shutil.which("latexmk") is None:
         assert not os.environ.get("CI"), "CI must install LaTeX and build the PDF"
         pytest.skip("latexmk not installed: the PDF is not built")
     assert (report / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    fonts = table_font_sizes((report / "report.log").read_text(errors="replace"))  # every table readable in print
+    assert set(fonts) == {"main-mnist5k", "landscape-mnist5k-radii", "landscape-mnist5k-evaluation", "vocab", "cost"}
+    assert min(fonts.values()) >= 7.0, fonts
     snakemake(work, "--report", "report.html", "--configfile", "config/tiny.yaml")
     html = (work / "report.html").read_text(errors="replace")
     assert "mnist5k-certified.png" in html

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import subprocess
 import tempfile
@@ -117,14 +118,19 @@ def build(plan: Plan, files: Mapping[str, Sequence[str | Path]], out_dir: Path, 
     radius = plan.report.cert_radius
     written: dict[str, list[Path]] = {"tables": [], "figures": []}
     main_rows, vocab_rows = tables.main_rows(results, plan), tables.vocab_rows(results, plan)
+    pdf_tables: dict[str, list[str]] = {}
     for name, rows, columns in (("main", main_rows, tables.main_columns(main_rows, radius)),
                                 ("landscape", tables.landscape_rows(results, plan), tables.landscape_columns(results)),
                                 ("vocab", vocab_rows, tables.vocab_columns(vocab_rows)),
                                 ("cost", tables.cost_rows(results), tables.COST_COLUMNS)):
         stem = out_dir / "tables" / name
-        write_text(stem.with_suffix(".tex"), tables.render("table.tex", rows=rows, columns=columns))
         write_text(stem.with_suffix(".html"), tables.html(rows, columns, caption(f"{name}_table", captions_dir)))
-        written["tables"] += [stem.with_suffix(".tex"), stem.with_suffix(".html")]
+        written["tables"].append(stem.with_suffix(".html"))
+        for stem, part_rows, part_columns in tables.pdf_parts(name, rows, columns, [d.name for d in results]):
+            write_text(out_dir / "tables" / f"{stem}.tex", tables.render("table.tex", rows=part_rows,
+                                                                          columns=part_columns))
+            written["tables"].append(out_dir / "tables" / f"{stem}.tex")
+            pdf_tables.setdefault(name, []).append(stem)
     main_md = out_dir / "tables" / "main.md"
     write_text(main_md, tables.markdown(main_rows, tables.main_columns(main_rows, radius)))
     written["tables"].append(main_md)
@@ -143,12 +149,14 @@ def build(plan: Plan, files: Mapping[str, Sequence[str | Path]], out_dir: Path, 
                 for kind in (*plan.report.figures, "main_table", "landscape_table", "vocab_table", "cost_table")}
     tex = tables.render("report.tex", radius=f"{radius:g}", units=units, captions=captions,
                         figures=figure_names, findings=findings(results, plan), study=study,
-                        settings=[tables.latex_escape(s) for s in run_settings(results, plan)],
+                        settings=[tables.latex_escape(s) for s in run_settings(results, plan)], tables=pdf_tables,
+                        datasets=[d.name for d in results], landscape_parts=len(tables.LANDSCAPE_PARTS),
                         models=", ".join(plan.models))
     write_text(out_dir / "report.tex", tex)
     written["tex"] = [out_dir / "report.tex"]
     if pdf:
-        written["pdf"] = [compile_pdf(out_dir / "report.tex")]
+        pdf = compile_pdf(out_dir / "report.tex")
+        written["pdf"] = [pdf, pdf.with_suffix(".log")]
     return written
 
 
@@ -190,10 +198,19 @@ def run_settings(results: list[DatasetResults], plan: Plan) -> list[str]:
     return out + [note.removeprefix("note: ") + "." for note in plan.notes]
 
 
+TABLE_FONT = re.compile(r"^tokencert table (\S+): ([0-9.]+)pt$", re.M)
+"""The template's \\fittable reports each table's font size (10 pt, less when shrunk to the line width)."""
+
+
+def table_font_sizes(log: str) -> dict[str, float]:
+    """Font size in pt of every table of the PDF, from the LaTeX log (``report.log``)."""
+    return {name: float(size) for name, size in TABLE_FONT.findall(log)}
+
+
 def compile_pdf(tex: Path) -> Path:
     """``latexmk -pdf`` of the report, built in a temporary directory and moved into place only
-    when complete (a killed build leaves no half-written PDF nor auxiliary files behind);
-    raises with the LaTeX log on failure."""
+    when complete (a killed build leaves no half-written PDF nor auxiliary files behind), its LaTeX
+    log beside it (``report.log``: the tables' font sizes, LaTeX's warnings); raises with the log on failure."""
     if shutil.which("latexmk") is None:
         raise RuntimeError("latexmk not found: install a TeX distribution (see README) to build the PDF")
     target = tex.with_suffix(".pdf")
@@ -203,6 +220,7 @@ def compile_pdf(tex: Path) -> Path:
         built = Path(build) / target.name
         if proc.returncode != 0 or not built.is_file():
             raise RuntimeError(f"latexmk failed:\n{proc.stdout[-3000:]}")
-        with atomic_path(target) as tmp:
-            shutil.copyfile(built, tmp)
+        for source, dest in ((built.with_suffix(".log"), tex.with_suffix(".log")), (built, target)):
+            with atomic_path(dest) as tmp:
+                shutil.copyfile(source, tmp)
     return target

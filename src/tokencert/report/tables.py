@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,38 @@ def landscape_columns(results: list[DatasetResults]) -> list[tuple[str, str]]:
                    ("seconds", "Cert. s/image")]
 
 
+LANDSCAPE_PARTS = {"radii": ("clean", "cert", "worst"), "evaluation": ("worst_eps", "bracket", "closed", "seconds")}
+"""The landscape in the PDF: two tables per dataset, each with the classifier's name, input and objective."""
+LANDSCAPE_NAMES = ("classifier", "input", "objective")
+
+
+def pdf_parts(kind: str, rows: list[dict[str, str]], columns: Sequence[tuple[str, str]], datasets: Sequence[str]
+              ) -> list[tuple[str, list[dict[str, str]], list[tuple[str, str]]]]:
+    """Table ``kind`` split for the PDF (readable at print size): per dataset (its units, eps and radii
+    shared, so the dataset and units columns go to the heading), the landscape further into
+    ``LANDSCAPE_PARTS``; the others whole. Returns (name, rows, columns) per part (names:
+    :func:`pdf_table_names`)."""
+    if kind not in ("main", "landscape"):
+        return [(kind, rows, list(columns))]
+    kept = [(k, t) for k, t in columns if k not in ("dataset", "units")]
+    out = []
+    for dataset in datasets:
+        mine = [r for r in rows if r["dataset"] == dataset]
+        if kind == "main":
+            out.append((f"main-{dataset}", mine, kept))
+            continue
+        for part, keys in LANDSCAPE_PARTS.items():
+            out.append((f"landscape-{dataset}-{part}", mine, [(k, t) for k, t in kept if k in LANDSCAPE_NAMES
+                                                              or k.rstrip("0123456789") in keys]))
+    return out
+
+
+def pdf_table_names(datasets: Sequence[str]) -> list[str]:
+    """The LaTeX tables of the PDF, ``tables/<name>.tex`` (the report rule's outputs)."""
+    return ([f"main-{d}" for d in datasets] + [f"landscape-{d}-{p}" for d in datasets for p in LANDSCAPE_PARTS]
+            + ["vocab", "cost"])
+
+
 COST_COLUMNS = (("dataset", "Dataset"), ("method", "Method"), ("seconds", "Seconds per image"))
 
 
@@ -267,13 +300,21 @@ def environment() -> jinja2.Environment:
     )
 
 
+HEADER_WIDTH = 16  # characters per line of a LaTeX column title (titles wider than their cells set a table's width)
+
+
 def latex_title(title: str) -> str:
-    """A plain column title in LaTeX: symbols for sigma, eps, R_0 and R_2."""
-    text = latex_escape(title)
-    for plain, symbol in (("sigma", r"$\\sigma$"), ("eps", r"$\\varepsilon$"), (r"R\\_0", "$R_0$"),
-                          (r"R\\_2", "$R_2$")):
-        text = re.sub(rf"\b{plain}\b", symbol, text)
-    return text
+    """A plain column title in LaTeX: symbols for sigma, eps, R_0 and R_2, broken into lines of at most
+    ``HEADER_WIDTH`` characters, its ``@ <budget>`` on a line of its own (a bottom-aligned inner tabular)."""
+    name, at_sign, budget = title.partition(" @ ")
+    lines = []
+    for line in textwrap.wrap(name, HEADER_WIDTH, break_long_words=False) + ([f"@ {budget}"] if at_sign else []):
+        text = latex_escape(line)
+        for plain, symbol in (("sigma", r"$\\sigma$"), ("eps", r"$\\varepsilon$"), (r"R\\_0", "$R_0$"),
+                              (r"R\\_2", "$R_2$")):
+            text = re.sub(rf"\b{plain}\b", symbol, text)
+        lines.append(text)
+    return "".join(lines) if len(lines) <= 1 else r"\begin{tabular}[b]{@{}l@{}}" + r"\\".join(lines) + r"\end{tabular}"
 
 
 def html(rows: list[dict[str, str]], columns: Sequence[tuple[str, str]], caption: str) -> str:
