@@ -4,6 +4,7 @@ smoothing/attacks/exact -> report, with the plan and plumbing modules below ever
 from __future__ import annotations
 
 import fnmatch
+import re
 import tomllib
 
 from tests.helpers import REPO
@@ -96,3 +97,15 @@ def test_the_code_hash_is_the_same_in_every_process_and_follows_the_imports(tmp_
 
     closure = {p.name for p in import_closure([script])}
     assert "certify.py" in closure and "tables.py" not in closure and "geometry.py" not in closure
+
+
+def test_every_dependency_is_pinned_in_the_constraints_file():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+    names = {re.split(r"[<>=!\[ ;]", dep, maxsplit=1)[0].lower().replace("_", "-") for dep in wanted}
+    pinned = dict(line.lower().split("==") for line in (REPO / "constraints.txt").read_text().splitlines()
+                  if line and not line.startswith("#"))
+    assert names <= set(pinned), sorted(names - set(pinned))
+    assert pinned["torch"] == "2.14.1" and pinned["torchvision"] == "0.29.1"
+    assert "-c constraints.txt" in (REPO / "README.md").read_text() and "-c constraints.txt" in \
+        (REPO / ".ci/run").read_text()

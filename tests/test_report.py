@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -314,3 +316,27 @@ def test_pdf_tables_are_split_per_dataset_with_wrapped_titles():
     assert [(n, len(r)) for n, r, _ in tables.pdf_parts("main", rows, columns, ["a", "b"])] == [("main-a", 2),
                                                                                               ("main-b", 1)]
     assert tables.pdf_parts("vocab", rows, columns, ["a", "b"]) == [("vocab", rows, columns)]
+
+
+def test_findings_flag_chance_level_weak_base_classifiers_unattacked_radii_and_empty_brackets():
+    from tokencert.report.document import bracket_finding, classifier_findings
+    config = params()
+    config["smoothing"]["sigmas"], config["attacks"]["eps"] = [0.25], [1.0, 4.0]
+    d = DatasetResults("mnist5k", {"shape": [1, 28, 28], "classes": [str(c) for c in range(10)]})
+    d.models = {"baseline": {"test_accuracy": 0.98}, "noise-0.25": {"test_accuracy": 0.87},
+                "discrete-gauss": {"test_accuracy": 0.10}, "discrete-gauss-noise-0.25": {"test_accuracy": 0.05}}
+    d.attacks = {"baseline": {}}
+    text = classifier_findings(d, plan(config))
+    assert [t.split(":")[0] for t in text] == ["mnist5k, discrete-gauss", "mnist5k, discrete-gauss-noise-0.25",
+                                               "mnist5k, noise-0.25", "mnist5k"]
+    assert "SANITY WARNING: test accuracy 10.0 % is chance level for 10 classes" in text[0]
+    assert "clean test accuracy 87.0 %, 11.0 points below baseline (98.0 %)" in text[2]
+    assert not any("discrete-gauss-noise-0.25: clean" in t for t in text)  # its counterpart is at chance itself
+    assert "worst-case columns at r = 0.5, 1.58 are dashes: attacks.eps [1.0, 4.0]" in text[3]
+    d.models["noise-0.25"]["test_accuracy"] = 0.90  # within 10 points: nothing to say
+    config["attacks"]["eps"] = [0.5, 1.0, 1.58]
+    assert [t.split(":")[0] for t in classifier_findings(d, plan(config))] == [
+        "mnist5k, discrete-gauss", "mnist5k, discrete-gauss-noise-0.25"]
+    empty = {"acr": 0.0, "bracket": {"images_with_upper_bound": 0, "median_lower": math.nan}}
+    line = bracket_finding("mnist5k", "flipset", "Rset", empty)
+    assert "no attack found an adversarial example" in line and "nan" not in line

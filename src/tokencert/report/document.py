@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from ..certificates import CERTIFICATES
-from ..config import Plan
+from ..config import BASELINE, DISCRETE_PREFIX, Plan
 from ..io import atomic_path, write_json, write_text
 from ..models import resolve_arch
 from ..smoothing import chance_level, max_radius
-from ..study import WORST
+from ..study import STANDARD_RADII, WORST
 from ..units import describe
 from . import figures, reproduce, tables
 from .captions import caption, rst_to_latex
-from .collect import DatasetResults, collect
+from .collect import DatasetResults, collect, test_accuracy
 
 log = logging.getLogger("tokencert")
 
@@ -42,6 +42,7 @@ def findings(results: list[DatasetResults], plan: Plan) -> list[str]:
                                f"{100 * s['clean_accuracy']:.1f} % is chance level for {classes} classes: the "
                                f"smoothed classifier predicts (nearly) a constant, and its certified radii (ACR "
                                f"{s['acr']:.3f}) say nothing about robustness.")
+        out += classifier_findings(d, plan)
         sweep = [v for v in plan.sweep if v in d.certify]
         if len(sweep) > 1:
             parts = [f"K = {d.vocab[v]['K']}: mean {d.certify[v]['patch_cert']:.3f}, most common patch radius "
@@ -64,11 +65,49 @@ def findings(results: list[DatasetResults], plan: Plan) -> list[str]:
     return [tables.latex_escape(s).replace(r"\_", "_") if "$" in s else tables.latex_escape(s) for s in out]
 
 
+BASE_GAP = 0.10
+"""A smoothed classifier's base classifier more than this below its clean counterpart (same input) is said."""
+
+
+def classifier_findings(d: DatasetResults, plan: Plan) -> list[str]:
+    """Per classifier: a SANITY WARNING at chance level (any classifier: its robust and certified
+    accuracies say nothing); a base classifier of smoothing far below its clean counterpart; the
+    landscape's standard radii the attacks' eps grid leaves out (their worst-case cells are dashes)."""
+    out, classes = [], len(d.manifest.get("classes", []))
+    recipes = plan.datasets[d.name].recipes
+    for model in plan.datasets[d.name].models:
+        acc = test_accuracy(d, model)
+        if acc is not None and classes and chance_level(acc, classes):
+            out.append(f"{d.name}, {model}: SANITY WARNING: test accuracy {100 * acc:.1f} % is chance level for "
+                       f"{classes} classes: it predicts (nearly) a constant, so its robust and certified accuracies "
+                       "say nothing about robustness (training diverged or was too short).")
+    for model, sigma in plan.datasets[d.name].smoothed:
+        clean = DISCRETE_PREFIX + recipes[model].vocab if recipes[model].vocab else BASELINE
+        acc, ref = test_accuracy(d, model), test_accuracy(d, clean)
+        if acc is not None and ref is not None and acc < ref - BASE_GAP:
+            out.append(f"{d.name}, {model}: clean test accuracy {100 * acc:.1f} %, {100 * (ref - acc):.1f} points "
+                       f"below {clean} ({100 * ref:.1f} %): the base classifier smoothed at sigma {sigma:g} is far "
+                       "below its noise-free counterpart (more epochs or more training images usually close part "
+                       "of the gap), so its smoothed accuracies understate what noise training can reach.")
+    radii = STANDARD_RADII.get(tuple(d.manifest["shape"][:2]), ())
+    missing = [r for r in radii if tables.near(plan.eps, r) is None]
+    if missing and any(m in d.attacks for m in plan.datasets[d.name].models):
+        out.append(f"{d.name}: the landscape's worst-case columns at r = {', '.join(f'{r:.3g}' for r in missing)} "
+                   f"are dashes: attacks.eps {[float(f'{e:g}') for e in plan.eps]} does not hold "
+                   f"{'it' if len(missing) == 1 else 'them'} (add {'it' if len(missing) == 1 else 'them'} to attack "
+                   "there).")
+    return out
+
+
 def bracket_finding(dataset: str, model: str, name: str, s: dict[str, Any]) -> str:
     """One certificate's bracket in a sentence (``R_2`` also states ``R_0``'s ACR on the same images)."""
     b, acr = s["bracket"], f"{s['acr']:.4f} with {CERTIFICATES[name].label}"
     if "acr_r0" in s:
         acr = f"{s['acr_r0']:.4f} with $R_0$ and {acr}"
+    if not b["images_with_upper_bound"]:
+        return (f"{dataset}, {model}: mean certified radius (ACR) {acr}; no attack found an adversarial example "
+                "on its certified images within the largest eps, so no certified radius has an upper bound "
+                "(no bracket).")
     return (f"{dataset}, {model}: mean certified radius (ACR) {acr}; every certified radius stays below "
             f"the smallest adversarial perturbation the attacks found ({b['images_with_upper_bound']} images with a "
             f"verified adversarial example; median certified radius {b['median_lower']:.4f}, median smallest "

@@ -153,7 +153,7 @@ def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
     return rows
 
 
-def _near(grid: Sequence[float], point: float) -> int | None:
+def near(grid: Sequence[float], point: float) -> int | None:
     """Index of the grid value within 0.1 % of ``point`` (36/255 is written 0.1412)."""
     for i, g in enumerate(grid):
         if abs(g - point) <= 1e-3 * max(abs(point), 1e-12):
@@ -190,10 +190,10 @@ def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, An
         value, kind = max(((v, k) for v, k in options if v is not None), default=(None, "none"))
         out["certified"].append(value)
         out["certificate"].append(kind)
-        i = None if worst is None else _near(worst["eps"], r)
+        i = None if worst is None else near(worst["eps"], r)
         out["worst"].append(None if i is None else worst["robust_accuracy"][i])
     eps = study_eps(*d.manifest["shape"][:2])
-    i = None if worst is None or eps is None else _near(worst["eps"], eps)
+    i = None if worst is None or eps is None else near(worst["eps"], eps)
     out["study_eps"], out["worst_study_eps"] = eps, None if i is None else worst["robust_accuracy"][i]
     # the cost of the strongest certificate computed: smoothing where smoothed, else the family's
     # strongest (registry order runs weakest first)
