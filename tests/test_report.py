@@ -330,7 +330,13 @@ def test_findings_flag_chance_level_weak_base_classifiers_unattacked_radii_and_e
     assert [t.split(":")[0] for t in text] == ["mnist5k, discrete-gauss", "mnist5k, discrete-gauss-noise-0.25",
                                                "mnist5k, noise-0.25", "mnist5k"]
     assert "SANITY WARNING: test accuracy 10.0 % is chance level for 10 classes" in text[0]
-    assert "clean test accuracy 87.0 %, 11.0 points below baseline (98.0 %)" in text[2]
+    assert "clean test accuracy 87.0 %, 11.0 points below baseline (98.0 %): the base classifier smoothed at sigma " \
+        "0.25 is under-trained" in text[2]
+    d.models["noise-0.25"]["noisy_test_accuracy"] = 0.86
+    assert "and 86.0 % under its own training noise: the base" in classifier_findings(d, plan(config))[2]
+    d.models["noise-0.25"]["noisy_test_accuracy"] = 0.93
+    assert "87.0 %, 11.0 points below baseline (98.0 %), but 93.0 % under its own training noise (sigma 0.25): " \
+           "clean images are off the distribution" in classifier_findings(d, plan(config))[2]
     assert not any("discrete-gauss-noise-0.25: clean" in t for t in text)  # its counterpart is at chance itself
     assert "worst-case columns at r = 0.5, 1.58 are dashes: attacks.eps [1.0, 4.0]" in text[3]
     d.models["noise-0.25"]["test_accuracy"] = 0.90  # within 10 points: nothing to say

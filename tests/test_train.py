@@ -13,6 +13,7 @@ from tokencert.data.store import Split, build_manifest, load_split, write_datase
 from tokencert.io import read_json, save_torch
 from tokencert.models import DiscreteClassifier, build_model, load_classifier
 from tokencert.objectives import Objective, batch_loss
+from tokencert.runtime import derive_seed
 from tokencert.train import Trainer, TrainSettings, crop_flip, evaluate, train_classifier
 from tokencert.vocab import Vocabulary
 
@@ -194,6 +195,11 @@ def test_train_classifier_writes_outputs_and_removes_checkpoint(data_dir, tmp_pa
     assert meta["arch"] == "cnn" and meta["vocabulary"] is None
     test = load_split(data_dir, "test")
     assert evaluate(net, test.images, test.labels, 7, CPU) == final["test_accuracy"]  # the saved weights
+    if sigma is None:
+        assert final["noisy_test_accuracy"] is None
+    else:  # one seeded noisy copy per test image, at its own sigma
+        noise = (sigma, None, derive_seed(0, "noisy-test"))
+        assert evaluate(net, test.images, test.labels, 1024, CPU, noise) == final["noisy_test_accuracy"]
 
 
 def test_discrete_classifier_trains_on_tokenized_images_and_records_its_vocabulary(data_dir, tmp_path):

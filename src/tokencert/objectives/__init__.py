@@ -95,7 +95,9 @@ class Objective:
         return {"kind": self.kind, **{k: v for k, v in asdict(self).items() if k in keep}}
 
 
-def _noisy(x: torch.Tensor, sigma: float, scale: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+def add_noise(x: torch.Tensor, sigma: float, scale: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    """``x + sigma * s_c * N(0, I)``: the Gaussian noise a noise objective trains under (``s``: per-channel
+    unit scale, None in pixel units)."""
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return x + noise * (sigma * channel_view(scale, x))
 
@@ -133,7 +135,7 @@ def _standard(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.
 
 def _noise(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
            generator: torch.Generator, scale: torch.Tensor | None, progress: float) -> Loss:
-    logits = model(_noisy(x, objective.sigma, scale, generator))
+    logits = model(add_noise(x, objective.sigma, scale, generator))
     return F.cross_entropy(logits, y), logits
 
 
@@ -164,7 +166,7 @@ def _trades(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Te
 def _consistency(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator, scale: torch.Tensor | None, progress: float) -> Loss:
     copies = objective.copies
-    noisy = _noisy(x.repeat(copies, 1, 1, 1), objective.sigma, scale, generator)
+    noisy = add_noise(x.repeat(copies, 1, 1, 1), objective.sigma, scale, generator)
     out = model(noisy)
     ce = F.cross_entropy(out, y.repeat(copies))
     log_p = F.log_softmax(out, dim=1).view(copies, x.shape[0], -1)
