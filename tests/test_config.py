@@ -221,3 +221,17 @@ def test_defenses_follow_the_dataset_and_restrictions_are_said(params):
     assert "pgd-at" in both.datasets["mnist5k"].models and "pgd-at" not in both.datasets["twin"].models
     assert both.notes == ("note: classifiers.recipes.pgd-at is restricted to datasets ['mnist5k']: "
                           "not trained on ['twin']",)
+
+
+def test_noise_trained_shorthands_train_epochs_factor_times_the_datasets_epochs(params):
+    recipes = tc.resolve_plan(params).datasets["mnist5k"].recipes
+    epochs = params["training"]["epochs"] * params["smoothing"]["epochs_factor"]
+    assert recipes["noise-0.5"].training == {"epochs": epochs} == recipes["discrete-gauss-noise-0.5"].training
+    assert recipes["baseline"].training == {} and recipes["discrete-gauss"].training == {}
+    own = broken(params, "datasets.mnist5k.training", {"epochs": 4})
+    assert tc.resolve_plan(own).datasets["mnist5k"].recipes["noise-1"].training == {
+        "epochs": 4 * params["smoothing"]["epochs_factor"]}
+    once = tc.resolve_plan(broken(params, "smoothing.epochs_factor", 1)).datasets["mnist5k"].recipes
+    assert once["noise-0.5"].training == {}
+    with pytest.raises(tc.ConfigError, match="smoothing.epochs_factor"):
+        tc.validate(broken(params, "smoothing.epochs_factor", 0))

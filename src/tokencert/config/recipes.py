@@ -138,7 +138,8 @@ def _recipe(name: str, spec: Mapping[str, Any], defense: bool) -> Recipe:
 def dataset_recipes(config: Mapping[str, Any], dataset: str) -> dict[str, Recipe]:
     """Every classifier trained on ``dataset``, by name: the shorthands (``baseline``,
     ``discrete-<vocab>``, ``noise-<sigma>`` per smoothing sigma, ``discrete-<vocab>-noise-<sigma>``
-    for ``smoothing.discrete``), then ``classifiers.recipes``."""
+    for ``smoothing.discrete``, these two for ``smoothing.epochs_factor`` times the dataset's epochs),
+    then ``classifiers.recipes``."""
     sigmas = dataset_section(config, dataset, "smoothing")
     out = {}
     if config["classifiers"]["baseline"]:
@@ -146,12 +147,15 @@ def dataset_recipes(config: Mapping[str, Any], dataset: str) -> dict[str, Recipe
     for v in discrete_vocabularies(config):
         name = DISCRETE_PREFIX + v
         out[name] = _recipe(name, {"input": f"tokens:{v}", "objective": "standard"}, False)
+    factor = int(sigmas.get("epochs_factor", 1))  # noise training converges slower than clean training
+    longer = {"training": {"epochs": factor * int(training_params(config, dataset)["epochs"])}} if factor > 1 else {}
     for s in sigmas["sigmas"]:
-        out[noise_model(s)] = _recipe(noise_model(s), {"input": "pixels", "objective": "noise", "sigma": s}, False)
+        out[noise_model(s)] = _recipe(noise_model(s), {"input": "pixels", "objective": "noise", "sigma": s,
+                                                       **longer}, False)
     for v in sigmas.get("discrete", []):
         for s in sigmas["sigmas"]:
             name = noise_token_model(v, s)
-            out[name] = _recipe(name, {"input": f"tokens:{v}", "objective": "noise", "sigma": s}, False)
+            out[name] = _recipe(name, {"input": f"tokens:{v}", "objective": "noise", "sigma": s, **longer}, False)
     for name, spec in config["classifiers"].get("recipes", {}).items():
         if config["classifiers"].get("defenses", True) and dataset in spec.get("datasets", [dataset]):
             out[name] = _recipe(name, spec, True)
