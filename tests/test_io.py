@@ -50,12 +50,12 @@ def test_the_pdf_is_built_aside_and_moved_into_place(tmp_path):
     tex.write_text(MINIMAL)
     pdf = document.compile_pdf(tex)
     assert pdf.read_bytes()[:5] == b"%PDF-" and b"%%EOF" in pdf.read_bytes()[-64:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.pdf", "report.tex"]  # no .aux, .log, build dir
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.log", "report.pdf", "report.tex"]  # no .aux, build dir
     tex.write_text(r"\documentclass{article}\begin{document}\undefinedmacro\end{document}")
     with pytest.raises(RuntimeError, match="latexmk failed"):
         document.compile_pdf(tex)
-    assert pdf.read_bytes()[:5] == b"%PDF-"  # the earlier complete PDF stays
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.pdf", "report.tex"]
+    assert pdf.read_bytes()[:5] == b"%PDF-"  # the earlier complete PDF stays, with its log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.log", "report.pdf", "report.tex"]
 
 
 def test_equal_tensors_are_equal_bytes_whatever_the_temporary_name(tmp_path):
