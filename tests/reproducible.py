@@ -11,9 +11,11 @@ from typing import Any
 
 from tokencert.io import without_wall_clock
 
-NOT_COMPARED = ("results/report/report.tex", "results/report/tables/cost.", "results/report/tables/landscape.")
+NOT_COMPARED = ("results/report/report.tex", "results/report/report.log", "results/report/tables/cost.",
+                "results/report/tables/landscape")
 """Files with wall-clock numbers in them (the cost and landscape tables' seconds, the report that
-includes them); PDFs carry a creation date and are not compared either (their figures' PNGs are)."""
+includes them, the LaTeX log's dates and build folder); PDFs carry a creation date and are not compared
+either (their figures' PNGs are)."""
 
 
 def comparable(path: Path) -> Any:
