@@ -147,6 +147,7 @@ def our_lines(proc) -> list[str]:
     return [line for line in lines if not line.startswith(SNAKEMAKE_PREFIX)]
 
 
+@pytest.mark.slow  # one Snakemake start-up each
 @pytest.mark.parametrize("text, key", BAD, ids=[f"{i:02d}" for i in range(len(BAD))])
 def test_a_bad_parameter_gives_one_line_naming_the_key(work, text, key):
     name = f"bad{BAD.index((text, key))}.yaml"
@@ -158,6 +159,7 @@ def test_a_bad_parameter_gives_one_line_naming_the_key(work, text, key):
     assert "Traceback" not in proc.stderr and "rule " not in proc.stdout  # nothing ran, nothing planned
 
 
+@pytest.mark.slow  # one Snakemake start-up each
 @pytest.mark.parametrize("value, key", [("patch_size=0", "'patch_size'"),
                                         ("training={epochs: two}", "'training.epochs'"),
                                         ("attacks={suite: [fgsm]}", "'attacks.suite.0'")])
@@ -166,6 +168,7 @@ def test_a_bad_command_line_value_gives_one_line(work, value, key):
     assert proc.returncode == 1 and len(lines) == 1 and key in lines[0], lines
 
 
+@pytest.mark.slow  # one Snakemake start-up each
 def test_a_nested_command_line_override_has_yaml_types(work):
     proc = snakemake(work, "-n", "--config", "training={epochs: 3, lr: 0.1}", "attacks={eps: [1, 2.5]}")
     assert proc.returncode == 0 and "rule train:" in proc.stdout

@@ -167,7 +167,8 @@ def test_study_vocabularies_pick_what_is_built(params):
         tc.validate(broken(cfg, "study.vocabularies", ["nope"]))
     with pytest.raises(tc.ConfigError, match="k_sweep.base 'gauss' is not among study.vocabularies"):
         tc.validate({**broken(cfg, "study.vocabularies", ["kmeans"]), "k_sweep": {"base": "gauss", "K": [16]},
-                     "classifiers": {"baseline": True, "discrete": []}, "smoothing": {**cfg["smoothing"], "discrete": []},
+                     "classifiers": {"baseline": True, "discrete": []},
+                     "smoothing": {**cfg["smoothing"], "discrete": []},
                      "attacks": {**cfg["attacks"], "models": ["baseline"]}})
 
 

@@ -254,7 +254,8 @@ def test_alias_reuses_a_built_dataset(tmp_path):
     manifest, splits = build(spec(folder), tmp_path)
     write_dataset(tmp_path / "data" / "toy", manifest, splits)
     alias = {"source": "alias", "of": "toy", "channels": 1, "image_size": 8, "limit_train": 4}
-    twin_manifest, twin = build_dataset("twin", alias, seed=0, cache_dir=tmp_path / "cache", data_root=tmp_path / "data")
+    twin_manifest, twin = build_dataset("twin", alias, seed=0, cache_dir=tmp_path / "cache",
+                                        data_root=tmp_path / "data")
     assert torch.equal(twin["test"].images, splits["test"].images)
     assert twin_manifest["counts"] == {"train": 4, "test": 4} and twin_manifest["location"] == "toy"
     with pytest.raises(DatasetError, match="dataset not built"):

@@ -50,7 +50,8 @@ def test_the_pdf_is_built_aside_and_moved_into_place(tmp_path):
     tex.write_text(MINIMAL)
     pdf = document.compile_pdf(tex)
     assert pdf.read_bytes()[:5] == b"%PDF-" and b"%%EOF" in pdf.read_bytes()[-64:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.log", "report.pdf", "report.tex"]  # no .aux, build dir
+    # no .aux, no build folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.log", "report.pdf", "report.tex"]
     tex.write_text(r"\documentclass{article}\begin{document}\undefinedmacro\end{document}")
     with pytest.raises(RuntimeError, match="latexmk failed"):
         document.compile_pdf(tex)

@@ -118,6 +118,7 @@ def mnist_token_classifiers(tokens, epochs: int, objectives: dict[str, Objective
     return models, test
 
 
+@pytest.mark.slow  # trains two networks
 def test_flipset_training_certifies_more_than_standard_training():
     # a k-means vocabulary (K = 64), 4 epochs each; flip-set certificates of the same 100 test images
     # at r = 0.2 (measured: 80 % against 7 %)
@@ -128,6 +129,7 @@ def test_flipset_training_certifies_more_than_standard_training():
     assert cert["flipset"] > cert["standard"] + 0.4, cert
 
 
+@pytest.mark.slow  # trains two networks
 def test_gloro_training_certifies_more_than_standard_training_of_the_same_network():
     # the 1-Lipschitz MLP (mnist_subsets), 3 epochs each; Lipschitz-margin certificates of the 200 test
     # images at r = 2.5 (measured: 73 % against 51 %; at 1.0 both certify over 94 %)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.helpers import REPO
 from tests.workflow_copy import copy_workflow, snakemake
 
@@ -23,6 +25,7 @@ def job_resources(dry_run: str) -> dict[str, list[str]]:
     return out
 
 
+@pytest.mark.slow  # a Snakemake dry run
 def test_slurm_dry_run_requests_gpu_memory_runtime(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     proc = snakemake(work, "-n", "--profile", "profiles/slurm", "--configfile", "config/tiny.yaml")
@@ -41,12 +44,14 @@ def test_light_rules_run_locally():
         assert re.search(rf"\b{rule}\b", block), rule
 
 
+@pytest.mark.slow  # a Snakemake dry run
 def test_default_profile_dry_run(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml")
     assert "profiles/default" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # a Snakemake dry run
 def test_a_run_with_the_placeholder_partition_stops_at_once(tmp_path):
     """A real run (not a dry run) with profiles/slurm's CHANGE_ME values says what to set, runs nothing."""
     work = copy_workflow(tmp_path / "wf")

@@ -22,6 +22,8 @@ from tokencert.report.collect import collect
 from tokencert.report.document import table_font_sizes
 from tokencert.study import FIGURE_KINDS
 
+pytestmark = pytest.mark.slow  # every test here runs Snakemake
+
 
 def tiny_config(work) -> dict:
     """params.yaml with config/tiny.yaml merged over it."""
@@ -36,7 +38,6 @@ def tiny_run(tmp_path_factory):
     return work, proc
 
 
-@pytest.mark.slow
 def test_tiny_workflow_runs_end_to_end(tiny_run):
     work, _ = tiny_run
     manifest = json.loads((work / "data/mnist5k/manifest.json").read_text())
@@ -48,7 +49,6 @@ def test_tiny_workflow_runs_end_to_end(tiny_run):
     assert not [p for p in produced if p.endswith(".tmp")], "temporary files left behind"
 
 
-@pytest.mark.slow
 def test_tiny_workflow_builds_the_report(tiny_run):
     work, _ = tiny_run
     report = work / "results/report"
@@ -97,7 +97,6 @@ def test_tiny_workflow_builds_the_report(tiny_run):
     assert all("<table>" in page and "\\toprule" not in page for page in embedded.values())
 
 
-@pytest.mark.slow
 def test_rerun_with_nothing_changed_does_nothing(tiny_run):
     work, _ = tiny_run
     proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "--resources", "gpu=0")
@@ -130,7 +129,6 @@ def dry_run_after_editing(work, module: str, *args: str) -> set[tuple[str, str]]
     return planned_jobs(proc.stdout + proc.stderr)
 
 
-@pytest.mark.slow
 def test_editing_a_module_reruns_exactly_the_jobs_whose_code_runs_it(tiny_run):
     work, _ = tiny_run
     assert dry_run_after_editing(work, "report/tables.py") == {("report", ""), ("all", "")}
@@ -147,7 +145,6 @@ def test_editing_a_module_reruns_exactly_the_jobs_whose_code_runs_it(tiny_run):
     assert "Nothing to be done" in snakemake(work, "-n", "--configfile", "config/tiny.yaml").stdout
 
 
-@pytest.mark.slow
 def test_a_report_setting_reruns_the_report_only(tiny_run):
     work, _ = tiny_run
     for value in ("report={cert_radius: 0.25}", "report={example_images: 2}"):
@@ -155,7 +152,6 @@ def test_a_report_setting_reruns_the_report_only(tiny_run):
         assert planned_jobs(proc.stdout + proc.stderr) == {("report", ""), ("all", "")}, value
 
 
-@pytest.mark.slow
 def test_evaluation_settings_of_a_dataset_do_not_rebuild_its_data(tiny_run):
     work, _ = tiny_run
     (work / "units.yaml").write_text("datasets:\n  mnist5k:\n    units: normalized\n    training: {epochs: 1}\n")
@@ -165,7 +161,6 @@ def test_evaluation_settings_of_a_dataset_do_not_rebuild_its_data(tiny_run):
     assert "rule data:" not in out  # ... but not the images
 
 
-@pytest.mark.slow
 def test_a_deleted_result_is_rebuilt(tiny_run):
     work, _ = tiny_run
     (work / "results/mnist5k/attacks/discrete-gauss/pgd.json").unlink()
@@ -175,7 +170,6 @@ def test_a_deleted_result_is_rebuilt(tiny_run):
     assert "rule report:" in out
 
 
-@pytest.mark.slow
 def test_the_report_shows_only_what_the_plan_ran(tiny_run):
     """Results of the earlier, larger configuration stay in results/ but not in the report."""
     work, _ = tiny_run
