@@ -16,9 +16,9 @@ try:
 except tc.ConfigError as exc:
     sys.exit(" ".join(str(exc).split()))  # one line naming the key, before any job runs
 DATASETS = list(PLAN.datasets)
-for name in DATASETS:  # a local image folder's path, checksum and first image, before any job
+for name in DATASETS:  # a local image folder's path, first image, and until built its checksum, layout, limits
     try:
-        check_declaration(name, config["datasets"][name], os.path.exists(f"data/{name}/manifest.json"))
+        check_declaration(name, config["datasets"][name], config["seed"], os.path.exists(f"data/{name}/manifest.json"))
     except DatasetError as exc:
         sys.exit(" ".join(str(exc).split()))
 for note in PLAN.notes:  # what the parameters leave out, one line each (not an error: stacked configs)

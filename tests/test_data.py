@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import shutil
 import tarfile
 import tracemalloc
 import zipfile
@@ -382,22 +383,30 @@ def test_macos_leftovers_are_skipped_unread_and_listed(tmp_path, caplog):
 def test_startup_checks_a_local_folder_in_one_line_naming_the_key(tmp_path):
     from tokencert.data import check_declaration
     archive = make_tar(make_imagefolder(tmp_path / "src", size=8), tmp_path / "ds.tar.gz")
-    check_declaration("toy", spec(archive), built=False)
+    check_declaration("toy", spec(archive), 0, built=False)
     with pytest.raises(DatasetError, match=r"^datasets\.toy\.image_size 16: .*ds\.tar\.gz:ds/test/ant/0\.png: "
                                            r"image size 8x8, expected 16x16$"):
-        check_declaration("toy", spec(archive, image_size=16), built=False)
+        check_declaration("toy", spec(archive, image_size=16), 0, built=False)
     with pytest.raises(DatasetError, match=r"^datasets\.toy\.channels 3: .*image mode L but the dataset declares 3"):
-        check_declaration("toy", spec(archive, channels=3), built=True)
+        check_declaration("toy", spec(archive, channels=3), 0, built=True)
     with pytest.raises(DatasetError, match=r"^datasets\.toy\.sha256: .*sha256 mismatch"):
-        check_declaration("toy", spec(archive, sha256="0" * 64), built=False)
-    check_declaration("toy", spec(archive, sha256="0" * 64), built=True)  # the data job checked it when it built
+        check_declaration("toy", spec(archive, sha256="0" * 64), 0, built=False)
+    check_declaration("toy", spec(archive, sha256="0" * 64), 0, built=True)  # the data job checked it when it built
     with pytest.raises(DatasetError, match=r"^datasets\.toy\.path: .*nope\.tar\.gz does not exist$"):
-        check_declaration("toy", spec(tmp_path / "nope.tar.gz"), built=False)
-    check_declaration("toy", spec(tmp_path / "nope.tar.gz"), built=True)  # built from it; the archive moved away
+        check_declaration("toy", spec(tmp_path / "nope.tar.gz"), 0, built=False)
+    check_declaration("toy", spec(tmp_path / "nope.tar.gz"), 0, built=True)  # built from it; the archive moved away
     (tmp_path / "ds.rar").touch()
     with pytest.raises(DatasetError, match=r"^datasets\.toy\.path: .*ds\.rar is not a directory or"):
-        check_declaration("toy", spec(tmp_path / "ds.rar"), built=False)
-    check_declaration("toy", {"source": "torchvision", "name": "MNIST", "channels": 1, "image_size": 28}, False)
+        check_declaration("toy", spec(tmp_path / "ds.rar"), 0, built=False)
+    check_declaration("toy", {"source": "torchvision", "name": "MNIST", "channels": 1, "image_size": 28}, 0, False)
+    # until it is built: the layout and the limits (members read, not decoded)
+    with pytest.raises(DatasetError, match=r"^datasets\.toy\.limit_train 1 leaves class\(es\) \['cat'\] without"):
+        check_declaration("toy", spec(archive, limit_train=1), 0, built=False)
+    check_declaration("toy", spec(archive, limit_train=1), 0, built=True)  # the data job refused or built it
+    uneven = make_imagefolder(tmp_path / "uneven", size=8)
+    shutil.rmtree(uneven / "test" / "ant")
+    with pytest.raises(DatasetError, match=r"^datasets\.toy: .*train classes \['ant', 'cat'\] differ from test"):
+        check_declaration("toy", spec(make_tar(uneven, tmp_path / "uneven.tar.gz")), 0, built=False)
 
 
 def test_the_data_job_names_the_key_of_a_wrong_declaration(tmp_path):

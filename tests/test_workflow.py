@@ -187,7 +187,7 @@ def test_bad_dataset_fails_cleanly(tmp_path):
     """What only the data job can find fails that job with one line on the console; the log keeps the details."""
     work = copy_workflow(tmp_path / "wf")
     folder = make_imagefolder(tmp_path / "src", size=28)
-    shutil.rmtree(folder / "test" / "ant")  # found when the whole archive is read: the splits' classes differ
+    (folder / "train" / "cat" / "9.png").write_bytes(b"not a png")  # found when decoded, after start-up
     make_tar(folder, work / "archive.tar.gz")
     (work / "bad.yaml").write_text(
         "datasets:\n  broken:\n    source: imagefolder\n    path: archive.tar.gz\n"
@@ -195,7 +195,7 @@ def test_bad_dataset_fails_cleanly(tmp_path):
     )
     proc = snakemake(work, "--cores", "1", "--configfile", "bad.yaml", "--until", "data", check=False)
     assert proc.returncode != 0
-    message = "archive.tar.gz: train classes ['ant', 'cat'] differ from test classes ['cat']"
+    message = "archive.tar.gz:ds/train/cat/9.png: cannot decode image"
     log = (work / "logs/data/broken.log").read_text()
     assert message in log and "Traceback" in log
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("rule data: DatasetError:")]

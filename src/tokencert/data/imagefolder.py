@@ -112,15 +112,34 @@ Select = Callable[[str, torch.Tensor, list[str]], "torch.Tensor | None"]
 """``select(split, labels, classes)``: the sorted indices of the images of ``split`` to keep, or None for all."""
 
 
+Members = dict[str, tuple[list[tuple[str, bytes]], torch.Tensor]]
+"""Per split: the image members (name, bytes) in label order, and their labels."""
+
+
 def read_imagefolder(source: Path, channels: int, image_size: int,
                      classes: list[str] | None = None, select: Select | None = None) -> dict[str, Split]:
-    """The images of ``source`` as ``{"train": Split, "test": Split}``.
+    """The images of ``source`` as ``{"train": Split, "test": Split}``: the members are read (bounded,
+    :func:`scan_imagefolder`), then only the images ``select`` keeps are decoded (``limit_train`` of 60,000)."""
+    names, members = scan_imagefolder(source, channels, image_size, classes)
+    out = {}
+    for split, (items, labels) in members.items():
+        keep = None if select is None else select(split, labels, names)
+        indices = range(len(items)) if keep is None else keep.tolist()
+        images = [_decode(f"{source}:{items[i][0]}", items[i][1], channels, image_size)
+                  for i in tqdm(indices, desc=f"decoding {source.name} ({split})", unit="img", mininterval=2.0)]
+        out[split] = Split(images=torch.from_numpy(np.stack(images)),
+                           labels=labels if keep is None else labels[keep], classes=names)
+    return out
+
+
+def scan_imagefolder(source: Path, channels: int, image_size: int,
+                     classes: list[str] | None = None) -> tuple[list[str], Members]:
+    """The classes and every split's image members of ``source``, read but not decoded.
 
     Classes are the sorted class folder names and must agree between the splits; a class
     folder without images is an error. With ``classes`` declared, they are the classes in
     that order (a class may then have no images in a split), and an image of another class
-    is an error. Non-image members are skipped unread and listed in the log. Members are read
-    (bounded) first; only the images ``select`` keeps are decoded (``limit_train`` of 60,000).
+    is an error. Non-image members are skipped unread and listed in the log.
     """
     found: dict[str, dict[str, list[tuple[str, bytes]]]] = {s: defaultdict(list) for s in SPLITS}
     folders: dict[str, set[str]] = {s: set() for s in SPLITS}
@@ -157,7 +176,7 @@ def read_imagefolder(source: Path, channels: int, image_size: int,
             if empty and found[split]:
                 raise DatasetError(f"{source}: class folder(s) {empty} of '{split}' hold no images "
                                    "(declare `classes:` to keep a class without images)")
-    return _assemble(source, found, classes, select or (lambda split, labels, classes: None), channels, image_size)
+    return _order(source, found, classes)
 
 
 def _locate(source: Path, rel: PurePosixPath) -> tuple[str, str, tuple[str, ...]]:
@@ -167,8 +186,8 @@ def _locate(source: Path, rel: PurePosixPath) -> tuple[str, str, tuple[str, ...]
     return parts[-3], parts[-2], parts[:-3]
 
 
-def _assemble(source: Path, found: dict[str, dict[str, list[tuple[str, bytes]]]], declared: list[str] | None,
-              select: Select, channels: int, size: int) -> dict[str, Split]:
+def _order(source: Path, found: dict[str, dict[str, list[tuple[str, bytes]]]],
+           declared: list[str] | None) -> tuple[list[str], Members]:
     for split in SPLITS:
         if not found[split]:
             raise DatasetError(f"{source}: no images found for split '{split}'")
@@ -194,14 +213,8 @@ def _assemble(source: Path, found: dict[str, dict[str, list[tuple[str, bytes]]]]
             ordered = sorted(found[split][cls], key=lambda item: PurePosixPath(item[0]).name)
             members.extend(ordered)
             labels.extend([label] * len(ordered))
-        label_tensor = torch.tensor(labels, dtype=torch.int64)
-        keep = select(split, label_tensor, classes)
-        indices = range(len(members)) if keep is None else keep.tolist()
-        images = [_decode(f"{source}:{members[i][0]}", members[i][1], channels, size)
-                  for i in tqdm(indices, desc=f"decoding {source.name} ({split})", unit="img", mininterval=2.0)]
-        out[split] = Split(images=torch.from_numpy(np.stack(images)),
-                           labels=label_tensor if keep is None else label_tensor[keep], classes=classes)
-    return out
+        out[split] = (members, torch.tensor(labels, dtype=torch.int64))
+    return classes, out
 
 
 def first_image(path: Path, channels: int, image_size: int) -> None:
