@@ -39,6 +39,11 @@ __all__ = [
 ]
 
 
+def _named(name: str, spec: dict[str, Any], exc: DeclarationError) -> DatasetError:
+    """A contradicted declaration as one line naming its key and value (``datasets.<name>.image_size 32: ...``)."""
+    return DatasetError(f"datasets.{name}.{exc.key} {spec[exc.key]}: {exc}")
+
+
 def limit_selector(name: str, spec: dict[str, Any], seed: int) -> Select:
     """The stratified subsets ``limit_train`` / ``limit_test`` keep (None: all), refusing one that leaves a
     class without an image, in one line naming the key."""
@@ -82,7 +87,7 @@ def build_dataset(name: str, spec: dict[str, Any], seed: int, cache_dir: Path,
         else:
             raise DatasetError(f"datasets.{name}.source: unknown source '{source}'")
     except DeclarationError as exc:
-        raise DatasetError(f"datasets.{name}.{exc.key} {spec[exc.key]}: {exc}") from exc
+        raise _named(name, spec, exc) from exc
     except ArchiveError as exc:
         raise DatasetError(str(exc)) from exc
     except FileNotFoundError as exc:
@@ -126,7 +131,7 @@ def check_declaration(name: str, spec: dict[str, Any], seed: int, built: bool) -
             for split, (_, labels) in members.items():
                 select(split, labels, classes)
     except DeclarationError as exc:
-        raise DatasetError(f"{key}.{exc.key} {spec[exc.key]}: {exc}") from exc
+        raise _named(name, spec, exc) from exc
     except ArchiveError as exc:
         raise DatasetError(f"{key}: {exc}") from exc
     except DatasetError as exc:
