@@ -12,8 +12,8 @@ rule attack:
     params:
         # what changes this attack's result: the budget, the test images, its own and PGD's settings
         # (apgd-ce and apgd-dlr share the `apgd` section)
-        attacks=lambda w: {k: v for k, v in config["attacks"].items()
-                           if k in ("eps", "n_images", "pgd", w.attack, w.attack.split("-")[0])},
+        attacks=lambda w: tc.order_free({k: v for k, v in config["attacks"].items()
+                                         if k in ("eps", "n_images", "pgd", w.attack, w.attack.split("-")[0])}),
         units=units,
         code=code("attack.py"),
     log:

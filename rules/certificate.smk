@@ -12,7 +12,7 @@ rule certificate:
         samples="results/{dataset}/{cert}/{model}.csv",
     params:
         # its own params section (tokencert.certificates.Certificate.settings): a change reruns only it
-        settings=lambda w: by_folder(w.cert).settings(config),
+        settings=lambda w: tc.order_free(by_folder(w.cert).settings(config)),
         radii=config["radii"],
         units=units,
         code=lambda w: code("certificate.py", by_folder(w.cert).module),

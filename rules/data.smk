@@ -9,7 +9,7 @@ rule data:
         test="data/{dataset}/test.pt",
         manifest="data/{dataset}/manifest.json",
     params:
-        spec=lambda w: tc.data_spec(config, w.dataset),
+        spec=lambda w: tc.order_free(tc.data_spec(config, w.dataset)),
         code=code("data.py"),
         cache_dir="data/.cache",
     log:

@@ -1,5 +1,6 @@
 # Report stage: tables, figures, report.tex and (when latexmk is installed) report.pdf,
 # all regenerated from existing results: `snakemake --cores all report`.
+import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,8 @@ rule report:
     input:
         # exactly the files the report reads (tokencert.report.collect), from the plan
         unpack(report_inputs),
-        captions=sorted(str(p) for p in Path(workflow.basedir, "report", "captions").glob("*.rst")),
+        # relative to the working directory: a moved or copied project does not rerun its report
+        captions=sorted(os.path.relpath(p) for p in Path(workflow.basedir, "report", "captions").glob("*.rst")),
     output:
         # the PDF's LaTeX tables, the main table and the landscape per dataset (readable at print size);
         # the HTML report shows rendered, whole tables

@@ -13,7 +13,8 @@ rule smooth:
         tsv="results/{dataset}/smooth/{model}/sigma-{sigma}.tsv",
         summary="results/{dataset}/smooth/{model}/sigma-{sigma}.json",
     params:
-        smoothing=lambda w: {k: v for k, v in PLAN.datasets[w.dataset].smoothing.items() if k in SMOOTHING_KEYS},
+        smoothing=lambda w: tc.order_free({k: v for k, v in PLAN.datasets[w.dataset].smoothing.items()
+                                           if k in SMOOTHING_KEYS}),
         sigma=lambda w: recipe(w).sigma,  # the recipe's (checked against the classifier's own)
         radii=config["radii"],
         units=units,

@@ -13,7 +13,7 @@ rule train:
         model=models_regex(trained=True),
     params:
         # the dataset's training section with the recipe's overrides, and what it minimises
-        training=lambda w: tc.deep_merge(PLAN.datasets[w.dataset].training, recipe(w).training),
+        training=lambda w: tc.order_free(tc.deep_merge(PLAN.datasets[w.dataset].training, recipe(w).training)),
         objective=lambda w: recipe(w).objective,
         units=units,
         code=lambda w: code("train.py", OBJECTIVE_CODE.get(recipe(w).kind)),
@@ -47,7 +47,7 @@ rule import_classifier:
     wildcard_constraints:
         model=models_regex(trained=False),
     params:
-        external=lambda w: recipe(w).external,
+        external=lambda w: tc.order_free(recipe(w).external),
         units=units,
         code=code("import_classifier.py"),
     log:

@@ -10,7 +10,7 @@ rule vocab:
         vocab="results/{dataset}/vocab/{vocab}.pt",
         metrics="results/{dataset}/vocab/{vocab}.json",
     params:
-        recipe=lambda w: PLAN.vocabularies[w.vocab],
+        recipe=lambda w: tc.order_free(PLAN.vocabularies[w.vocab]),
         patch_size=config["patch_size"],
         code=code("vocab.py"),
     log:

@@ -28,13 +28,14 @@ def comparable(path: Path) -> Any:
     return path.read_bytes()
 
 
-def differences(a: Path, b: Path) -> list[str]:
-    """Files of ``data/`` and ``results/`` that differ between two workflow directories (or exist in one)."""
+def differences(a: Path, b: Path, within_first: bool = False) -> list[str]:
+    """Files of ``data/`` and ``results/`` that differ between two workflow directories (or exist in one;
+    ``within_first``: that ``a`` lacks are not counted, ``a`` being a run of some of ``b``'s targets)."""
     def files(root: Path) -> set[str]:
         return {p.relative_to(root).as_posix() for top in ("data", "results") for p in (root / top).rglob("*")
                 if p.is_file() and p.suffix != ".pdf" and not p.relative_to(root).as_posix().startswith(NOT_COMPARED)}
 
     names_a, names_b = files(a), files(b)
-    out = sorted(names_a ^ names_b)
+    out = sorted(names_a - names_b if within_first else names_a ^ names_b)
     out += [n for n in sorted(names_a & names_b) if comparable(a / n) != comparable(b / n)]
     return out

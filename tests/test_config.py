@@ -236,3 +236,24 @@ def test_noise_trained_shorthands_train_epochs_factor_times_the_datasets_epochs(
     assert once["noise-0.5"].training == {}
     with pytest.raises(tc.ConfigError, match="smoothing.epochs_factor"):
         tc.validate(broken(params, "smoothing.epochs_factor", 0))
+
+
+def test_order_free_params_record_the_same_settings_in_any_key_order():
+    """Snakemake records params by repr: the record may not depend on key order, at any depth, and must
+    still tell different settings apart; a script receives a plain dict in the order it was written."""
+    import itertools
+    import pickle
+
+    value = {"b": 1, "a": {"y": [{"q": 1, "p": 2}], "x": (3, {"n": 0, "m": 1})}, "c": None}
+    records = set()
+    for keys in itertools.permutations(value):
+        shuffled = {k: value[k] for k in keys}
+        shuffled["a"] = {"x": value["a"]["x"], "y": [{"p": 2, "q": 1}]}
+        records.add(repr(tc.order_free(shuffled)))
+        assert tc.order_free(shuffled) == value
+    assert len(records) == 1
+    assert repr(tc.order_free({**value, "b": 2})) not in records  # a changed value is a changed record
+    assert repr(tc.order_free({**value, "a": {**value["a"], "y": [{"q": 1, "p": 3}]}})) not in records
+    restored = pickle.loads(pickle.dumps(tc.order_free(value)))
+    assert type(restored) is dict and list(restored) == ["b", "a", "c"] and restored == value
+    assert tc.order_free([2, 1]) == [2, 1] and tc.order_free(0.5) == 0.5

@@ -1,10 +1,11 @@
-"""DVC wraps the workflow: `dvc repro` runs the tiny study, a second run does nothing, and each
-stage depends on every file its jobs run."""
+"""DVC wraps the workflow: `dvc repro` records the tiny study's stages, a second run does nothing, and
+each stage depends on every file its jobs run."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,19 +13,24 @@ import yaml
 
 from tests.helpers import REPO
 from tests.imports import import_closure
-from tests.workflow_copy import copy_workflow, run
+from tests.workflow_copy import copy_run, run
 from tokencert.config import deep_merge
 
 
 @pytest.mark.slow
-def test_dvc_repro_tiny(tmp_path):
-    work = copy_workflow(tmp_path / "wf", with_sources=True)
+def test_dvc_repro_tiny(tiny_study, tmp_path):
+    """`dvc repro` over a finished Snakemake run: every stage's Snakemake skips the jobs that are done
+    (the session's tiny study: running it again here would only repeat Snakemake's work), rebuilds the
+    stamps and the report it is given to rebuild, and DVC records it all; a second `dvc repro` does nothing."""
+    work = copy_run(tiny_study, tmp_path / "wf")
+    shutil.rmtree(work / "results/report")
     params = deep_merge(yaml.safe_load((work / "params.yaml").read_text()),
                         yaml.safe_load((work / "config/tiny.yaml").read_text()))
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(work, "dvc", "init", "--no-scm", "-q")
     first = run(work, "dvc", "repro", timeout=1200)
     assert "is empty" not in first.stdout + first.stderr  # stamps list the stage's results
+    assert "rule report:" in first.stdout + first.stderr and "rule train:" not in first.stdout + first.stderr
     stamp = (work / "results/models.stamp").read_text().splitlines()
     assert stamp and all(len(line.split("  ")[0]) == 64 for line in stamp)
     metrics = json.loads((work / "results/report/metrics.json").read_text())

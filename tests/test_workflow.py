@@ -14,7 +14,7 @@ import yaml
 
 from tests.figure_checks import assert_legible
 from tests.helpers import make_imagefolder, make_tar
-from tests.workflow_copy import copy_workflow, snakemake
+from tests.workflow_copy import copy_run, copy_workflow, snakemake
 from tokencert.certificates import CERTIFICATES
 from tokencert.config import deep_merge, resolve_plan
 from tokencert.report import figures
@@ -32,14 +32,13 @@ def tiny_config(work) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("wf"), with_sources=True)  # its jobs import its own package
-    proc = snakemake(work, "--cores", "2", "--configfile", "config/tiny.yaml", "--resources", "gpu=0")
-    return work, proc
+def tiny_run(tiny_study, tmp_path_factory):
+    """A copy of the session's tiny study, for this module's tests to edit and rerun."""
+    return copy_run(tiny_study, tmp_path_factory.mktemp("wf") / "work")
 
 
 def test_tiny_workflow_runs_end_to_end(tiny_run):
-    work, _ = tiny_run
+    work = tiny_run
     manifest = json.loads((work / "data/mnist5k/manifest.json").read_text())
     assert manifest["counts"] == {"train": 600, "test": 100}
     for rule_dir in ("logs/data", "benchmarks/rules/data"):
@@ -50,7 +49,7 @@ def test_tiny_workflow_runs_end_to_end(tiny_run):
 
 
 def test_tiny_workflow_builds_the_report(tiny_run):
-    work, _ = tiny_run
+    work = tiny_run
     report = work / "results/report"
     for name in ("tables/main-mnist5k.tex", "tables/landscape-mnist5k-radii.tex", "tables/vocab.tex",
                  "tables/landscape-mnist5k-evaluation.tex", "tables/cost.tex", "report.tex",
@@ -98,9 +97,30 @@ def test_tiny_workflow_builds_the_report(tiny_run):
 
 
 def test_rerun_with_nothing_changed_does_nothing(tiny_run):
-    work, _ = tiny_run
+    work = tiny_run
     proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "--resources", "gpu=0")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def reversed_keys(value):
+    """``value`` with every dict's keys in reverse order, at every depth."""
+    if isinstance(value, dict):
+        return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+    return [reversed_keys(v) for v in value] if isinstance(value, list) else value
+
+
+def test_the_same_parameters_in_another_key_order_rerun_nothing_but_the_report(tiny_run):
+    """Snakemake records params by repr: a params.yaml rewritten in another key order (a merged config,
+    `dvc exp run -S`) must not rerun the study (the report, which states the settings in their order, may)."""
+    work = tiny_run
+    path = work / "params.yaml"
+    original = path.read_text()
+    try:
+        path.write_text(yaml.safe_dump(reversed_keys(tiny_config(work)), sort_keys=False))
+        proc = snakemake(work, "-n", "--resources", "gpu=0")
+    finally:
+        path.write_text(original)
+    assert {rule for rule, _ in planned_jobs(proc.stdout + proc.stderr)} <= {"report", "all"}
 
 
 def planned_jobs(out: str) -> set[tuple[str, str]]:
@@ -130,7 +150,7 @@ def dry_run_after_editing(work, module: str, *args: str) -> set[tuple[str, str]]
 
 
 def test_editing_a_module_reruns_exactly_the_jobs_whose_code_runs_it(tiny_run):
-    work, _ = tiny_run
+    work = tiny_run
     assert dry_run_after_editing(work, "report/tables.py") == {("report", ""), ("all", "")}
     jobs = dry_run_after_editing(work, "setcert/geometry.py")
     rules = {rule for rule, _ in jobs}
@@ -146,14 +166,14 @@ def test_editing_a_module_reruns_exactly_the_jobs_whose_code_runs_it(tiny_run):
 
 
 def test_a_report_setting_reruns_the_report_only(tiny_run):
-    work, _ = tiny_run
+    work = tiny_run
     for value in ("report={cert_radius: 0.25}", "report={example_images: 2}"):
         proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "--resources", "gpu=0", "--config", value)
         assert planned_jobs(proc.stdout + proc.stderr) == {("report", ""), ("all", "")}, value
 
 
 def test_evaluation_settings_of_a_dataset_do_not_rebuild_its_data(tiny_run):
-    work, _ = tiny_run
+    work = tiny_run
     (work / "units.yaml").write_text("datasets:\n  mnist5k:\n    units: normalized\n    training: {epochs: 1}\n")
     proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "units.yaml", "--resources", "gpu=0")
     out = proc.stdout + proc.stderr
@@ -162,7 +182,7 @@ def test_evaluation_settings_of_a_dataset_do_not_rebuild_its_data(tiny_run):
 
 
 def test_a_deleted_result_is_rebuilt(tiny_run):
-    work, _ = tiny_run
+    work = tiny_run
     (work / "results/mnist5k/attacks/discrete-gauss/pgd.json").unlink()
     proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "--resources", "gpu=0")
     out = proc.stdout + proc.stderr
@@ -172,7 +192,7 @@ def test_a_deleted_result_is_rebuilt(tiny_run):
 
 def test_the_report_shows_only_what_the_plan_ran(tiny_run):
     """Results of the earlier, larger configuration stay in results/ but not in the report."""
-    work, _ = tiny_run
+    work = tiny_run
     (work / "less.yaml").write_text("classifiers: {baseline: false}\nattacks: {models: [discrete-gauss]}\n")
     snakemake(work, "--cores", "2", "--configfile", "config/tiny.yaml", "less.yaml", "--resources", "gpu=0")
     assert (work / "results/mnist5k/models/baseline/final.json").is_file()  # still there ...

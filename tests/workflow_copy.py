@@ -54,3 +54,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
+
+
+def copy_run(run_dir: Path, dest: Path) -> Path:
+    """Copy a finished workflow run (results, Snakemake's records, modification times) into ``dest``."""
+    shutil.copytree(run_dir, dest, symlinks=True)
+    return dest

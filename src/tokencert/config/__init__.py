@@ -36,10 +36,11 @@ from .recipes import (
     training_params,
     vocabulary_recipes,
 )
+from .record import OrderFree, order_free
 
 __all__ = ["BASELINE", "DATASET_EVALUATION_KEYS", "DISCRETE_PREFIX", "EXTERNAL", "NOISE_PREFIX", "SCHEMA_PATH",
-           "ConfigError", "DatasetPlan", "Plan", "Recipe", "ReportPlan", "attacked_models", "attacked_pairs",
-           "check_margin", "data_dependencies", "data_spec", "dataset_recipes", "dataset_section", "dataset_units",
-           "deep_merge", "discrete_vocabularies", "external_recipe", "format_sigma", "load_params", "load_schema",
-           "noise_model", "noise_token_model", "resolve_plan", "retype_command_line", "study_recipes", "sweep_name",
-           "sweep_vocabularies", "training_params", "validate", "vocabulary_recipes"]
+           "ConfigError", "DatasetPlan", "OrderFree", "Plan", "Recipe", "ReportPlan", "attacked_models",
+           "attacked_pairs", "check_margin", "data_dependencies", "data_spec", "dataset_recipes", "dataset_section",
+           "dataset_units", "deep_merge", "discrete_vocabularies", "external_recipe", "format_sigma", "load_params",
+           "load_schema", "noise_model", "noise_token_model", "order_free", "resolve_plan", "retype_command_line",
+           "study_recipes", "sweep_name", "sweep_vocabularies", "training_params", "validate", "vocabulary_recipes"]
