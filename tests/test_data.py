@@ -398,6 +398,8 @@ def test_startup_checks_a_local_folder_in_one_line_naming_the_key(tmp_path):
     (tmp_path / "ds.rar").touch()
     with pytest.raises(DatasetError, match=r"^datasets\.toy\.path: .*ds\.rar is not a directory or"):
         check_declaration("toy", spec(tmp_path / "ds.rar"), 0, built=False)
+    with pytest.raises(DatasetError, match=r"ds\.rar is not a directory or a \.tar, \.tar\.gz, \.tgz, \.zip archive$"):
+        build_dataset("toy", spec(tmp_path / "ds.rar"), seed=0, cache_dir=tmp_path / "cache")  # the data job's line
     check_declaration("toy", {"source": "torchvision", "name": "MNIST", "channels": 1, "image_size": 28}, 0, False)
     # until it is built: the layout and the limits (members read, not decoded)
     with pytest.raises(DatasetError, match=r"^datasets\.toy\.limit_train 1 leaves class\(es\) \['cat'\] without"):

