@@ -49,9 +49,10 @@ LOCAL_RULES = {"all", "data", "attack_worst", "report", "stamp_models", "stamp_e
 def targets(local: Path) -> list[str]:
     """One output of every rule the tiny study submits, and of every certificate kind (each its own resources).
 
-    The whole tiny study through Slurm repeats the same few rules some 80 times; this is about 25 jobs:
-    discrete-gauss's worst case (every attack, its vocabulary, its training and the transfer source),
-    one smoothing run, a learned vocabulary (GPU) with its certification, and one result per certificate."""
+    The whole tiny study through Slurm repeats the same few rules some 80 times; these are 28 submitted jobs:
+    discrete-gauss's worst case (its 10 attacks and the baseline's 5, the source of `transfer`, with their
+    training and vocabulary), one smoothing run, a learned vocabulary (GPU) with its certification, and one
+    result per certificate."""
     res = "results/mnist5k"
     certs = []
     for cert in CERTIFICATES.values():  # discrete-gauss's where it has one, else the first classifier's
