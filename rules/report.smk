@@ -4,7 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tokencert.report.tables import pdf_table_names
+from tokencert.report.outputs import pdf_table_names
 
 BUILD_PDF = shutil.which("latexmk") is not None
 REPORT_FIGURES = [f"results/report/figures/{d}-{k}" for d in DATASETS for k in PLAN.report.figures]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import subprocess
+import sys
 import tomllib
 
 from tests.helpers import REPO
@@ -109,3 +111,15 @@ def test_every_dependency_is_pinned_in_the_constraints_file():
     assert pinned["torch"] == "2.14.1" and pinned["torchvision"] == "0.29.1"
     assert "-c constraints.txt" in (REPO / "README.md").read_text() and "-c constraints.txt" in \
         (REPO / ".ci/run").read_text()
+
+
+def test_the_workflow_starts_without_the_evaluation_libraries():
+    """Every Snakemake start (each dry run, each cluster job's) imports what the rules import: the plan and
+    the report's table names, not scipy or matplotlib (about a second each time)."""
+    imported = set()
+    for path in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]:
+        imported |= set(re.findall(r"^(?:from|import) (tokencert[\w.]*)", path.read_text(), re.M))
+    code = "import sys\n" + "".join(f"import {m}\n" for m in sorted(imported)) + (
+        "print(sorted(m for m in ('scipy.stats', 'scipy.optimize', 'matplotlib') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "tokencert.report.outputs" in imported and proc.stdout.strip() == "[]", (sorted(imported), proc.stdout)

@@ -14,7 +14,7 @@ from tests.helpers import REPO
 from tokencert.certacc import summarize
 from tokencert.config import resolve_plan
 from tokencert.io import write_json
-from tokencert.report import figures, reproduce, tables
+from tokencert.report import figures, outputs, reproduce, tables
 from tokencert.report.captions import caption, rst_to_latex
 from tokencert.report.collect import DatasetResults, at, collect
 from tokencert.report.document import run_settings
@@ -307,7 +307,7 @@ def test_pdf_tables_are_split_per_dataset_with_wrapped_titles():
                ("worst_eps", "Worst @ study eps"), ("bracket", "Bracket"), ("closed", "Closed"), ("seconds", "s")]
     rows = [{k: f"{d}-{k}" for k, _ in columns} | {"dataset": d} for d in ("a", "b", "a")]
     parts = tables.pdf_parts("landscape", rows, columns, ["a", "b"])
-    assert [name for name, _, _ in parts] == tables.pdf_table_names(["a", "b"])[2:6]
+    assert [name for name, _, _ in parts] == outputs.pdf_table_names(["a", "b"])[2:6]
     name, mine, radii = parts[0]
     assert name == "landscape-a-radii" and [r["dataset"] for r in mine] == ["a", "a"]
     assert [k for k, _ in radii] == ["classifier", "input", "objective", "clean", "cert0", "worst0"]

@@ -18,6 +18,7 @@ from ..config import Plan
 from ..smoothing import chance_level
 from ..study import STANDARD_RADII, WORST, study_eps
 from .collect import DatasetResults, at, attack_accuracy, test_accuracy
+from .outputs import LANDSCAPE_PARTS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data
 DASH = "-"
@@ -248,9 +249,8 @@ def landscape_columns(results: list[DatasetResults]) -> list[tuple[str, str]]:
                    ("seconds", "Cert. s/image")]
 
 
-LANDSCAPE_PARTS = {"radii": ("clean", "cert", "worst"), "evaluation": ("worst_eps", "bracket", "closed", "seconds")}
-"""The landscape in the PDF: two tables per dataset, each with the classifier's name, input and objective."""
 LANDSCAPE_NAMES = ("classifier", "input", "objective")
+"""The columns every part of the landscape in the PDF repeats (parts: ``outputs.LANDSCAPE_PARTS``)."""
 
 
 def pdf_parts(kind: str, rows: list[dict[str, str]], columns: Sequence[tuple[str, str]], datasets: Sequence[str]
@@ -258,7 +258,7 @@ def pdf_parts(kind: str, rows: list[dict[str, str]], columns: Sequence[tuple[str
     """Table ``kind`` split for the PDF (readable at print size): per dataset (its units, eps and radii
     shared, so the dataset and units columns go to the heading), the landscape further into
     ``LANDSCAPE_PARTS``; the others whole. Returns (name, rows, columns) per part (names:
-    :func:`pdf_table_names`)."""
+    :func:`.outputs.pdf_table_names`)."""
     if kind not in ("main", "landscape"):
         return [(kind, rows, list(columns))]
     kept = [(k, t) for k, t in columns if k not in ("dataset", "units")]
@@ -272,12 +272,6 @@ def pdf_parts(kind: str, rows: list[dict[str, str]], columns: Sequence[tuple[str
             out.append((f"landscape-{dataset}-{part}", mine, [(k, t) for k, t in kept if k in LANDSCAPE_NAMES
                                                               or k.rstrip("0123456789") in keys]))
     return out
-
-
-def pdf_table_names(datasets: Sequence[str]) -> list[str]:
-    """The LaTeX tables of the PDF, ``tables/<name>.tex`` (the report rule's outputs)."""
-    return ([f"main-{d}" for d in datasets] + [f"landscape-{d}-{p}" for d in datasets for p in LANDSCAPE_PARTS]
-            + ["vocab", "cost"])
 
 
 COST_COLUMNS = (("dataset", "Dataset"), ("method", "Method"), ("seconds", "Seconds per image"))
