@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import nnls
 
 from .tokens import token_scores
 
@@ -89,6 +88,8 @@ def _least_distance(x: np.ndarray, s: np.ndarray, a: np.ndarray, b: np.ndarray, 
     """``argmin ||(z - x) / s||`` over ``a z <= b`` and the box, with the multipliers of ``a``'s rows;
     ``None`` when infeasible. Lawson and Hanson's LDP: ``min ||y||`` s.t. ``G y >= h`` is the residual of
     ``nnls([G^T; h^T], e_last)``; rows enter by cutting planes."""
+    from scipy.optimize import nnls  # here: every attack job imports this module, few solve a cell (0.5 s)
+
     d, k = x.shape[0], a.shape[0]
     cells = [first] if first >= 0 else []
     low: list[int] = []
