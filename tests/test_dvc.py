@@ -13,8 +13,7 @@ import yaml
 
 from tests.helpers import REPO
 from tests.imports import import_closure
-from tests.workflow_copy import copy_run, run
-from tokencert.config import deep_merge
+from tests.workflow_copy import copy_run, run, tiny_config
 
 
 @pytest.mark.slow
@@ -24,9 +23,7 @@ def test_dvc_repro_tiny(tiny_study, tmp_path):
     stamps and the report it is given to rebuild, and DVC records it all; a second `dvc repro` does nothing."""
     work = copy_run(tiny_study, tmp_path / "wf")
     shutil.rmtree(work / "results/report")
-    params = deep_merge(yaml.safe_load((work / "params.yaml").read_text()),
-                        yaml.safe_load((work / "config/tiny.yaml").read_text()))
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (work / "params.yaml").write_text(yaml.safe_dump(tiny_config(work), sort_keys=False))
     run(work, "dvc", "init", "--no-scm", "-q")
     first = run(work, "dvc", "repro", timeout=1200)
     assert "is empty" not in first.stdout + first.stderr  # stamps list the stage's results

@@ -11,8 +11,7 @@ import torch
 import yaml
 
 from tests.helpers import REPO
-from tests.workflow_copy import copy_workflow, snakemake
-from tokencert.config import deep_merge
+from tests.workflow_copy import copy_workflow, snakemake, tiny_config
 from tokencert.models import build_model
 
 
@@ -21,8 +20,7 @@ def test_every_extension_point_from_a_user_module_reaches_the_report(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     shutil.copy(REPO / "tests/toyplugins.py", work / "toyplugins.py")
     torch.save(build_model("cnn", 1, 10, [0.0], [1.0])[1].state_dict(), work / "mine.pt")
-    params = deep_merge(yaml.safe_load((work / "params.yaml").read_text()),
-                        yaml.safe_load((work / "config/tiny.yaml").read_text()))
+    params = tiny_config(work)
     params["plugins"] = ["toyplugins"]
     params["vocabularies"]["toyvocab"] = {"kind": "randompatches", "K": 16, "fit_patches": 2000}
     params["study"]["vocabularies"] = ["gauss", "toyvocab"]

@@ -14,21 +14,15 @@ import yaml
 
 from tests.figure_checks import assert_legible
 from tests.helpers import make_imagefolder, make_tar
-from tests.workflow_copy import copy_run, copy_workflow, snakemake
+from tests.workflow_copy import copy_run, copy_workflow, snakemake, tiny_config
 from tokencert.certificates import CERTIFICATES
-from tokencert.config import deep_merge, resolve_plan
+from tokencert.config import resolve_plan
 from tokencert.report import figures
 from tokencert.report.collect import collect
 from tokencert.report.document import table_font_sizes
 from tokencert.study import FIGURE_KINDS
 
 pytestmark = pytest.mark.slow  # every test here runs Snakemake
-
-
-def tiny_config(work) -> dict:
-    """params.yaml with config/tiny.yaml merged over it."""
-    return deep_merge(yaml.safe_load((work / "params.yaml").read_text()),
-                      yaml.safe_load((work / "config/tiny.yaml").read_text()))
 
 
 @pytest.fixture(scope="module")

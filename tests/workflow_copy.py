@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from tests.helpers import REPO
+from tokencert.config import deep_merge
 
 WORKFLOW_FILES = ["Snakefile", "params.yaml", "dvc.yaml"]
 WORKFLOW_DIRS = ["rules", "scripts", "config", "report", "envs", "profiles"]
@@ -60,3 +63,9 @@ def copy_run(run_dir: Path, dest: Path) -> Path:
     """Copy a finished workflow run (results, Snakemake's records, modification times) into ``dest``."""
     shutil.copytree(run_dir, dest, symlinks=True)
     return dest
+
+
+def tiny_config(work: Path) -> dict:
+    """``params.yaml`` with ``config/tiny.yaml`` merged over it, as Snakemake stacks them."""
+    return deep_merge(yaml.safe_load((work / "params.yaml").read_text()),
+                      yaml.safe_load((work / "config/tiny.yaml").read_text()))

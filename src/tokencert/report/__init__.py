@@ -9,7 +9,7 @@ __all__ = ["build"]
 
 def __getattr__(name: str) -> Any:
     """``build`` imported when first asked for: the workflow reads only the table names
-    (``report.tables``) when it starts, and the document's imports (scipy, matplotlib) cost every
+    (``report.outputs``) when it starts, and the document's imports (scipy, matplotlib) cost every
     Snakemake start, each dry run and each cluster job's, about a second."""
     if name == "build":
         from .document import build
