@@ -17,6 +17,8 @@ from tests.tiny_problems import brute_distance, tiny_case, tiny_net, tiny_vocab
 from tokencert.exact import single_flip_certificates
 from tokencert.models import BasicBlock, DiscreteClassifier, Normalize, Residual
 from tokencert.setcert import (
+    ENUMERATION_LIMIT,
+    breakpoints,
     certified,
     certified_radius,
     deviation_box,
@@ -26,6 +28,8 @@ from tokencert.setcert import (
     linear_margin_bounds,
     margin_bounds,
 )
+from tokencert.setcert.certifier import _Certifier, _combinations
+from tokencert.setcert.linear import _backward
 from tokencert.tokens import patchify, unpatchify
 from tokencert.vocab import Vocabulary
 
@@ -375,3 +379,89 @@ def test_in_place_relus_give_the_same_bounds() -> None:
     center = unpatchify(geo.own(), 2, "joint", 1, 4)
     args = (geo, reach, center, lo, hi, torch.full((3,), 2), torch.tensor([0, 1, 2]))
     assert torch.equal(linear_margin_bounds(plain, vocab, *args), linear_margin_bounds(inplace, vocab, *args))
+
+
+@pytest.mark.parametrize("linear", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_search_finds_the_first_refused_breakpoint(seed: int, linear: bool) -> None:
+    """The exponential search returns, per image, the first breakpoint :func:`certified` refuses
+    after a run of accepted ones: the radius a scan of every breakpoint from 0 finds (the tiny
+    problems' certificates are monotone in the radius), with the enumeration cache on."""
+    model, images, labels = tiny_case(4, seed, 6, 40 + seed)
+    radius = certified_radius(model, images, labels, linear=linear)
+    geo = geometry(images.double(), model.vocab)
+    for i in range(images.shape[0]):
+        one = (images[i:i + 1], labels[i:i + 1])
+        scan = [bool(certified(model, *one, float(r), linear=linear)[0]) for r in breakpoints(geo, i)]
+        first = scan.index(False) if False in scan else None
+        assert scan[:first] == [True] * len(scan[:first])
+        expected = 0.0 if first == 0 else (math.inf if first is None else float(breakpoints(geo, i)[first]))
+        assert float(radius[i]) == expected, (seed, i, scan)
+
+
+def test_enumeration_skips_the_combinations_it_already_classified(monkeypatch) -> None:
+    """With the bounds off, a second, larger radius classifies exactly the combinations the first did
+    not prove (they are a superset), and every verdict is a fresh certifier's."""
+    monkeypatch.setattr(_Certifier, "bounds_certify", lambda self, r, radius: torch.zeros(len(r), dtype=torch.bool))
+    model, images, labels = tiny_case(4, 0, 6, 1)
+    cert = _Certifier(model, images, labels, None, ENUMERATION_LIMIT, linear=False)
+    seen: list[int] = []
+    model.net.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[0]))
+    rows = torch.arange(images.shape[0])
+    first = cert.certify(rows, 0.2)
+    before = [set(k) for k in cert.known]
+    assert sum(seen) == sum(
+        len(_combinations(cert.geo.radii[i], 0.2, int(flip_budget(cert.geo.patch_radii[i:i + 1], 0.2)[0]), 10**6))
+        for i in range(len(rows)) if cert.correct[i])
+    seen.clear()
+    second = cert.certify(rows, 0.3)
+    new = [len(_combinations(cert.geo.radii[i], 0.3, int(flip_budget(cert.geo.patch_radii[i:i + 1], 0.3)[0]), 10**6))
+           - len(before[i]) for i in range(len(rows)) if cert.correct[i]]
+    assert sum(seen) == sum(new) and 0 < sum(new)
+    fresh = _Certifier(model, images, labels, None, ENUMERATION_LIMIT, linear=False)
+    assert torch.equal(first, fresh.certify(rows, 0.2)) and torch.equal(second, fresh.certify(rows, 0.3))
+    assert first.any() and not torch.equal(first, second)  # an image refused only at the larger radius
+
+
+def test_deviation_box_against_a_scan_of_every_token() -> None:
+    """The box of ``token - own`` over the reachable tokens, per image radius, as a loop over every
+    image, patch and token computes it (joint and per-channel vocabularies)."""
+    for mode, channels in (("joint", 1), ("per_channel", 3)):
+        tokens = torch.rand(7, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        vocab = Vocabulary(tokens=tokens, patch_size=2, mode=mode, channels=channels, image_size=4, meta={"name": "t"})
+        images = torch.rand(3, channels, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        geo = geometry(images, vocab)
+        radius = torch.tensor([0.0, 0.4, 9.0], dtype=torch.float64)
+        lo, hi, reach = deviation_box(geo, radius)
+        own = geo.own()
+        for n in range(3):
+            for p in range(own.shape[1]):
+                devs = [geo.tables[p, j] - own[n, p] for j in range(7)
+                        if geo.radii[n, p, j] <= radius[n] or j == geo.assignment[n, p]]
+                assert int(reach[n, p].sum()) == len(devs)
+                assert torch.equal(lo[n, p], torch.stack(devs).amin(0))
+                assert torch.equal(hi[n, p], torch.stack(devs).amax(0))
+
+
+@pytest.mark.parametrize("module", [
+    nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.Conv2d(2, 4, 2, stride=2),
+    nn.Conv2d(2, 4, 3, stride=2, dilation=2, groups=2, bias=False), nn.Linear(50, 7), nn.Flatten(), nn.Identity(),
+    nn.BatchNorm2d(2), nn.BatchNorm2d(2, affine=False), Normalize([0.1, 0.2], [0.3, 0.5]), nn.AvgPool2d(2),
+    nn.AdaptiveAvgPool2d(3)], ids=lambda m: repr(m))
+def test_affine_layers_back_substitute_as_their_vector_jacobian_product(module: nn.Module) -> None:
+    """``_backward`` through an affine layer (its transposed weights, no forward pass) gives autograd's
+    vector-Jacobian product and the bias term ``coef . layer(0)``, on odd sizes a stride leaves rows of."""
+    torch.manual_seed(0)
+    module = module.double().eval()
+    if isinstance(module, nn.BatchNorm2d):
+        module.running_mean.uniform_(-1, 1)
+        module.running_var.uniform_(0.5, 2)
+    shape = (50,) if isinstance(module, nn.Linear) else (2, 5, 5)
+    x = torch.zeros((6, *shape), dtype=torch.float64, requires_grad=True)
+    out = module(x)
+    coef = torch.randn(2, 3, *out.shape[1:], dtype=torch.float64)
+    pulled = torch.autograd.grad(out, x, coef.reshape(6, *out.shape[1:]))[0]
+    bounds = torch.zeros((2, *shape), dtype=torch.float64)
+    back, shift = _backward(module, coef, {id(module): [(bounds, bounds)]})
+    assert torch.allclose(back, pulled.view(2, 3, *shape), rtol=0, atol=1e-12)
+    assert torch.allclose(shift, (coef * out.detach()[0]).flatten(2).sum(2), rtol=0, atol=1e-12)

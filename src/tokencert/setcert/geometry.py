@@ -75,11 +75,19 @@ def deviation_box(geo: Geometry, radius: float | torch.Tensor) -> tuple[torch.Te
     mine = torch.arange(geo.radii.shape[2]) == geo.assignment.unsqueeze(2)
     reach = (geo.radii <= r) | mine  # a patch with no finite radius (fixed by a branch) keeps its token
     own = geo.own()
-    lo = torch.zeros_like(own)
-    hi = torch.zeros_like(own)
-    for p in range(own.shape[1]):  # P x K x d at a time keeps memory at one patch's tables
-        dev = geo.tables[p].unsqueeze(0) - own[:, p].unsqueeze(1)  # N x K x d
-        mask = reach[:, p].unsqueeze(2)
-        lo[:, p] = torch.where(mask, dev, torch.inf).min(dim=1).values
-        hi[:, p] = torch.where(mask, dev, -torch.inf).max(dim=1).values
-    return lo, hi, reach
+    n, num, d = own.shape
+    image, patch, token = torch.nonzero(reach, as_tuple=True)  # the reachable pairs: few at the radii certified
+    slot = image * num + patch
+    lo = torch.zeros(n * num, d, dtype=own.dtype, device=own.device)  # the own token's deviation, 0
+    hi = torch.zeros_like(lo)
+    for start in range(0, len(slot), BOX_ROWS):  # memory bounded at BOX_ROWS x d
+        part = slice(start, start + BOX_ROWS)
+        dev = geo.tables[patch[part], token[part]] - own[image[part], patch[part]]
+        index = slot[part].unsqueeze(1).expand_as(dev)
+        lo.scatter_reduce_(0, index, dev, "amin")
+        hi.scatter_reduce_(0, index, dev, "amax")
+    return lo.view(n, num, d), hi.view(n, num, d), reach
+
+
+BOX_ROWS = 2**18
+"""Reachable (image, patch, token) triples :func:`deviation_box` gathers per pass."""
