@@ -156,8 +156,8 @@ def _transpose(module: nn.Module, coef: torch.Tensor, shape: tuple[int, ...]) ->
         return coef / module.std
     if isinstance(module, (nn.Flatten, nn.Identity)):
         return coef.reshape(coef.shape[0], *shape)
-    # average pooling (and other linear layers): autograd's vector-Jacobian product, one pass
-    # (rare: the certified CNNs have none; torch.func.vjp would import torch._dynamo, 2.5 s per job)
+    # average pooling: autograd's vector-Jacobian product (the CNN's one adaptive pool costs 1 % of the
+    # bound; torch.autograd, not torch.func.vjp, which imports torch._dynamo: 2.5 s per job)
     x = torch.zeros((coef.shape[0], *shape), dtype=coef.dtype, requires_grad=True)
     with torch.enable_grad():
         return torch.autograd.grad(module(x), x, coef)[0]
