@@ -2,11 +2,16 @@
 #   default study (embedded mnist5k):  snakemake --cores all
 #   full study:                        snakemake --cores all --configfile config/paper.yaml
 #   report only, from results:         snakemake --cores all report
+import os
 import sys
 
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# Jobs (here, or through Slurm) inherit it: OpenMP workers sleep when idle instead of spinning, which
+# only matters for a job given more than 1 thread (--set-threads); tokencert.runtime.use_threads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 configfile: "params.yaml"

@@ -31,6 +31,7 @@ from tokencert.attacks import clean_accuracy, project, run_attack
 from tokencert.attacks.pgd import random_start
 from tokencert.io import write_json, write_text
 from tokencert.models import DiscreteClassifier, StraightThrough, build_model
+from tokencert.runtime import use_threads
 from tokencert.tokens import patchify
 from tokencert.vocab import Vocabulary, tokenize
 from tokencert.vocab.gaussian import gaussian_tokens
@@ -87,7 +88,7 @@ def main() -> None:
     parser.add_argument("--K", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the suite and the reference")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     (train, train_labels), (test, test_labels), source = load_labeled("mnist")
     model = discrete_mnist_model(train, train_labels, args.K)
     x, y = test[:args.images], test_labels[:args.images]

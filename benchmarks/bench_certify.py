@@ -24,6 +24,7 @@ import torch
 from tokencert.certify import image_certificates
 from tokencert.data import build_dataset, to_float
 from tokencert.io import write_json, write_text
+from tokencert.runtime import use_threads
 from tokencert.tokens import patchify
 from tokencert.vocab import Vocabulary
 from tokencert.vocab.gaussian import gaussian_tokens
@@ -123,7 +124,7 @@ def main() -> None:
     parser.add_argument("--reference-patches", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of ours and the reference")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     results = [run_case(name, args.K, args.reference_patches, args.rounds) for name in CASES]
     out = HERE / "out"
     write_json(out / "bench_certify.json", {"threads": args.threads, "results": results})

