@@ -124,6 +124,21 @@ def test_cost_rows_name_each_smoothing_sigma():
     assert tables.cost_rows([d])[1]["method"].endswith("n=2000, bf16 on cuda)")
 
 
+def test_cost_rows_sum_each_suite_per_attacked_image():
+    """An attack suite's row: its attacks' seconds and evaluations summed, per attacked image (not the
+    worst-case aggregate); a job that recorded no work shows dashes."""
+    d = DatasetResults("m", {"shape": [1, 28, 28]})
+    work = {"device": "cpu", "seconds": 4.0, "forward_images": 1000, "backward_images": 600}
+    d.attacks = {"baseline": {"pgd": {"n_images": 100, "work": work},
+                              "square": {"n_images": 100, "work": {**work, "backward_images": 0}},
+                              "worst": {"n_images": 100, "work": work}}}
+    d.smoothing = {"noise-1": {1.0: {"n": 10, "seconds_per_image": 0.5}}}
+    smoothing, suite = tables.cost_rows([d])
+    assert suite == {"dataset": "m", "method": "attack suite (baseline, 2 attacks)", "seconds": "8.00e-02",
+                     "forward": "20", "backward": "6", "device": "cpu"}
+    assert (smoothing["forward"], smoothing["device"]) == (tables.DASH, tables.DASH)
+
+
 def write_results(root, dataset: str, models: list[str]) -> dict[str, list]:
     """Result files of a (fake) run of ``models`` under ``root``, grouped as the report rule declares them."""
     files = {"manifests": [root / "data" / dataset / "manifest.json"], "finals": [], "attacks": []}

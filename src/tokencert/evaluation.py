@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .data import load_split_in_units, to_float
 from .data.split import stratified_indices
-from .models import load_classifier
+from .models import DiscreteClassifier, load_classifier
 from .vocab import Vocabulary
 
 
@@ -50,3 +53,47 @@ def load_model(model_path: str | os.PathLike[str], vocab_path: str | os.PathLike
 def predictions(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """The classifier's predicted class of each image (on the CPU), in batches."""
     return torch.cat([model(images[i:i + batch_size]).argmax(1).cpu() for i in range(0, images.shape[0], batch_size)])
+
+
+@dataclass
+class Work:
+    """What a job spent on its models: images through their networks forward and backward (a batch of
+    ``b`` counts ``b``), wall seconds and the device (see :func:`counted`)."""
+
+    device: str
+    forward: int = 0
+    backward: int = 0
+    seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter, repr=False)
+
+    def summary(self, images: int) -> dict[str, float | int | str]:
+        """The job summary's ``work`` entry: totals and per image of the ``images`` evaluated."""
+        return {"device": self.device, "seconds": self.seconds, "forward_images": self.forward,
+                "backward_images": self.backward, "forward_per_image": self.forward / max(1, images),
+                "backward_per_image": self.backward / max(1, images)}
+
+
+@contextlib.contextmanager
+def counted(*models: nn.Module | None, device: torch.device | str = "cpu") -> Iterator[Work]:
+    """Count every forward and backward pass through the networks of ``models`` (a token classifier's
+    ``net``, which its surrogates and searches call too; copies made inside, e.g. the certificates'
+    float64 networks, keep the count) while the block runs, and its wall seconds."""
+    work = Work(str(device))
+
+    def hook(_: nn.Module, __: object, output: torch.Tensor) -> None:
+        n = int(output.shape[0])
+        work.forward += n
+        if output.requires_grad:
+            output.register_hook(lambda grad: _backward(grad.shape[0]))
+
+    def _backward(n: int) -> None:
+        work.backward += n
+
+    nets = [m.net if isinstance(m, DiscreteClassifier) else m for m in models if m is not None]
+    handles = [net.register_forward_hook(hook) for net in nets]
+    try:
+        yield work
+    finally:
+        work.seconds = time.perf_counter() - work.started
+        for handle in handles:
+            handle.remove()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ import torch
 
 from ..attacks.results import read_outcome
 from ..certacc import summarize
-from ..evaluation import eval_set, load_model, predictions
+from ..evaluation import counted, eval_set, load_model, predictions
 from ..io import atomic_path, write_json
 from ..study import CLOSED_BRACKET
 from . import Certificate
@@ -47,10 +46,10 @@ def run_certificate(
     n_images = settings.get("n_images")
     data = eval_set(data_dir, 2**62 if n_images is None else int(n_images), seed, units, device)
     net = load_model(model_path, vocab_path, dataset, device)
-    start = time.perf_counter()
-    out = cert.function()(net, data, settings)
-    prediction = predictions(net, data.images)
-    seconds = (time.perf_counter() - start) / max(1, data.labels.numel())
+    with counted(net, device=device) as work:
+        out = cert.function()(net, data, settings)
+        prediction = predictions(net, data.images)
+    seconds = work.seconds / max(1, data.labels.numel())
     radius = torch.as_tensor(out.radius, dtype=torch.float64).cpu()
     if radius.shape != data.labels.shape or bool(torch.isnan(radius).any()) or bool((radius < 0).any()):
         raise ValueError(f"certificate {cert.name}: radii of shape {tuple(radius.shape)} for "
@@ -62,6 +61,7 @@ def run_certificate(
     summary = summarize(cert.name, dataset, model, units, certified, correct, torch.zeros_like(correct), grid,
                         None, seconds)
     summary.update(out.summary)
+    summary["work"] = work.summary(data.labels.numel())
     upper = torch.full_like(certified, float("inf"))
     if out.upper is not None:  # the certificate's own verified adversarial norms (a complete verifier's)
         upper = torch.as_tensor(out.upper, dtype=torch.float64).cpu()

@@ -137,21 +137,38 @@ def vocab_columns(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
 
 
 def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
-    """Seconds per certified image: exact certificates against randomized smoothing."""
+    """Seconds and network evaluations per image: exact certificates, randomized smoothing and each
+    classifier's attack suite (its attacks summed; the work a job records, ``evaluation.counted``)."""
     rows = []
     for d in results:
         for vocab, cert in d.certify.items():
-            rows.append({"dataset": d.name, "method": f"token certificate maps ({vocab})",
-                         "seconds": f"{cert['seconds_per_image']:.2e}"})
+            rows.append(_cost(d.name, f"token certificate maps ({vocab})", cert["seconds_per_image"], None))
         for name, per_model in d.certs.items():
             for model, summary in sorted(per_model.items()):
-                rows.append({"dataset": d.name, "method": f"{CERTIFICATES[name].label} certificate ({model})",
-                             "seconds": f"{summary['seconds_per_image']:.2e}"})
+                rows.append(_cost(d.name, f"{CERTIFICATES[name].label} certificate ({model})",
+                                  summary["seconds_per_image"], summary.get("work")))
         for model, per_sigma in d.smoothing.items():
             for sigma, s in sorted(per_sigma.items()):
                 method = f"randomized smoothing ({model}, sigma={sigma:g}, n={s.get('n', '?')}{precision_note(s)})"
-                rows.append({"dataset": d.name, "method": method, "seconds": f"{s['seconds_per_image']:.2e}"})
+                rows.append(_cost(d.name, method, s["seconds_per_image"], s.get("work")))
+        for model, attacks in d.attacks.items():
+            works = [a["work"] for name, a in attacks.items() if name != WORST and "work" in a]
+            if works:
+                images = max(a["n_images"] for name, a in attacks.items() if name != WORST)
+                total = {key: sum(w[key] for w in works) for key in ("seconds", "forward_images", "backward_images")}
+                rows.append(_cost(d.name, f"attack suite ({model}, {len(works)} attacks)", total["seconds"] / images,
+                                  {"device": "/".join(sorted({w["device"] for w in works})),
+                                   "forward_per_image": total["forward_images"] / images,
+                                   "backward_per_image": total["backward_images"] / images}))
     return rows
+
+
+def _cost(dataset: str, method: str, seconds: float, work: dict[str, Any] | None) -> dict[str, str]:
+    """A cost-table row; evaluations and device are dashes where the job did not record them."""
+    return {"dataset": dataset, "method": method, "seconds": f"{seconds:.2e}",
+            "forward": DASH if work is None else f"{work['forward_per_image']:,.0f}",
+            "backward": DASH if work is None else f"{work['backward_per_image']:,.0f}",
+            "device": DASH if work is None else work["device"]}
 
 
 def near(grid: Sequence[float], point: float) -> int | None:
@@ -274,7 +291,8 @@ def pdf_parts(kind: str, rows: list[dict[str, str]], columns: Sequence[tuple[str
     return out
 
 
-COST_COLUMNS = (("dataset", "Dataset"), ("method", "Method"), ("seconds", "Seconds per image"))
+COST_COLUMNS = (("dataset", "Dataset"), ("method", "Method"), ("seconds", "Seconds per image"),
+                ("forward", "Forward passes per image"), ("backward", "Backward passes per image"), ("device", "Device"))
 
 
 def markdown(rows: list[dict[str, str]], columns: Sequence[tuple[str, str]]) -> str:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..certacc import summarize
 from ..data.store import load_split_in_units, to_float
+from ..evaluation import counted
 from ..io import write_json, write_text
 from ..models import load_classifier
 from ..runtime import derive_seed
@@ -140,14 +141,15 @@ def smooth_classifier(
     loaded = load_split_in_units(data_dir, "test", units)
     test = loaded.split
     indices = select_indices(test.labels.numel(), int(settings["every"]), settings.get("max_images"))
-    rows = certify_images(
-        net, test.images, test.labels, indices, sigma, n0, n, alpha, batch_size,
-        seed=seed, device=device, scale=loaded.scale, precision=precision, progress=progress,
-    )
+    with counted(net, device=device) as work:
+        rows = certify_images(
+            net, test.images, test.labels, indices, sigma, n0, n, alpha, batch_size,
+            seed=seed, device=device, scale=loaded.scale, precision=precision, progress=progress,
+        )
     write_tsv(tsv_path, rows)
     summary = summarize_rows(rows, dataset=dataset, model=model, units=units, sigma=sigma, grid=grid)
     summary.update({"n0": n0, "n": n, "alpha": alpha, "precision": precision, "batch_size": batch_size,
-                    "device": device.type})
+                    "device": device.type, "work": work.summary(len(rows))})
     write_json(json_path, summary)
     log.info("%s/%s sigma=%g: clean %.3f, ACR %.3f, %.3f s/image", dataset, model, sigma,
              summary["clean_accuracy"], summary["acr"], summary["seconds_per_image"])
