@@ -149,8 +149,9 @@ def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
                                   summary["seconds_per_image"], summary.get("work")))
         for model, per_sigma in d.smoothing.items():
             for sigma, s in sorted(per_sigma.items()):
-                method = f"randomized smoothing ({model}, sigma={sigma:g}, n={s.get('n', '?')}{precision_note(s)})"
-                rows.append(_cost(d.name, method, s["seconds_per_image"], s.get("work")))
+                method = (f"randomized smoothing ({model}, sigma={sigma:g}, n={s.get('n', '?')}, "
+                          f"{s.get('precision', 'fp32')})")
+                rows.append(_cost(d.name, method, s["seconds_per_image"], s.get("work"), s.get("device", "cpu")))
         for model, attacks in d.attacks.items():
             works = [a["work"] for name, a in attacks.items() if name != WORST and "work" in a]
             if works:
@@ -163,12 +164,14 @@ def cost_rows(results: list[DatasetResults]) -> list[dict[str, str]]:
     return rows
 
 
-def _cost(dataset: str, method: str, seconds: float, work: dict[str, Any] | None) -> dict[str, str]:
-    """A cost-table row; evaluations and device are dashes where the job did not record them."""
+def _cost(dataset: str, method: str, seconds: float, work: dict[str, Any] | None,
+          device: str | None = None) -> dict[str, str]:
+    """A cost-table row; evaluations (and the device, unless given) are dashes where the job did not
+    record its work."""
     return {"dataset": dataset, "method": method, "seconds": f"{seconds:.2e}",
             "forward": DASH if work is None else f"{work['forward_per_image']:,.0f}",
             "backward": DASH if work is None else f"{work['backward_per_image']:,.0f}",
-            "device": DASH if work is None else work["device"]}
+            "device": work["device"] if work is not None else device or DASH}
 
 
 def near(grid: Sequence[float], point: float) -> int | None:
@@ -292,7 +295,7 @@ def pdf_parts(kind: str, rows: list[dict[str, str]], columns: Sequence[tuple[str
 
 
 COST_COLUMNS = (("dataset", "Dataset"), ("method", "Method"), ("seconds", "Seconds per image"),
-                ("forward", "Forward passes per image"), ("backward", "Backward passes per image"), ("device", "Device"))
+                ("forward", "Forward / image"), ("backward", "Backward / image"), ("device", "Device"))
 
 
 def markdown(rows: list[dict[str, str]], columns: Sequence[tuple[str, str]]) -> str:
