@@ -11,8 +11,9 @@ rule certificate:
         summary="results/{dataset}/{cert}/{model}.json",
         samples="results/{dataset}/{cert}/{model}.csv",
     params:
-        # its own params section (tokencert.certificates.Certificate.settings): a change reruns only it
-        settings=lambda w: tc.order_free(by_folder(w.cert).settings(config)),
+        # its own params section (tokencert.certificates.Certificate.settings), with the classifier's own
+        # overrides (<folder>.models.<model>): a change reruns only the jobs it reaches
+        settings=lambda w: tc.order_free(by_folder(w.cert).settings(config, w.model)),
         radii=config["radii"],
         units=units,
         code=lambda w: code("certificate.py", by_folder(w.cert).module),
@@ -33,4 +34,4 @@ rule certificate:
 
 
 TARGETS += [rules.certificate.output.summary.format(dataset=d, cert=c.folder, model=m) for d in DATASETS
-            for c in CERTIFICATES.values() for m in certified_models(d, c)]
+            for c in CERTIFICATES.values() for m in PLAN.certified_models(d, c)]

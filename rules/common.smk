@@ -4,7 +4,7 @@ import re
 import sys
 
 import tokencert.config as tc
-from tokencert.certificates import CERTIFICATES, applies, by_folder
+from tokencert.certificates import CERTIFICATES, by_folder
 from tokencert.data import DatasetError, check_declaration
 from tokencert.provenance import code_hash
 from tokencert.study import ATTACKS, OBJECTIVE_CODE, WORST
@@ -90,13 +90,6 @@ def recipe(w):
     return PLAN.datasets[w.dataset].recipes[w.model]
 
 
-def certified_models(dataset, cert):
-    """The classifiers of ``dataset`` that certificate ``cert`` applies to (tokencert.certificates)."""
-    attacked = PLAN.attacked_models()
-    return [m for m, r in PLAN.datasets[dataset].recipes.items()
-            if applies(cert, r.vocab is not None, r.lipschitz, m in attacked)]
-
-
 def classifier_inputs(w):
     """The test split and, for a token classifier, its vocabulary."""
     files = {k: v for k, v in data_files(w.dataset).items() if k != "train"}
@@ -128,7 +121,7 @@ def report_inputs(w):
                                for m, s in dp.smoothed]
         attacked = [m for m in PLAN.attacked_models() if m in dp.models]
         for c in CERTIFICATES.values():
-            for m in certified_models(d, c):
+            for m in PLAN.certified_models(d, c):
                 files["certificates"].append(rules.certificate.output.summary.format(dataset=d, cert=c.folder, model=m))
                 if c.bracket and m in attacked:
                     files["brackets"].append(rules.certificate.output.samples.format(dataset=d, cert=c.folder, model=m))

@@ -56,6 +56,11 @@ BAD = [
     ("setcert: {n_images: 0}", "'setcert.n_images'"),
     ("setcert: {relaxation: crown}", "'setcert.relaxation'"),
     ("lipcert: {n_images: 0}", "'lipcert.n_images'"),
+    ("exactflip: {n_images: 5, models: {flipsett: {n_images: 9}}}",
+     "exactflip.models.flipsett: certificate exactflip does not run on a classifier of that name"),
+    ("lipcert: {models: {discrete-gauss: {n_images: 9}}}", "(it runs on: lipschitz)"),
+    ("setcert: {n_images: 5, models: {flipset: {relaxation: crown}}}", "'setcert.models.flipset.relaxation'"),
+    ("setcert: {n_images: 5, models: {flipset: {bogus: 1}}}", "'setcert.models.flipset'"),
     ("report: {cert_radius: 0.3}", "report.cert_radius 0.3 is not in radii"),
     # numbers are numbers: no NaN or infinity, integers where counts are meant, a seed in range
     ("training: {lr: .nan}", "'training.lr': nan is not a finite number"),

@@ -116,6 +116,16 @@ def test_registry_names_folders_once_and_knows_what_applies_where(monkeypatch):
     assert callable(CERTIFICATES["R0"].function())
 
 
+def test_a_classifier_can_have_its_own_certificate_settings():
+    """``<folder>.models.<classifier>`` overrides the section's keys for that classifier only; the
+    section itself never hands the job its ``models`` table."""
+    config = {"exactflip": {"n_images": 5, "nodes": 50, "models": {"flipset": {"n_images": 20}}}}
+    cert = CERTIFICATES["exactflip"]
+    assert cert.settings(config, "flipset") == {"n_images": 20, "max_radius": 4.0, "nodes": 50}
+    assert cert.settings(config, "discrete-gauss") == cert.settings(config) == {"n_images": 5, "max_radius": 4.0,
+                                                                                 "nodes": 50}
+
+
 def test_the_bracket_joins_on_test_index_and_refuses_a_certificate_above_a_verified_attack():
     certified = torch.tensor([0.1, 0.0, 0.3], dtype=torch.float64)
     correct = torch.tensor([True, False, True])

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+PER_MODEL = "models"  # a certificate section's per-classifier overrides: <folder>.models.<model>.<key>
 TOKEN_CLASSIFIERS = "tokens"
 LIPSCHITZ_NETWORKS = "lipschitz"
 ANY_CLASSIFIER = "any"
@@ -46,9 +47,12 @@ class Certificate:
     schema: Mapping[str, Any] | None = None  # JSON schema of its params section (built-ins: params.schema.yaml)
     landscape: bool = True  # its certified accuracy competes in the landscape (False: a few images, bracket only)
 
-    def settings(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Its parameter section: the defaults, overridden by ``config[folder]``."""
-        return {**self.defaults, **dict(config.get(self.folder) or {})}
+    def settings(self, config: Mapping[str, Any], model: str | None = None) -> dict[str, Any]:
+        """Its parameter section for ``model``: the defaults, overridden by ``config[folder]``, overridden
+        by that section's ``models.<model>`` (e.g. more images for one classifier)."""
+        section = dict(config.get(self.folder) or {})
+        own = dict((section.pop(PER_MODEL, None) or {}).get(model) or {})
+        return {**self.defaults, **section, **own}
 
     @property
     def module(self) -> str:

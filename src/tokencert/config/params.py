@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from ..certificates import CERTIFICATES
+from ..certificates import CERTIFICATES, PER_MODEL
 from ..plugins import SPEC, load_plugins
 from ..study import ARCHITECTURES, ATTACKS, OBJECTIVE_PARAMETERS, VOCABULARY_KINDS
 from .checks import check_references
@@ -45,7 +45,12 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     schema["definitions"]["arch"] = {"anyOf": [{"enum": ["auto", *ARCHITECTURES]},
                                                {"type": "string", "pattern": SPEC.pattern}]}
     for cert in CERTIFICATES.values():  # each certificate's params section (a plugin's: its own schema)
-        schema["properties"].setdefault(cert.folder, {"type": "object", **dict(cert.schema or {})})
+        section = schema["properties"].setdefault(cert.folder, {"type": "object", **dict(cert.schema or {})})
+        keys = {k: v for k, v in section.get("properties", {}).items() if k != PER_MODEL}
+        override = {"type": "object", **({"additionalProperties": False, "properties": keys} if keys else {})}
+        section.setdefault("properties", {})[PER_MODEL] = {
+            "type": "object", "additionalProperties": override,
+            "description": "per-classifier overrides of this section's keys: models.<classifier>.<key>"}
     return schema
 
 

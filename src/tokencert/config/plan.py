@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..certificates import CERTIFICATES, PER_MODEL, Certificate, applies
 from ..study import CERT_RADIUS, FIGURE_KINDS, attack_applies
+from .errors import ConfigError
 from .params import validate
 from .recipes import (
     Recipe,
@@ -102,6 +104,23 @@ class Plan:
         """The attacks run on ``model``."""
         return [a for m, a in self.attacked if m == model]
 
+    def certified_models(self, dataset: str, cert: Certificate) -> list[str]:
+        """The classifiers of ``dataset`` that certificate ``cert`` runs on."""
+        attacked = self.attacked_models()
+        return [m for m, r in self.datasets[dataset].recipes.items()
+                if applies(cert, r.vocab is not None, r.lipschitz, m in attacked)]
+
+
+def check_certificate_overrides(plan: Plan) -> None:
+    """Every ``<folder>.models.<classifier>`` names a classifier its certificate runs on (a typo would
+    otherwise change nothing, silently)."""
+    for cert in CERTIFICATES.values():
+        runs = sorted({m for d in plan.datasets for m in plan.certified_models(d, cert)})
+        for name in (plan.config.get(cert.folder) or {}).get(PER_MODEL) or {}:
+            if name not in runs:
+                raise ConfigError(f"params: {cert.folder}.{PER_MODEL}.{name}: certificate {cert.name} does not run "
+                                  f"on a classifier of that name (it runs on: {', '.join(runs) or 'none'})")
+
 
 def resolve_plan(config: Mapping[str, Any]) -> Plan:
     """Validate ``config`` and resolve the study plan (the one place that derives it)."""
@@ -115,7 +134,7 @@ def resolve_plan(config: Mapping[str, Any]) -> Plan:
     recipes = {m: r for d in datasets.values() for m, r in d.recipes.items()}
     report = config.get("report", {})
     main = config["classifiers"]["discrete"][0] if config["classifiers"]["discrete"] else None
-    return Plan(
+    plan = Plan(
         config=config, datasets=datasets, vocabularies=vocabs, sweep=tuple(sweep_vocabularies(config)),
         discrete=tuple(discrete), attacked=tuple(attacked_pairs(config, recipes)),
         radii=tuple(float(r) for r in config["radii"]), eps=tuple(float(e) for e in config["attacks"]["eps"]),
@@ -123,6 +142,8 @@ def resolve_plan(config: Mapping[str, Any]) -> Plan:
                           main, main or next(iter(vocabs)), tuple(report.get("reproduce", []))),
         notes=tuple(restricted_recipes(config)),
     )
+    check_certificate_overrides(plan)
+    return plan
 
 
 def restricted_recipes(config: Mapping[str, Any]) -> list[str]:
