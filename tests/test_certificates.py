@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.helpers import REPO
 from tokencert import certificates as family
+from tokencert import config as tc
 from tokencert.certificates import CERTIFICATES, Certificate, Radii, applies, by_folder, register
 from tokencert.certificates.job import bracket, run_certificate
 from tokencert.certify import image_certificates
@@ -124,6 +126,15 @@ def test_a_classifier_can_have_its_own_certificate_settings():
     assert cert.settings(config, "flipset") == {"n_images": 20, "max_radius": 4.0, "nodes": 50}
     assert cert.settings(config, "discrete-gauss") == cert.settings(config) == {"n_images": 5, "max_radius": 4.0,
                                                                                  "nodes": 50}
+
+
+def test_an_override_for_a_classifier_the_study_lacks_is_a_note():
+    """A config stacked on ``params.yaml`` may drop the classifier an override names: a start-up note,
+    not an error (a classifier the study has, but the certificate skips, is refused: test_bad_params)."""
+    config = tc.load_params(REPO / "params.yaml")
+    config["classifiers"]["recipes"] = {}
+    plan = tc.resolve_plan(config)
+    assert "note: exactflip.models.flipset names no classifier of this study: the override is unused" in plan.notes
 
 
 def test_the_bracket_joins_on_test_index_and_refuses_a_certificate_above_a_verified_attack():

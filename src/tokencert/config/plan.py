@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -111,15 +112,21 @@ class Plan:
                 if applies(cert, r.vocab is not None, r.lipschitz, m in attacked)]
 
 
-def check_certificate_overrides(plan: Plan) -> None:
-    """Every ``<folder>.models.<classifier>`` names a classifier its certificate runs on (a typo would
-    otherwise change nothing, silently)."""
+def certificate_overrides(plan: Plan) -> list[str]:
+    """Check every ``<folder>.models.<classifier>``: a classifier of the study its certificate does not
+    run on is refused (the override could never apply); one the study does not have is a note, as a
+    config stacked on ``params.yaml`` may drop the classifier its overrides name."""
+    notes = []
     for cert in CERTIFICATES.values():
         runs = sorted({m for d in plan.datasets for m in plan.certified_models(d, cert)})
         for name in (plan.config.get(cert.folder) or {}).get(PER_MODEL) or {}:
-            if name not in runs:
-                raise ConfigError(f"params: {cert.folder}.{PER_MODEL}.{name}: certificate {cert.name} does not run "
-                                  f"on a classifier of that name (it runs on: {', '.join(runs) or 'none'})")
+            key = f"{cert.folder}.{PER_MODEL}.{name}"
+            if name not in plan.models:
+                notes.append(f"note: {key} names no classifier of this study: the override is unused")
+            elif name not in runs:
+                raise ConfigError(f"params: {key}: certificate {cert.name} does not run on {name} (it runs on: "
+                                  f"{', '.join(runs) or 'none'})")
+    return notes
 
 
 def resolve_plan(config: Mapping[str, Any]) -> Plan:
@@ -142,8 +149,7 @@ def resolve_plan(config: Mapping[str, Any]) -> Plan:
                           main, main or next(iter(vocabs)), tuple(report.get("reproduce", []))),
         notes=tuple(restricted_recipes(config)),
     )
-    check_certificate_overrides(plan)
-    return plan
+    return dataclasses.replace(plan, notes=plan.notes + tuple(certificate_overrides(plan)))
 
 
 def restricted_recipes(config: Mapping[str, Any]) -> list[str]:
