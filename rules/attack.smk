@@ -6,6 +6,9 @@ rule attack:
         unpack(classifier_inputs),
         model=rules.train.output.model,
         baseline=lambda w: [model_file(w.dataset, tc.BASELINE)] if w.attack == "transfer" else [],
+        # in a cascade (attacks.cascade), the cumulative outcome of the attack before this one
+        previous=lambda w: [rules.attack.output.samples.format(dataset=w.dataset, model=w.model, attack=a)
+                            for a in [PLAN.attacked_before(w.model, w.attack)] if a],
     output:
         summary="results/{dataset}/attacks/{model}/{attack}.json",
         samples="results/{dataset}/attacks/{model}/{attack}.csv",
@@ -13,7 +16,9 @@ rule attack:
         # what changes this attack's result: the budget, the test images, its own and PGD's settings
         # (apgd-ce and apgd-dlr share the `apgd` section)
         attacks=lambda w: tc.order_free({k: v for k, v in config["attacks"].items()
-                                         if k in ("eps", "n_images", "pgd", w.attack, w.attack.split("-")[0])}),
+                                         if k in ("eps", "n_images", "pgd", w.attack, w.attack.split("-")[0], "cascade")
+                                         or k == "check_images" and PLAN.cascade}),
+        after=lambda w: PLAN.attacked_before(w.model, w.attack),
         units=units,
         code=code("attack.py"),
     log:
@@ -47,6 +52,7 @@ rule attack_worst:
     params:
         units=units,
         token_classifier=lambda w: recipe(w).vocab is not None,  # from the plan, not the name
+        cascade=lambda w: PLAN.cascade_of(w.model),
         code=code("attack_worst.py"),
     log:
         "logs/attack_worst/{dataset}/{model}.log",

@@ -7,7 +7,7 @@ import torch
 
 from tests.attack_fixtures import trained_models, vocabulary
 from tokencert.attacks import check_attack_params, clean_accuracy, norms, pgd, project, run_attack, worst_case
-from tokencert.attacks.apgd import apgd
+from tokencert.attacks.apgd import apgd, image_noise, image_seed
 from tokencert.attacks.fab import fab
 from tokencert.attacks.square import square
 from tokencert.attacks.suite import sanity_warnings
@@ -87,6 +87,43 @@ def test_fab_finds_smaller_examples_than_the_grid_and_breaks_both_models(models)
     assert run_attack("fab", discrete, x, y, [4.0], params, seed=0).robust_accuracy()[0] < 0.75
     adv = fab(baseline, x, y, 4.0, 20, 1, 0)
     assert adv.min() >= 0 and adv.max() <= 1 and (norms(adv - x) <= 4.0 + 1e-5).all()
+
+
+@pytest.mark.parametrize("loss", ["ce", "dlr"])
+def test_apgd_equals_torchattacks_run_on_each_image_alone_with_its_seed(loss):
+    """Random starts are seeded per image: each image's result is torchattacks' APGD on that image alone,
+    seeded with ``image_seed(seed, key)``, and does not depend on which images share its batch (the eps
+    walk and the cascade attack subsets). float64, so batched and single-image passes agree to rounding."""
+    import torchattacks
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
+                              torch.nn.Linear(16, 4)).double().eval()
+    x = torch.rand(12, 1, 8, 8, dtype=torch.float64)
+    y = net(x).argmax(1).detach()
+    keys = torch.arange(100, 112)
+    batch = apgd(net, x, y, eps=2.0, loss=loss, steps=10, restarts=1, seed=3, keys=keys)
+    fooled = (net(batch).argmax(1) != y).sum()
+    assert 0 < fooled < 12  # some images broken, some not: both outcomes are compared
+    for i in range(12):
+        alone = torchattacks.APGD(net, norm="L2", eps=2.0, steps=10, n_restarts=1, seed=image_seed(3, 100 + i),
+                                  loss=loss, rho=0.75)(x[i:i + 1], y[i:i + 1])
+        assert torch.allclose(batch[i:i + 1], alone.clamp(0, 1), atol=1e-9), i
+    part = torch.tensor([7, 2, 9])  # another batch, another order: the same images' results
+    assert torch.allclose(apgd(net, x[part], y[part], 2.0, loss, 10, 1, 3, keys=keys[part]), batch[part], atol=1e-9)
+    # a second restart attacks only what the first left standing, from fresh per-image starts
+    two = apgd(net, x, y, eps=2.0, loss=loss, steps=10, restarts=2, seed=3, keys=keys)
+    assert (net(two).argmax(1) != y).sum() >= fooled
+    assert torch.equal(two[net(batch).argmax(1) != y], batch[net(batch).argmax(1) != y])
+
+
+def test_image_noise_rows_are_each_images_own_stream():
+    keys = torch.tensor([5, 9])
+    rows = image_noise((2, 1, 3, 3), seed=1, keys=keys)
+    torch.manual_seed(image_seed(1, 9))
+    assert torch.equal(rows[1:], torch.randn((1, 1, 3, 3)))
+    assert not torch.equal(rows, image_noise((2, 1, 3, 3), seed=1, keys=keys, restart=1))
+    assert image_seed(0, 1) != image_seed(1, 0)
 
 
 def test_apgd_dlr_on_three_classes_and_refused_on_two(models):

@@ -139,6 +139,8 @@ BAD = [
     ("datasets: {t: {source: alias, of: nope, channels: 1, image_size: 28}}", "datasets.t.of must name"),
     ("datasets: {t: {source: alias, of: mnist5k, channels: 1, image_size: 28, units: metric}}",
      "'datasets.t.units'"),
+    ("attacks: {cascade: sometimes}", "'attacks.cascade'"),
+    ("attacks: {check_images: -1}", "'attacks.check_images'"),
 ]
 
 

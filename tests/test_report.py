@@ -362,3 +362,33 @@ def test_findings_flag_chance_level_weak_base_classifiers_unattacked_radii_and_e
     empty = {"acr": 0.0, "bracket": {"images_with_upper_bound": 0, "median_lower": math.nan}}
     line = bracket_finding("mnist5k", "flipset", "Rset", empty)
     assert "no attack found an adversarial example" in line and "nan" not in line
+
+
+def test_a_cascade_reports_each_attack_alone_and_draws_cumulative_curves_in_its_order():
+    """In a cascade an attack's own outcome is cumulative: the tables' per-attack accuracy is the attack
+    alone on the check images, the figure draws the cumulative curves in the order they ran ("+ name"
+    after the first), and a finding says so."""
+    from tokencert.report.collect import attack_accuracy
+    from tokencert.report.document import findings
+
+    d = synthetic()
+    d.name = "mnist5k"
+    eps = [0.5, 1.0, 2.0, 4.0]
+    order = ["pgd", "sspgd", "square"]
+    cumulative = {"pgd": [0.9, 0.6, 0.3, 0.1], "sspgd": [0.8, 0.5, 0.2, 0.0], "square": [0.8, 0.5, 0.2, 0.0]}
+    d.attacks["discrete-gauss"] = {a: {"eps": eps, "robust_accuracy": cumulative[a], "clean_accuracy": 0.95,
+                                       "cascade": {"after": ([None, *order][i]), "broken": [0] * 4},
+                                       "alone": {"n_images": 16, "robust_accuracy": [0.75] * 4}}
+                                   for i, a in enumerate(order)}
+    d.attacks["discrete-gauss"]["worst"] = {"eps": eps, "robust_accuracy": cumulative["square"],
+                                            "clean_accuracy": 0.95, "cascade": {"order": order}}
+    assert attack_accuracy(d, "discrete-gauss", "sspgd", 1.0) == 0.75  # alone, not cumulative
+    assert attack_accuracy(d, "discrete-gauss", "worst", 1.0) == 0.5
+    fig = figures.robust_accuracy(d)
+    ax = next(a for a in fig.axes if a.get_title() == "discrete-gauss")
+    assert [line.get_label() for line in ax.get_lines()] == ["worst case", "pgd", "+ sspgd", "+ square"]
+    assert list(ax.get_lines()[2].get_ydata()) == [0.95, *cumulative["sspgd"]]
+    plt.close(fig)
+    d.certify = {}  # the K-sweep finding needs fields the synthetic results lack
+    (note,) = [f for f in findings([d], plan(params())) if "cascade" in f]
+    assert "first 16 test images" in note and "cumulative" in note

@@ -92,6 +92,24 @@ def test_tiny_workflow_builds_the_report(tiny_run):
     assert all("<table>" in page and "\\toprule" not in page for page in embedded.values())
 
 
+def test_tiny_attacks_run_as_a_cascade_whose_last_attack_is_the_worst_case(tiny_run):
+    """params.yaml's cascade: each attack starts from the one before it (black-box last), its outcome is
+    cumulative, so the last equals the worst case; each also ran alone on the check images, which the report
+    says, and the cascade attacked fewer images after the first attack than the first did."""
+    res = tiny_run / "results/mnist5k/attacks"
+    config = tiny_config(tiny_run)
+    for model_dir in sorted(res.iterdir()):
+        runs = {p.stem: json.loads(p.read_text()) for p in model_dir.glob("*.json")}
+        order = runs["worst"]["cascade"]["order"]
+        assert sorted(order) == sorted(set(runs) - {"worst"}) and order[-1] == "square", model_dir.name
+        assert [runs[a]["cascade"]["after"] for a in order] == [None, *order[:-1]]
+        assert runs[order[-1]]["robust_accuracy"] == runs["worst"]["robust_accuracy"]
+        for earlier, later in zip(order, order[1:]):  # cumulative: never above the attack before
+            assert all(b <= a for a, b in zip(runs[earlier]["robust_accuracy"], runs[later]["robust_accuracy"]))
+        assert all(runs[a]["alone"]["n_images"] == min(config["attacks"]["check_images"], 20) for a in order)
+    assert "the attacks ran as a cascade" in (tiny_run / "results/report/report.tex").read_text()
+
+
 def test_rerun_with_nothing_changed_does_nothing(tiny_run):
     work = tiny_run
     proc = snakemake(work, "-n", "--configfile", "config/tiny.yaml", "--resources", "gpu=0")

@@ -11,6 +11,10 @@ ATTACKS = ["pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "transfer", "sq
 """Every attack of the suite, in the order the suite runs and reports them (a plugin's appended:
 :func:`tokencert.attacks.suite.register_attack`)."""
 
+BLACK_BOX_ATTACKS = ["transfer", "square"]
+"""Attacks that use no gradient of the attacked classifier: the gradient-masking check weighs them against
+the white-box ones, and a cascade (``attacks.cascade``) runs them last."""
+
 CLOSED_BRACKET = 1e-3
 """A robustness bracket is closed (the minimal adversarial norm known) where the certified radius is within
 this of the smallest verified adversarial norm, relative."""
@@ -77,12 +81,22 @@ def register_objective_name(name: str, parameters: tuple[str, ...], *, sigma: bo
             family.append(name)
 
 
-def register_attack_name(name: str, *, pixel: bool) -> None:
-    """The plan's side of a new attack (``pixel``: it needs only the classifier, so it runs on every one)."""
+def register_attack_name(name: str, *, pixel: bool, black_box: bool = False) -> None:
+    """The plan's side of a new attack (``pixel``: it needs only the classifier, so it runs on every one;
+    ``black_box``: it uses no gradient of the attacked classifier)."""
     if name not in ATTACKS:
         ATTACKS.append(name)
     if pixel and name not in PIXEL_ATTACKS:
         PIXEL_ATTACKS.append(name)
+    if black_box and name not in BLACK_BOX_ATTACKS:
+        BLACK_BOX_ATTACKS.append(name)
+
+
+def cascade_order(attacks: list[str]) -> list[str]:
+    """The order a cascade runs ``attacks`` in (AutoAttack's): the white-box attacks as listed, then the
+    black-box ones, which are slow and are also the gradient-masking check: in a cascade each attacks
+    only what every white-box attack left standing."""
+    return [a for a in attacks if a not in BLACK_BOX_ATTACKS] + [a for a in attacks if a in BLACK_BOX_ATTACKS]
 
 
 WORST = "worst"

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..flipsearch import SearchSettings, token_search
 from ..models import DiscreteClassifier, StraightThrough, differentiable
-from ..study import attack_applies, register_attack_name, study_eps
+from ..study import BLACK_BOX_ATTACKS, attack_applies, register_attack_name, study_eps
 from .apgd import apgd
 from .base import AttackOutcome, check_attack_params, judge, predict
 from .fab import fab
@@ -22,13 +22,14 @@ from .tokenflip import tokenflip
 
 log = logging.getLogger("tokencert")
 
-WHITE_BOX = ["pgd", "apgd-ce", "apgd-dlr", "fab", "sspgd", "bpda", "tokenflip", "tokensearch"]
-BLACK_BOX = ["transfer", "square"]
 UNDEFENDED_MAX_ACCURACY = 0.05
 BLACK_BOX_SLACK = 0.03
 
 
 AttackRun = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+KeyedRun = Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor], torch.Tensor]
+"""A run of the eps walk: ``(images, labels, eps, keys) -> adversarial images``; ``keys`` are the images'
+test-set indices, which seed the attacks whose random starts are per image (APGD)."""
 
 PLUGINS: dict[str, Callable[[nn.Module, Mapping[str, Any], int, torch.Tensor | None], AttackRun]] = {}
 """Attacks added by plugin modules (:func:`register_attack`), by name."""
@@ -41,9 +42,8 @@ def register_attack(name: str, factory: Callable[[nn.Module, Mapping[str, Any], 
     every attack (nested eps walk, verified norms, sanity checks); its settings are ``attacks.<name>``
     (in ``params``). ``pixel``: it needs only the classifier (else only token classifiers get it);
     ``black_box``: it joins the gradient-masking check against the white-box attacks."""
-    register_attack_name(name, pixel=pixel)
+    register_attack_name(name, pixel=pixel, black_box=black_box)
     PLUGINS[name] = factory
-    (BLACK_BOX if black_box else WHITE_BOX).append(name)
 
 
 def pgd_settings(params: Mapping[str, Any]) -> tuple[int, int, float]:
@@ -55,21 +55,23 @@ def pgd_settings(params: Mapping[str, Any]) -> tuple[int, int, float]:
 
 
 def _runs(name: str, model: nn.Module, params: Mapping[str, Any], seed: int, scale: torch.Tensor | None,
-          baseline: nn.Module | None) -> list[AttackRun]:
-    """The attack as one or more runs ``(images, labels, eps) -> adversarial images`` (SSPGD: one
-    per tau), drawing their random starts from one generator seeded with ``seed``."""
+          baseline: nn.Module | None) -> list[KeyedRun]:
+    """The attack as one or more runs (SSPGD: one per tau); PGD-type runs draw their random starts
+    from one generator seeded with ``seed``, APGD's from each image's own seed."""
     if name in PLUGINS:
-        return [PLUGINS[name](model, params, seed, scale)]
+        run = PLUGINS[name](model, params, seed, scale)
+        return [lambda x, y, eps, keys: run(x, y, eps)]
     if name.startswith("apgd-"):
         ap = params.get("apgd", {})
         steps, restarts = int(ap.get("steps", pgd_settings(params)[0])), int(ap.get("restarts", 1))
         check_attack_params(steps=steps)
         loss = name.split("-", 1)[1]
-        return [lambda x, y, eps: apgd(differentiable(model), x, y, eps, loss, steps, restarts, seed, scale)]
+        return [lambda x, y, eps, keys: apgd(differentiable(model), x, y, eps, loss, steps, restarts, seed, scale,
+                                             keys)]
     if name == "square":
         sq = params.get("square", {})
         queries, p_init = int(sq.get("queries", 500)), float(sq.get("p_init", 0.8))
-        return [lambda x, y, eps: square(model, x, y, eps, queries, p_init, seed, scale)]
+        return [lambda x, y, eps, keys: square(model, x, y, eps, queries, p_init, seed, scale)]
     steps, restarts, step_size = pgd_settings(params)
     taus = [None] if name != "sspgd" else [float(t) for t in params.get("sspgd", {}).get("taus", [0.1])]
     for tau in taus:
@@ -79,21 +81,54 @@ def _runs(name: str, model: nn.Module, params: Mapping[str, Any], seed: int, sca
     source = baseline if name == "transfer" else model
     gen = torch.Generator().manual_seed(seed)
 
-    def run(grad_model: nn.Module | None) -> AttackRun:
-        return lambda x, y, eps: pgd(source, x, y, eps, steps, step_size, restarts, gen, scale, grad_model)
+    def run(grad_model: nn.Module | None) -> KeyedRun:
+        return lambda x, y, eps, keys: pgd(source, x, y, eps, steps, step_size, restarts, gen, scale, grad_model)
 
     return [run(StraightThrough(model, tau) if name in ("sspgd", "bpda") else None) for tau in taus]
 
 
+def _single_shot(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float],
+                 params: Mapping[str, Any], seed: int,
+                 scale: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, bool]]:
+    """Norms of the verified adversarial examples (inf: none) of an attack that decides every eps of the grid in
+    one run (token flips up to the largest eps, the exact search with its own eps walk, minimum-norm FAB),
+    and its checks."""
+    if name == "tokenflip":
+        flip = params.get("tokenflip", {})
+        _, found = tokenflip(model, x, y, max(eps_grid), int(flip.get("max_flips", 32)),
+                             int(flip.get("candidates", 32)), scale)
+        return found, {}
+    if name == "tokensearch":  # exact costs: its eps walk and verification are its own (tokencert.flipsearch)
+        search = token_search(model, x, y, max(eps_grid), scale,
+                              SearchSettings.from_params(params.get("tokensearch", {})), list(eps_grid), seed)
+        return search.norm, {"in_box": bool(((search.images >= 0) & (search.images <= 1)).all()),
+                             "tokens_verified": search.verified}
+    fb = params.get("fab", {})
+    steps, restarts = int(fb.get("steps", 20)), int(fb.get("restarts", 1))
+    check_attack_params(steps=steps)
+    top = max(eps_grid)
+    adv = fab(differentiable(model), x, y, top, steps, restarts, seed, scale)
+    _, size, checks = judge(model, x, adv, y, top, scale)
+    return size.cpu().to(torch.float64), checks
+
+
+SINGLE_SHOT = ("tokenflip", "tokensearch", "fab")
+"""Attacks run once for the whole eps grid (:func:`_single_shot`), not once per eps."""
+
+
 def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float],
                params: Mapping[str, Any], seed: int, scale: torch.Tensor | None = None,
-               baseline: nn.Module | None = None) -> AttackOutcome:
+               baseline: nn.Module | None = None, keys: torch.Tensor | None = None,
+               prior: AttackOutcome | None = None) -> AttackOutcome:
     """Attack ``model`` at every eps; judge on the hard model; record sanity checks.
 
     The eps balls are nested, so a verified adversarial example of norm ``<= eps`` (a clean
     mistake has norm 0) already decides every larger eps: the grid is walked in increasing
     order and each run only attacks the samples no earlier run has broken within eps.
-    Robust accuracy is therefore non-increasing in eps.
+    Robust accuracy is therefore non-increasing in eps. ``keys``: the images' test-set indices
+    (default: their positions), which seed per-image random starts. ``prior``: in a cascade, the
+    cumulative outcome of the attacks before this one; what it decided is not attacked again, and
+    the outcome returned is cumulative too (this attack's findings and the prior's).
     """
     check_attack_params(eps=list(eps_grid), name=name)
     discrete = isinstance(model, DiscreteClassifier)
@@ -102,41 +137,34 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
     checks = {"step_budget_ok": pgd_settings(params)[2] >= 1.0, "eps_ball_respected": True, "in_box": True}
     min_norm = torch.full((x.shape[0],), torch.inf, dtype=torch.float64)
     min_norm[(predict(model, x) != y).cpu()] = 0.0
-    if name == "tokenflip":
-        flip = params.get("tokenflip", {})
-        _, found = tokenflip(model, x, y, max(eps_grid), int(flip.get("max_flips", 32)),
-                             int(flip.get("candidates", 32)), scale)
-        min_norm = torch.minimum(min_norm, found)
-        return AttackOutcome(list(eps_grid), torch.stack([min_norm > e for e in eps_grid]), min_norm, checks)
-    if name == "tokensearch":  # exact costs: its eps walk and verification are its own (tokencert.flipsearch)
-        found = token_search(model, x, y, max(eps_grid), scale,
-                             SearchSettings.from_params(params.get("tokensearch", {})), list(eps_grid), seed)
-        min_norm = torch.minimum(min_norm, found.norm)
-        checks.update(in_box=bool(((found.images >= 0) & (found.images <= 1)).all()),
-                      tokens_verified=found.verified)
-        return AttackOutcome(list(eps_grid), torch.stack([min_norm > e for e in eps_grid]), min_norm, checks)
-    if name == "fab":  # minimum norm: one run at the largest eps decides every eps
-        fb = params.get("fab", {})
-        steps, restarts = int(fb.get("steps", 20)), int(fb.get("restarts", 1))
-        check_attack_params(steps=steps)
-        top = max(eps_grid)
-        adv = fab(differentiable(model), x, y, top, steps, restarts, seed, scale)
-        ok, size, c = judge(model, x, adv, y, top, scale)
-        min_norm = torch.minimum(min_norm, size.cpu().to(torch.float64))
-        checks.update({key: checks[key] and value for key, value in c.items()})
-        return AttackOutcome(list(eps_grid), torch.stack([min_norm > e for e in eps_grid]), min_norm, checks)
+    decided = torch.zeros((len(eps_grid), x.shape[0]), dtype=torch.bool)  # broken there by an earlier attack
+    if prior is not None:
+        if list(prior.eps) != list(eps_grid) or prior.min_norm.shape != min_norm.shape:
+            raise ValueError(f"the cascade's prior outcome (eps {prior.eps}, {prior.min_norm.numel()} images) is "
+                             f"not this attack's (eps {list(eps_grid)}, {x.shape[0]} images)")
+        min_norm, decided = torch.minimum(min_norm, prior.min_norm), ~prior.correct
+    if name in SINGLE_SHOT:  # the images some eps still leaves open
+        todo = ((min_norm > min(eps_grid)) & ~decided.all(0)).nonzero().squeeze(1)
+        if todo.numel():
+            found, c = _single_shot(name, model, x[todo.to(x.device)], y[todo.to(y.device)], list(eps_grid),
+                                    params, seed, scale)
+            min_norm[todo] = torch.minimum(min_norm[todo], found.cpu().to(torch.float64))
+            checks.update({key: checks.get(key, True) and value for key, value in c.items()})
+        correct = torch.stack([min_norm > e for e in eps_grid]) & ~decided
+        return AttackOutcome(list(eps_grid), correct, min_norm, checks)
     runs = _runs(name, model, params, seed, scale, baseline)
+    keys = torch.arange(x.shape[0]) if keys is None else keys.cpu()
     correct: list[torch.Tensor | None] = [None] * len(eps_grid)
     for i in tqdm(sorted(range(len(eps_grid)), key=lambda i: eps_grid[i]), desc=f"{name} (eps grid)",
                   mininterval=2.0):
         eps = eps_grid[i]
-        standing = min_norm > eps
+        standing = (min_norm > eps) & ~decided[i]
         for attack in runs:
             todo = standing.nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
             idx = todo.to(x.device)
-            ok, size, c = judge(model, x[idx], attack(x[idx], y[idx], eps), y[idx], eps, scale)
+            ok, size, c = judge(model, x[idx], attack(x[idx], y[idx], eps, keys[todo]), y[idx], eps, scale)
             standing[todo] = ok.cpu()
             min_norm[todo] = torch.minimum(min_norm[todo], size.cpu().to(torch.float64))
             for key, value in c.items():
@@ -174,8 +202,8 @@ def sanity_warnings(model_name: str, discrete: bool, shape: tuple[int, int], out
         if acc > UNDEFENDED_MAX_ACCURACY:
             warnings.append(f"undefended baseline keeps {acc:.1%} under PGD at eps {eps} "
                             f"(expected <= {UNDEFENDED_MAX_ACCURACY:.0%}): the attack is too weak")
-    white = [o for n, o in outcomes.items() if n in WHITE_BOX and (discrete or n == "pgd")]
-    for name in BLACK_BOX:
+    white = [o for n, o in outcomes.items() if n not in BLACK_BOX_ATTACKS and (discrete or n == "pgd")]
+    for name in BLACK_BOX_ATTACKS:
         if name in outcomes and white:
             for i, eps in enumerate(outcomes[name].eps):
                 best_white = min(o.robust_accuracy()[i] for o in white)

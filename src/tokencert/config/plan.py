@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..certificates import CERTIFICATES, PER_MODEL, Certificate, applies
-from ..study import CERT_RADIUS, FIGURE_KINDS, attack_applies
+from ..study import CERT_RADIUS, FIGURE_KINDS, attack_applies, cascade_order
 from .errors import ConfigError
 from .params import validate
 from .recipes import (
@@ -104,6 +104,23 @@ class Plan:
     def attacks_on(self, model: str) -> list[str]:
         """The attacks run on ``model``."""
         return [a for m, a in self.attacked if m == model]
+
+    @property
+    def cascade(self) -> bool:
+        """Whether each attack starts from what the attacks before it found (``attacks.cascade``)."""
+        return bool(self.config["attacks"].get("cascade", False))
+
+    def cascade_of(self, model: str) -> list[str] | None:
+        """The order a cascade attacks ``model`` in (AutoAttack's, :func:`tokencert.study.cascade_order`);
+        ``None`` without a cascade."""
+        return cascade_order(self.attacks_on(model)) if self.cascade else None
+
+    def attacked_before(self, model: str, attack: str) -> str | None:
+        """In a cascade, the attack whose cumulative outcome ``attack`` starts from on ``model``; ``None`` for
+        the first and without a cascade."""
+        order = self.cascade_of(model) or [attack]
+        position = order.index(attack)
+        return order[position - 1] if position else None
 
     def certified_models(self, dataset: str, cert: Certificate) -> list[str]:
         """The classifiers of ``dataset`` that certificate ``cert`` runs on."""

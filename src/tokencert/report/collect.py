@@ -109,6 +109,17 @@ def at(values: list[float], grid: list[float], point: float) -> float | None:
 
 
 def attack_accuracy(d: DatasetResults, model: str, attack: str, eps: float) -> float | None:
-    """Robust accuracy of ``model`` under ``attack`` (or ``worst``) at ``eps``, if that was run."""
+    """Robust accuracy of ``model`` under ``attack`` (or ``worst``) at ``eps``, if that was run. In a cascade
+    an attack's own outcome is cumulative (every attack before it too), so this is the attack alone, on the
+    cascade's check images (:mod:`tokencert.attacks.cascade`)."""
     summary = d.attacks.get(model, {}).get(attack)
-    return None if summary is None else at(summary["robust_accuracy"], summary["eps"], eps)
+    if summary is not None and "alone" in summary:
+        summary = {"eps": summary["eps"], "robust_accuracy": summary["alone"]["robust_accuracy"]}
+    return None if summary is None or summary["robust_accuracy"] is None else at(
+        summary["robust_accuracy"], summary["eps"], eps)
+
+
+def cascade_images(d: DatasetResults) -> int | None:
+    """The check images of the dataset's cascaded attacks (each attack alone), ``None`` without a cascade."""
+    counts = {s["alone"]["n_images"] for attacks in d.attacks.values() for s in attacks.values() if "alone" in s}
+    return min(counts) if counts else None

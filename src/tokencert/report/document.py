@@ -21,7 +21,7 @@ from ..study import STANDARD_RADII, WORST
 from ..units import describe
 from . import figures, reproduce, tables
 from .captions import caption, rst_to_latex
-from .collect import DatasetResults, collect, test_accuracy
+from .collect import DatasetResults, cascade_images, collect, test_accuracy
 
 log = logging.getLogger("tokencert")
 
@@ -58,6 +58,14 @@ def findings(results: list[DatasetResults], plan: Plan) -> list[str]:
             for model, s in sorted(per_model.items()):
                 if "bracket" in s:
                     out.append(bracket_finding(d.name, model, name, s))
+        checked = cascade_images(d)
+        if checked is not None:
+            out.append(f"{d.name}: the attacks ran as a cascade (attacks.cascade, AutoAttack's order: white-box "
+                       "attacks as listed, black-box ones last): each attacked an image at an eps only where every "
+                       "attack before it had left it standing, so the robust-accuracy figure's curves are "
+                       "cumulative (the accuracy after that attack and every one before it) and the last is the "
+                       f"worst case. Each attack also ran alone on the first {checked} test images: the tables' "
+                       "per-attack accuracies (PGD, SSPGD) and the gradient-masking check are from those runs.")
         for model, attacks in sorted(d.attacks.items()):
             warnings = attacks.get(WORST, {}).get("sanity", {}).get("warnings", [])
             for w in warnings:

@@ -144,20 +144,24 @@ def certified_accuracy(d: DatasetResults, plan: Plan | None = None) -> plt.Figur
 
 def robust_accuracy(d: DatasetResults) -> plt.Figure:
     """Robust accuracy vs eps, one panel per attacked model: the worst case as a wide grey band,
-    each attack on top of it with its own colour, line style and marker; eps 0 is clean accuracy."""
+    each attack on top of it with its own colour, line style and marker (in a cascade, cumulative: "+ name"
+    is the accuracy after that attack and every one before it); eps 0 is clean accuracy."""
     models = sorted(d.attacks)
     fig, axes = _panels(len(models))
     markers = "os^vDP*X"
     for ax, model in zip(axes, models, strict=False):
-        attacks = sorted(d.attacks[model].items(), key=lambda kv: (kv[0] != WORST, kv[0]))
-        for i, (attack, s) in enumerate(attacks):
+        runs = d.attacks[model]
+        cascade = "cascade" in runs.get(WORST, {})  # cumulative curves, in the order the cascade ran
+        order = runs[WORST]["cascade"]["order"] if cascade else sorted(a for a in runs if a != WORST)
+        for i, attack in enumerate([WORST, *order] if WORST in runs else order):
+            s = runs[attack]
             eps = [0.0, *s["eps"]]
             acc = [s["clean_accuracy"], *s["robust_accuracy"]]
             if attack == WORST:
                 ax.plot(eps, acc, color="0.55", lw=7, alpha=0.45, solid_capstyle="round", label="worst case", zorder=1)
             else:
-                ax.plot(eps, acc, marker=markers[i % len(markers)], ms=5, lw=1.4, label=attack, zorder=2,
-                        **_style(i - 1))
+                ax.plot(eps, acc, marker=markers[i % len(markers)], ms=5, lw=1.4, zorder=2, **_style(i - 1),
+                        label=f"+ {attack}" if cascade and s["cascade"]["after"] else attack)
         ax.set(title=model, xlabel=f"eps ({describe(d.units)})", ylabel="robust accuracy", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
         _legend_below(ax, ncol=3)
