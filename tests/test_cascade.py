@@ -112,10 +112,11 @@ def test_cascade_order_runs_black_box_attacks_last_and_the_plan_chains_them():
     from tokencert.config import load_params
 
     config = load_params("params.yaml")
+    plain = resolve_plan(config)  # params.yaml runs each attack alone
+    assert plain.cascade_of("baseline") is None and plain.attacked_before("baseline", "square") is None
+    config["attacks"]["cascade"] = True
     plan = resolve_plan(config)
     order = plan.cascade_of("baseline")
     assert order == ["pgd", "apgd-ce", "apgd-dlr", "fab", "square"]
     assert [plan.attacked_before("baseline", a) for a in order] == [None, *order[:-1]]
-    config["attacks"]["cascade"] = False
-    plain = resolve_plan(config)
-    assert plain.cascade_of("baseline") is None and plain.attacked_before("baseline", "square") is None
+    assert plan.cascade_of("discrete-gauss")[-2:] == ["transfer", "square"]

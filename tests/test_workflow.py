@@ -93,9 +93,9 @@ def test_tiny_workflow_builds_the_report(tiny_run):
 
 
 def test_tiny_attacks_run_as_a_cascade_whose_last_attack_is_the_worst_case(tiny_run):
-    """params.yaml's cascade: each attack starts from the one before it (black-box last), its outcome is
+    """The tiny config's cascade: each attack starts from the one before it (black-box last), its outcome is
     cumulative, so the last equals the worst case; each also ran alone on the check images, which the report
-    says, and the cascade attacked fewer images after the first attack than the first did."""
+    says."""
     res = tiny_run / "results/mnist5k/attacks"
     config = tiny_config(tiny_run)
     for model_dir in sorted(res.iterdir()):
