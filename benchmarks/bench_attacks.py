@@ -12,8 +12,8 @@ the same budget (steps, restarts, taus, eps grid):
 - reference: the literal loop: every eps, tau, restart and step on the whole batch, a hard
   forward to judge and a surrogate forward for the gradient.
 
-Both report robust accuracy per eps (different random streams: they agree up to the
-randomness of the starts). Writes benchmarks/out/bench_attacks.{json,md}. Uses
+Both report robust accuracy per eps, from the same per-image random starts (the suite's keys are
+the positions in each round's batch, the reference's too). Writes benchmarks/out/bench_attacks.{json,md}. Uses
 ../shared/datasets when present, random images otherwise (then accuracies mean nothing).
 """
 
@@ -58,15 +58,15 @@ def discrete_mnist_model(train: torch.Tensor, labels: torch.Tensor, k: int) -> D
 def reference_sspgd(model: DiscreteClassifier, x0: torch.Tensor, y: torch.Tensor, eps_grid: list[float],
                     taus: list[float], steps: int, restarts: int, step_size: float, seed: int) -> list[float]:
     """Robust accuracy per eps from the literal loop (whole batch at every step)."""
-    gen = torch.Generator().manual_seed(seed)
+    keys = torch.arange(x0.shape[0])
     accuracy = []
     for eps in eps_grid:
         fooled = torch.zeros(x0.shape[0], dtype=torch.bool)
         alpha = step_size * eps / steps
-        for tau in taus:
+        for t, tau in enumerate(taus):
             surrogate = StraightThrough(model, tau)
-            for _ in range(restarts):
-                x = random_start(x0, eps, None, gen)
+            for restart in range(restarts):
+                x = random_start(x0, eps, None, seed + t, keys, restart)  # the suite's per-image starts
                 for _ in range(steps + 1):
                     with torch.no_grad():
                         fooled |= model(x).argmax(1) != y

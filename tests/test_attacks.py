@@ -7,8 +7,10 @@ import torch
 
 from tests.attack_fixtures import trained_models, vocabulary
 from tokencert.attacks import check_attack_params, clean_accuracy, norms, pgd, project, run_attack, worst_case
-from tokencert.attacks.apgd import apgd, image_noise, image_seed
+from tokencert.attacks.apgd import apgd
+from tokencert.attacks.base import image_noise, image_seed
 from tokencert.attacks.fab import fab
+from tokencert.attacks.pgd import random_start
 from tokencert.attacks.square import square
 from tokencert.attacks.suite import sanity_warnings
 from tokencert.attacks.tokenflip import tokenflip
@@ -41,12 +43,31 @@ def test_projection_respects_ball_and_box():
 
 def test_pgd_breaks_undefended_model_and_stays_in_budget(models):
     baseline, _, x, y = models
-    gen = torch.Generator().manual_seed(0)
-    adv = pgd(baseline, x, y, eps=4.0, steps=20, step_size=2.5, restarts=1, gen=gen)
+    adv = pgd(baseline, x, y, eps=4.0, steps=20, step_size=2.5, restarts=1, seed=0)
     assert (norms(adv - x) <= 4.0 + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1
     assert clean_accuracy(baseline, adv, y) <= 0.05
-    small = pgd(baseline, x, y, eps=0.05, steps=10, step_size=2.5, restarts=1, gen=gen)
+    small = pgd(baseline, x, y, eps=0.05, steps=10, step_size=2.5, restarts=1, seed=0)
     assert clean_accuracy(baseline, small, y) > 0.5  # a tiny budget cannot break it
+
+
+def test_pgd_result_of_an_image_does_not_depend_on_its_batch():
+    """Random starts seeded per image (seed, key, restart): the same images in another batch, in another
+    order, get the same adversarial images (float64: batched and smaller passes agree to rounding); another
+    seed or restart, another start."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
+                              torch.nn.Linear(16, 4)).double().eval()
+    x = torch.rand(12, 1, 8, 8, dtype=torch.float64)
+    y = net(x).argmax(1).detach()
+    keys = torch.arange(50, 62)
+    full = pgd(net, x, y, eps=2.0, steps=10, step_size=2.5, restarts=2, seed=1, keys=keys)
+    assert 0 < (net(full).argmax(1) != y).sum() < 12
+    part = torch.tensor([9, 0, 4])
+    assert torch.allclose(pgd(net, x[part], y[part], 2.0, 10, 2.5, 2, 1, keys=keys[part]), full[part], atol=1e-9)
+    starts = [random_start(x, 1.0, None, s, keys, r) for s, r in ((1, 0), (1, 0), (2, 0), (1, 1))]
+    assert torch.equal(starts[0], starts[1]) and not torch.equal(starts[0], starts[2])
+    assert not torch.equal(starts[0], starts[3])
+    assert (norms(starts[0] - x) <= 1.0 + 1e-9).all()
 
 
 def test_pgd_on_discrete_model_is_masked_but_bpda_and_sspgd_are_not(models):

@@ -8,9 +8,10 @@ the gradient comes from the straight-through identity surrogate (BPDA, as in the
 space; in scaled units the attack uses the largest pixel ball inside the budget's ellipsoid
 (``eps * min_c s_c``), a valid (weaker) attack, as for Square.
 
-Random starts are seeded per image (:func:`image_seed` of the run's seed, the image's key and the
-restart): torchattacks draws one ``torch.randn(x.shape)`` for the whole batch, so an image's start
-would depend on which other images stand beside it (the eps walk and the cascade shrink the batch).
+Random starts are seeded per image (:func:`tokencert.attacks.base.image_seed` of the run's seed,
+the image's key and the restart): torchattacks draws one ``torch.randn(x.shape)`` for the whole
+batch, so an image's start would depend on which other images stand beside it (the eps walk and the
+cascade shrink the batch).
 With its own seed, an image's result is the one torchattacks' APGD gives for that image alone with
 that seed, whatever the batch.
 """
@@ -21,24 +22,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from unittest import mock
 
-import numpy as np
 import torch
 from torch import nn
 
+from .base import image_noise
+
 LOSSES = ("ce", "dlr")
-
-
-def image_seed(seed: int, key: int, restart: int = 0) -> int:
-    """The seed of one image's random start: the run's ``seed``, the image's ``key`` (its test-set
-    index) and the ``restart``, mixed by numpy's SeedSequence (nearby keys give unrelated streams)."""
-    return int(np.random.SeedSequence([seed, key, restart]).generate_state(1)[0])
-
-
-def image_noise(shape: tuple[int, ...], seed: int, keys: torch.Tensor, restart: int = 0) -> torch.Tensor:
-    """Standard normal noise of ``shape`` (a batch), row ``i`` drawn from ``image_seed(seed, keys[i],
-    restart)`` exactly as ``torch.manual_seed`` followed by ``torch.randn((1, *shape[1:]))`` draws it."""
-    return torch.cat([torch.randn((1, *shape[1:]), generator=torch.Generator().manual_seed(
-        image_seed(seed, int(k), restart))) for k in keys.tolist()]) if len(keys) else torch.zeros(shape)
 
 
 @contextmanager

@@ -9,11 +9,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..study import ATTACKS
 from ..units import norms
+
+
+def image_seed(seed: int, key: int, restart: int = 0) -> int:
+    """The seed of one image's random start: the run's ``seed``, the image's ``key`` (its test-set
+    index) and the ``restart``, mixed by numpy's SeedSequence (nearby keys give unrelated streams)."""
+    return int(np.random.SeedSequence([seed, key, restart]).generate_state(1)[0])
+
+
+def image_draws(shape: tuple[int, ...], seed: int, keys: torch.Tensor,
+                restart: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image of a batch of ``shape``: standard normal noise (row ``i`` drawn from ``image_seed(seed,
+    keys[i], restart)`` exactly as ``torch.manual_seed`` then ``torch.randn((1, *shape[1:]))`` draws it),
+    and the next uniform draw of the same stream."""
+    noise, uniform = torch.zeros(shape), torch.zeros(shape[0])
+    for i, key in enumerate(keys.tolist()):
+        gen = torch.Generator().manual_seed(image_seed(seed, int(key), restart))
+        noise[i] = torch.randn((1, *shape[1:]), generator=gen)[0]
+        uniform[i] = torch.rand(1, generator=gen)[0]
+    return noise, uniform
+
+
+def image_noise(shape: tuple[int, ...], seed: int, keys: torch.Tensor, restart: int = 0) -> torch.Tensor:
+    """The normal part of :func:`image_draws`: what torchattacks' APGD draws for each image alone."""
+    return image_draws(shape, seed, keys, restart)[0]
 
 
 def check_attack_params(eps: float | list[float] | None = None, steps: int | None = None,

@@ -29,7 +29,7 @@ BLACK_BOX_SLACK = 0.03
 AttackRun = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 KeyedRun = Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor], torch.Tensor]
 """A run of the eps walk: ``(images, labels, eps, keys) -> adversarial images``; ``keys`` are the images'
-test-set indices, which seed the attacks whose random starts are per image (APGD)."""
+test-set indices, which seed each image's random starts (:func:`tokencert.attacks.base.image_seed`)."""
 
 PLUGINS: dict[str, Callable[[nn.Module, Mapping[str, Any], int, torch.Tensor | None], AttackRun]] = {}
 """Attacks added by plugin modules (:func:`register_attack`), by name."""
@@ -56,8 +56,8 @@ def pgd_settings(params: Mapping[str, Any]) -> tuple[int, int, float]:
 
 def _runs(name: str, model: nn.Module, params: Mapping[str, Any], seed: int, scale: torch.Tensor | None,
           baseline: nn.Module | None) -> list[KeyedRun]:
-    """The attack as one or more runs (SSPGD: one per tau); PGD-type runs draw their random starts
-    from one generator seeded with ``seed``, APGD's from each image's own seed."""
+    """The attack as one or more runs (SSPGD: one per tau); PGD-type and APGD runs draw each image's random
+    starts from its own seed (``seed``, its key, the restart), so an image's result does not depend on its batch."""
     if name in PLUGINS:
         run = PLUGINS[name](model, params, seed, scale)
         return [lambda x, y, eps, keys: run(x, y, eps)]
@@ -79,12 +79,14 @@ def _runs(name: str, model: nn.Module, params: Mapping[str, Any], seed: int, sca
     if name == "transfer" and baseline is None:
         raise ValueError("attack 'transfer' needs the baseline model")
     source = baseline if name == "transfer" else model
-    gen = torch.Generator().manual_seed(seed)
 
-    def run(grad_model: nn.Module | None) -> KeyedRun:
-        return lambda x, y, eps, keys: pgd(source, x, y, eps, steps, step_size, restarts, gen, scale, grad_model)
+    def run(grad_model: nn.Module | None, run_seed: int) -> KeyedRun:
+        return lambda x, y, eps, keys: pgd(source, x, y, eps, steps, step_size, restarts, run_seed, scale,
+                                           grad_model, keys)
 
-    return [run(StraightThrough(model, tau) if name in ("sspgd", "bpda") else None) for tau in taus]
+    # each tau its own starts: the run's seed offset by its position
+    return [run(StraightThrough(model, tau) if name in ("sspgd", "bpda") else None, seed + i)
+            for i, tau in enumerate(taus)]
 
 
 def _single_shot(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float],
