@@ -11,7 +11,7 @@ rule vocab:
         metrics="results/{dataset}/vocab/{vocab}.json",
     params:
         recipe=lambda w: tc.order_free(PLAN.vocabularies[w.vocab]),
-        patch_size=config["patch_size"],
+        patch_size=lambda w: tc.patch_size(config, PLAN.vocabularies[w.vocab]),
         code=code("vocab.py"),
     log:
         "logs/vocab/{dataset}/{vocab}.log",

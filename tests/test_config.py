@@ -74,6 +74,17 @@ def test_patch_size_must_divide_image(params):
         tc.validate(broken(params, "patch_size", 5))
 
 
+def test_a_vocabulary_may_set_its_own_patch_size(params):
+    params["vocabularies"]["big"] = {"kind": "kmeans", "K": 16, "patch_size": 7}
+    tc.validate(params)
+    assert tc.patch_size(params, params["vocabularies"]["big"]) == 7
+    assert tc.patch_size(params, params["vocabularies"]["gauss"]) == params["patch_size"] == 4
+    with pytest.raises(tc.ConfigError, match="vocabularies.big.patch_size 5 does not divide datasets.mnist5k"):
+        tc.validate(broken(params, "vocabularies.big.patch_size", 5))
+    with pytest.raises(tc.ConfigError, match="'vocabularies.big.patch_size'"):
+        tc.validate(broken(params, "vocabularies.big.patch_size", 0))
+
+
 def test_unknown_references(params):
     with pytest.raises(tc.ConfigError, match="study.datasets names 'nope'"):
         tc.validate(broken(params, "study.datasets", ["nope"]))

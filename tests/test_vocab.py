@@ -151,3 +151,27 @@ def test_separated_vocabulary_certifies_background_to_half_the_separation():
     assert float(radius) >= 0.4
     with pytest.raises(ValueError, match="per_channel_separate"):
         build_vocabulary("m", {**recipe, "mode": "per_channel_separate"}, images(channels=3), 4, seed=0)
+
+
+def test_a_vocabulary_of_7x7_patches_tokenizes_and_certifies_by_its_own_patch_size():
+    """A recipe's own patch size (issue: vocabularies for large radii): 7x7 k-means tokens with the margin
+    design on 28x28 images: 16 patches per image, every kept token at least min_separation from the others,
+    tokenizing is idempotent, and each patch's radius is its smallest bisector distance, as for 4x4."""
+    from tokencert.tokens import patchify
+
+    x = images(48, size=28, seed=3)
+    vocab = build_vocabulary("p7", {"kind": "kmeans", "K": 24, "iters": 3, "min_separation": 3.0,
+                                    "background": True}, x, 7, seed=0)
+    assert vocab.patch_size == 7 and vocab.tokens.shape[-1] == 49
+    gaps = torch.cdist(vocab.tokens.reshape(-1, 49), vocab.tokens.reshape(-1, 49)).fill_diagonal_(torch.inf)
+    assert vocab.K > 1 and gaps.min() >= 3.0
+    flat = x.to(torch.float64) / 255
+    tokenized = tokenize(flat, vocab)[0]
+    assert torch.allclose(tokenize(tokenized, vocab)[0], tokenized)
+    certs, summary = certify_dataset(vocab, x)  # uint8 images, as the certify stage reads them
+    assert summary["patches_per_image"] == 16 and certs.map_shape == (4, 4)
+    patches = patchify(flat, 7, vocab.mode).reshape(-1, 49)
+    assert torch.equal(certs.assignment.reshape(-1), tokenize_nearest(patches, vocab.tokens.reshape(-1, 49)))
+    expected = pairwise_radii(patches, vocab.tokens.reshape(-1, 49)).min(1).values  # inf at the own token
+    assert torch.allclose(certs.radii.reshape(-1), expected, atol=1e-12)
+    assert quality_metrics(vocab, x)["patch_size"] == 7

@@ -30,6 +30,7 @@ from .recipes import (
     format_sigma,
     noise_model,
     noise_token_model,
+    patch_size,
     study_recipes,
     sweep_name,
     sweep_vocabularies,
@@ -42,5 +43,6 @@ __all__ = ["BASELINE", "DATASET_EVALUATION_KEYS", "DISCRETE_PREFIX", "EXTERNAL",
            "ConfigError", "DatasetPlan", "OrderFree", "Plan", "Recipe", "ReportPlan", "attacked_models",
            "attacked_pairs", "check_margin", "data_dependencies", "data_spec", "dataset_recipes", "dataset_section",
            "dataset_units", "deep_merge", "discrete_vocabularies", "external_recipe", "format_sigma", "load_params",
-           "load_schema", "noise_model", "noise_token_model", "order_free", "resolve_plan", "retype_command_line",
-           "study_recipes", "sweep_name", "sweep_vocabularies", "training_params", "validate", "vocabulary_recipes"]
+           "load_schema", "noise_model", "noise_token_model", "order_free", "patch_size", "resolve_plan",
+           "retype_command_line", "study_recipes", "sweep_name", "sweep_vocabularies", "training_params", "validate",
+           "vocabulary_recipes"]

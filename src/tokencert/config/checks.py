@@ -164,6 +164,10 @@ def check_references(config: Mapping[str, Any]) -> None:
                 f"params: patch_size {config['patch_size']} does not divide "
                 f"datasets.{name}.image_size {ds['image_size']}"
             )
+        for vocab, recipe in config["vocabularies"].items():
+            if "patch_size" in recipe and ds["image_size"] % recipe["patch_size"]:
+                raise ConfigError(f"params: vocabularies.{vocab}.patch_size {recipe['patch_size']} does not divide "
+                                  f"datasets.{name}.image_size {ds['image_size']}")
     for vocab in config["study"].get("vocabularies", []):
         if vocab not in config["vocabularies"]:
             raise ConfigError(f"params: study.vocabularies names '{vocab}', which is not in vocabularies")

@@ -47,6 +47,11 @@ def vocabulary_recipes(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return recipes
 
 
+def patch_size(config: Mapping[str, Any], recipe: Mapping[str, Any]) -> int:
+    """The patch size of a vocabulary ``recipe``: its own ``patch_size``, else the top-level one."""
+    return int(recipe.get("patch_size", config["patch_size"]))
+
+
 def sweep_vocabularies(config: Mapping[str, Any]) -> list[str]:
     """Names of the K-sweep vocabularies, base included, ordered by K."""
     sweep = config.get("k_sweep")

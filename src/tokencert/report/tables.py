@@ -119,6 +119,7 @@ def vocab_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, str]
             cert = d.certify.get(name, {})
             rows.append({
                 "dataset": d.name, "vocab": name, "kind": q.get("kind", DASH), "K": str(q.get("K", DASH)),
+                "p": DASH if "patch_size" not in q else f"{q['patch_size']}x{q['patch_size']}",
                 "psnr": num(q.get("recon_psnr"), 1), "perplexity": num(q.get("perplexity"), 1),
                 "dead": pct(q.get("dead_fraction")), "patch": num(cert.get("patch_cert")),
                 "r0": sci(cert.get("r0_mean")), "acc": pct(test_accuracy(d, model)),
@@ -131,7 +132,8 @@ def vocab_columns(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
     """(key, title) of the vocabulary table."""
     eps = {r["eps"] for r in rows}
     at_eps = f" @ eps = {eps.pop()}" if len(eps) == 1 else ""
-    return [("dataset", "Dataset"), ("vocab", "Vocabulary"), ("kind", "Kind"), ("K", "K"), ("psnr", "PSNR (dB)"),
+    return [("dataset", "Dataset"), ("vocab", "Vocabulary"), ("kind", "Kind"), ("K", "K"), ("p", "Patch"),
+            ("psnr", "PSNR (dB)"),
             ("perplexity", "Perplexity"), ("dead", "Dead tokens"), ("patch", "Mean patch cert."),
             ("r0", "Mean R_0"), ("acc", "Clean acc."), ("robust", "Worst-case acc." + at_eps)]
 

@@ -43,6 +43,7 @@ def quality_metrics(vocab: Vocabulary, test_images: torch.Tensor, batch_size: in
         "name": vocab.name,
         "kind": vocab.meta.get("kind"),
         "K": vocab.K,
+        "patch_size": vocab.patch_size,
         "mode": vocab.mode,
         "dim": vocab.dim,
         "recon_mse": mse,
