@@ -50,15 +50,21 @@ def test_pgd_breaks_undefended_model_and_stays_in_budget(models):
     assert clean_accuracy(baseline, small, y) > 0.5  # a tiny budget cannot break it
 
 
-def test_pgd_result_of_an_image_does_not_depend_on_its_batch():
-    """Random starts seeded per image (seed, key, restart): the same images in another batch, in another
-    order, get the same adversarial images (float64: batched and smaller passes agree to rounding); another
-    seed or restart, another start."""
+def float64_problem() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """An untrained 4-class float64 MLP, 12 random 8x8 images and its own predictions as labels: batched
+    and smaller passes agree to rounding, so per-image results can be compared across batches."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
                               torch.nn.Linear(16, 4)).double().eval()
     x = torch.rand(12, 1, 8, 8, dtype=torch.float64)
-    y = net(x).argmax(1).detach()
+    return net, x, net(x).argmax(1).detach()
+
+
+def test_pgd_result_of_an_image_does_not_depend_on_its_batch():
+    """Random starts seeded per image (seed, key, restart): the same images in another batch, in another
+    order, get the same adversarial images (float64: batched and smaller passes agree to rounding); another
+    seed or restart, another start."""
+    net, x, y = float64_problem()
     keys = torch.arange(50, 62)
     full = pgd(net, x, y, eps=2.0, steps=10, step_size=2.5, restarts=2, seed=1, keys=keys)
     assert 0 < (net(full).argmax(1) != y).sum() < 12
@@ -117,11 +123,7 @@ def test_apgd_equals_torchattacks_run_on_each_image_alone_with_its_seed(loss):
     walk and the cascade attack subsets). float64, so batched and single-image passes agree to rounding."""
     import torchattacks
 
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
-                              torch.nn.Linear(16, 4)).double().eval()
-    x = torch.rand(12, 1, 8, 8, dtype=torch.float64)
-    y = net(x).argmax(1).detach()
+    net, x, y = float64_problem()
     keys = torch.arange(100, 112)
     batch = apgd(net, x, y, eps=2.0, loss=loss, steps=10, restarts=1, seed=3, keys=keys)
     fooled = (net(batch).argmax(1) != y).sum()

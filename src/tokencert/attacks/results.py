@@ -43,7 +43,6 @@ def read_outcome(csv_path: str | os.PathLike[str]) -> tuple[AttackOutcome, torch
             torch.tensor(frame["label"].to_numpy()))
 
 
-
 def summary_checks(summary: Mapping[str, Any]) -> dict[str, bool]:
     """The sanity checks an attack's summary recorded (within eps, in the box, ...), by name."""
     return {k: v for k, v in summary.get("sanity", {}).items() if isinstance(v, bool)}
