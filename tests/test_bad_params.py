@@ -141,6 +141,12 @@ BAD = [
      "'datasets.t.units'"),
     ("attacks: {cascade: sometimes}", "'attacks.cascade'"),
     ("attacks: {check_images: -1}", "'attacks.check_images'"),
+    ("classifiers: {recipes: {flipset: {warmup: 0.6, ramp: 0.5}}}",
+     "classifiers.recipes.flipset.ramp: warmup + ramp must be <= 1"),
+    ("classifiers: {recipes: {flipset: {clean_weight: 1.2}}}", "'classifiers.recipes.flipset.clean_weight'"),
+    ("classifiers: {recipes: {pgd-at: {warmup: 0.1}}}", "classifiers.recipes.pgd-at.warmup has no meaning"),
+    ("vocabularies: {kmeans: {spread: 2}}", "vocabularies.kmeans.spread needs min_separation > 0"),
+    ("vocabularies: {kmeans-margin: {spread: -1}}", "'vocabularies.kmeans-margin.spread'"),
 ]
 
 

@@ -231,3 +231,37 @@ def test_consistency_loss_is_cross_entropy_when_the_copies_agree():
 def test_bad_objectives_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Objective(**kwargs)
+
+
+@pytest.mark.parametrize(("warmup", "ramp", "clean_weight"), [(0.2, 0.5, 0.5), (0.0, 1.0, 0.0), (0.5, 0.25, 0.8)])
+def test_the_certified_training_schedule_is_clean_then_linear_then_flat(warmup, ramp, clean_weight):
+    objective = Objective("flipset", eps=1.0, warmup=warmup, ramp=ramp, clean_weight=clean_weight)
+    grid = [i / 100 for i in range(101)]
+    share = [objective.schedule(p) for p in grid]
+    kappa = [objective.clean_share(p) for p in grid]
+    for p, s, k in zip(grid, share, kappa, strict=True):
+        expected = 0.0 if p <= warmup else min(1.0, (p - warmup) / ramp)
+        assert s == pytest.approx(expected)
+        assert k == pytest.approx(1 - (1 - clean_weight) * expected)  # kappa falls with the radius, to its floor
+    assert share == sorted(share) and kappa == sorted(kappa, reverse=True)
+    assert share[-1] == 1.0 and kappa[-1] == pytest.approx(clean_weight)
+
+
+def test_the_schedule_reaches_the_loss(data):
+    # with clean_weight 1 the robust term has no weight: the loss is the clean cross-entropy at every progress;
+    # during the warm-up it is clean whatever the weight; after it, it is not
+    x, y = data[0].images[:16].float() / 255, data[0].labels[:16]
+    model = net(tokens=True)
+    gen = torch.Generator().manual_seed(0)
+    clean = batch_loss(Objective(), model, x, y, gen)[0]
+    for kwargs, progress, same in (({"clean_weight": 1.0}, 0.9, True), ({"warmup": 0.5}, 0.4, True),
+                                   ({"warmup": 0.5}, 0.9, False)):
+        loss = batch_loss(Objective("flipset", eps=2.0, **kwargs), model, x, y, gen, progress=progress)[0]
+        assert torch.isclose(loss, clean).item() is same, kwargs
+
+
+@pytest.mark.parametrize("kwargs", [{"warmup": -0.1}, {"ramp": 0.0}, {"warmup": 0.6, "ramp": 0.5},
+                                    {"clean_weight": 1.5}])
+def test_a_schedule_outside_training_is_refused(kwargs):
+    with pytest.raises(ValueError, match="schedule"):
+        Objective("flipset", eps=1.0, **kwargs)

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from tokencert.certify import certify_dataset, pairwise_radii
+from tokencert.config import ConfigError
 from tokencert.tokens import assign as tokenize_nearest
 from tokencert.vocab import Vocabulary, build_vocabulary, quality_metrics, tokenize, usage_statistics
 from tokencert.vocab.kmeans import kmeans_tokens
 from tokencert.vocab.learned import sobel_magnitude
-from tokencert.vocab.margin import separated
+from tokencert.vocab.margin import separated, spread
 
 
 def images(n=64, channels=1, size=8, seed=0) -> torch.Tensor:
@@ -151,6 +152,54 @@ def test_separated_vocabulary_certifies_background_to_half_the_separation():
     assert float(radius) >= 0.4
     with pytest.raises(ValueError, match="per_channel_separate"):
         build_vocabulary("m", {**recipe, "mode": "per_channel_separate"}, images(channels=3), 4, seed=0)
+
+
+def test_spreading_refits_kept_tokens_to_their_patches_means():
+    """Two far-apart clusters whose k-means tokens are off-centre (as after pruning): each spreading
+    round is a Lloyd step, so the tokens become the clusters' means exactly; with no round they stay."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.2] * 4, [0.8] * 4], dtype=torch.float64)
+    patches = (centres.repeat_interleave(500, 0) + 0.02 * torch.randn(1000, 4, generator=g, dtype=torch.float64))
+    table = centres + torch.tensor([[0.05, -0.05, 0.0, 0.0], [0.0, 0.0, 0.05, 0.05]], dtype=torch.float64)
+    assert torch.equal(spread(table, patches, 0.5, False, 0), separated(table, patches, 0.5, False))
+    moved = spread(table, patches, 0.5, False, 3)
+    means = torch.stack([patches[:500].mean(0), patches[500:].mean(0)])
+    assert torch.allclose(moved, means, atol=1e-12)
+
+
+def test_spreading_pushes_close_means_apart_to_exactly_the_separation():
+    """Worst case for the separation: two clusters whose means are 1.0 apart under delta = 2. Each round's
+    Lloyd step pulls the tokens to the means, the repulsion pushes them back to exactly delta apart,
+    both halfway, symmetric about the means' midpoint, inside [0, 1]^d."""
+    d, delta = 16, 2.0
+    a, b = torch.full((d,), 0.375, dtype=torch.float64), torch.full((d,), 0.625, dtype=torch.float64)  # 1.0 apart
+    g = torch.Generator().manual_seed(1)
+    patches = torch.cat([a.expand(300, d), b.expand(300, d)])
+    patches = patches + 0.01 * torch.randn(patches.shape, generator=g, dtype=torch.float64)
+    out = spread(torch.stack([a - 0.3, b + 0.3]), patches, delta, False, 5)  # 3.4 apart: both kept first
+    assert len(out) == 2 and float(torch.dist(out[0], out[1])) == pytest.approx(delta, rel=1e-9)
+    assert torch.allclose(out.mean(0), patches.mean(0), atol=1e-9)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_spreading_never_moves_the_background_token():
+    """A cluster 1.5 from the all-zero background token under delta = 2: the background token stays
+    exactly zero, the other token takes the whole shortfall (ending exactly delta from zero, along its mean)."""
+    d, delta = 16, 2.0
+    a = torch.full((d,), 0.375, dtype=torch.float64)  # norm 1.5
+    patches = torch.cat([torch.zeros(300, d, dtype=torch.float64), a.expand(300, d)])
+    out = spread(torch.stack([a + 0.2]), patches, delta, True, 4)  # 2.3 from zero: kept first
+    assert len(out) == 2 and torch.equal(out[0], torch.zeros(d, dtype=torch.float64))
+    assert torch.allclose(out[1], a * delta / 1.5, atol=1e-9)
+
+
+def test_spreading_is_a_recipe_key_that_needs_a_separation():
+    recipe = {"kind": "kmeans", "K": 16, "iters": 3, "min_separation": 0.8, "background": True, "spread": 2}
+    vocab = build_vocabulary("spread", recipe, images(n=64), 4, seed=0)
+    assert float((torch.cdist(vocab.tokens, vocab.tokens) + 1e9 * torch.eye(vocab.K)).min()) >= 0.8
+    assert torch.equal(vocab.tokens[0], torch.zeros(vocab.dim, dtype=torch.float64))
+    with pytest.raises(ConfigError, match="vocabularies.bad.spread needs min_separation"):
+        build_vocabulary("bad", {"kind": "kmeans", "K": 16, "spread": 2}, images(n=64), 4, seed=0)
 
 
 def test_a_vocabulary_of_7x7_patches_tokenizes_and_certifies_by_its_own_patch_size():

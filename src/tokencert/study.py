@@ -31,8 +31,8 @@ OBJECTIVE_PARAMETERS: dict[str, tuple[str, ...]] = {
     "pgd_at": ("eps", "steps"),
     "trades": ("eps", "steps", "beta"),
     "consistency": ("sigma", "lam", "eta", "copies"),
-    "flipset": ("eps",),
-    "gloro": ("eps",),
+    "flipset": ("eps", "warmup", "ramp", "clean_weight"),
+    "gloro": ("eps", "warmup", "ramp"),
 }
 """Training objectives of a classifier recipe (``tokencert.objectives`` implements them) and the
 recipe parameters each one uses (a plugin's added: :func:`tokencert.objectives.register_objective`)."""
@@ -41,8 +41,12 @@ OBJECTIVE_CODE = {"flipset": "tokencert.objectives.flipset", "gloro": "tokencert
 """Objectives whose loss lives outside :mod:`tokencert.objectives` (imported by name on first use): the
 module, whose code only their training jobs run (``rules/common.smk: code``); a plugin's is recorded."""
 
-OBJECTIVE_KEYS = ("sigma", "eps", "steps", "beta", "lam", "eta", "copies")
+OBJECTIVE_KEYS = ("sigma", "eps", "steps", "beta", "lam", "eta", "copies", "warmup", "ramp", "clean_weight")
 """Every objective parameter a recipe may set (the fields of ``tokencert.objectives.Objective``)."""
+
+SCHEDULE = {"warmup": 0.2, "ramp": 0.5, "clean_weight": 0.5}
+"""The certified-training schedule's defaults (``flipset``, ``gloro``; shares of training and kappa's floor):
+clean training for the first 20 %, the radius ramped to ``eps`` over the next half, kappa from 1 to 0.5."""
 
 SIGMA_OBJECTIVES = ["noise", "consistency"]
 """Objectives trained under Gaussian noise of a ``sigma``: their classifier is smoothed at it."""

@@ -15,6 +15,7 @@ from ..study import (
     LIPSCHITZ_OBJECTIVES,
     OBJECTIVE_KEYS,
     OBJECTIVE_PARAMETERS,
+    SCHEDULE,
     SIGMA_OBJECTIVES,
     TOKEN_OBJECTIVES,
 )
@@ -246,3 +247,6 @@ def _check_recipes(config: Mapping[str, Any], vocabs: Mapping[str, Any]) -> None
         unused = [k for k in OBJECTIVE_KEYS if k in spec and k not in OBJECTIVE_PARAMETERS[objective]]
         if unused:
             raise ConfigError(f"{key}.{unused[0]} has no meaning for objective {objective}")
+        warmup, ramp = (spec.get(k, SCHEDULE[k]) for k in ("warmup", "ramp"))
+        if warmup + ramp > 1:
+            raise ConfigError(f"{key}.ramp: warmup + ramp must be <= 1 (shares of training), got {warmup} + {ramp}")

@@ -10,15 +10,15 @@
   mean prediction and ``eta`` times its entropy (Jeong & Shin 2020), at ``sigma``;
 - ``flipset`` (token classifiers): certified training with the flip-set bounds of
   :mod:`tokencert.setcert` at radius ``eps`` (interval bound propagation training, Gowal et al.
-  2019): ``kappa * CE(clean) + (1 - kappa) * CE(worst-case logits)``, the radius ramped from 0 to
-  ``eps`` and ``kappa`` from 1 to 0.5 between :data:`WARMUP` and :data:`RAMP` of training (clean
-  training before); in training mode the bounds normalize each batch-norm layer with the batch
+  2019): ``kappa * CE(clean) + (1 - kappa) * CE(worst-case logits)``, the radius ramped linearly from 0
+  to ``eps`` and ``kappa`` from 1 to ``clean_weight`` over the ``ramp`` share of training that follows
+  the ``warmup`` share (clean training); in training mode the bounds normalize each batch-norm layer with the batch
   statistics of the box centres (as CROWN-IBP training does; the running statistics, which the
   certificate uses, come from the clean batch alone);
 - ``gloro`` (Lipschitz networks, ``arch: lipmlp``): cross-entropy over the classes and GloRo's
   bottom logit ``max_{j != y} z_j + sqrt(2) L eps`` (Leino et al. 2021), ``L`` the network's
   Lipschitz bound (:mod:`tokencert.lipschitz`, nominal: orthogonal layers count 1; a constant
-  here; the certificate computes it exactly), ``eps`` ramped as for ``flipset``.
+  here; the certificate computes it exactly), ``eps`` ramped as for ``flipset`` (``warmup``, ``ramp``).
 
 Budgets and noise are in the dataset's units: a perturbation ``delta`` has size
 ``||delta / s||_2`` and the noise of channel ``c`` has standard deviation ``sigma * s_c``. The
@@ -46,6 +46,7 @@ from ..study import (
     OBJECTIVE_CODE,
     OBJECTIVE_KEYS,
     OBJECTIVE_PARAMETERS,
+    SCHEDULE,
     SIGMA_OBJECTIVES,
     register_objective_name,
 )
@@ -54,7 +55,6 @@ from ..units import channel_view, project
 Loss = tuple[torch.Tensor, torch.Tensor]
 LossFunction = Callable[..., Loss]
 
-WARMUP, RAMP = 0.2, 0.7  # flipset, gloro: clean until WARMUP, then radius and robust weight ramp up until RAMP
 STEP_SIZE = 2.5  # relative PGD step: each of `steps` steps moves 2.5 * eps / steps (as the attack suite)
 
 
@@ -70,6 +70,9 @@ class Objective:
     lam: float = 10.0
     eta: float = 0.5
     copies: int = 2
+    warmup: float = SCHEDULE["warmup"]
+    ramp: float = SCHEDULE["ramp"]
+    clean_weight: float = SCHEDULE["clean_weight"]
 
     def __post_init__(self) -> None:
         if self.kind not in OBJECTIVE_PARAMETERS:
@@ -82,6 +85,9 @@ class Objective:
             raise ValueError(f"steps must be >= 1 and copies >= 2, got {self.steps} and {self.copies}")
         if self.beta < 0 or self.lam < 0 or self.eta < 0:
             raise ValueError(f"beta, lam and eta must be >= 0, got {self.beta}, {self.lam}, {self.eta}")
+        if not (0 <= self.warmup and 0 < self.ramp and self.warmup + self.ramp <= 1 and 0 <= self.clean_weight <= 1):
+            raise ValueError(f"the schedule needs warmup >= 0, ramp > 0, warmup + ramp <= 1 and clean_weight in [0, 1], "
+                             f"got {self.warmup}, {self.ramp}, {self.clean_weight}")
 
     @classmethod
     def from_recipe(cls, recipe: dict[str, Any]) -> Objective:
@@ -93,6 +99,15 @@ class Objective:
         """The parameters that matter for this kind (for metadata and fingerprints)."""
         keep = OBJECTIVE_PARAMETERS[self.kind]
         return {"kind": self.kind, **{k: v for k, v in asdict(self).items() if k in keep}}
+
+    def schedule(self, progress: float) -> float:
+        """The certified-training schedule (``flipset``, ``gloro``) at training ``progress`` in [0, 1]: the
+        share of ``eps`` trained at, 0 during the ``warmup``, then linear to 1 over the ``ramp``."""
+        return min(1.0, max(0.0, progress - self.warmup) / self.ramp)
+
+    def clean_share(self, progress: float) -> float:
+        """``kappa``, the clean loss's weight at ``progress``: from 1 down to ``clean_weight`` with the schedule."""
+        return 1.0 - (1.0 - self.clean_weight) * self.schedule(progress)
 
 
 def add_noise(x: torch.Tensor, sigma: float, scale: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
@@ -120,11 +135,6 @@ def _maximise(model: nn.Module, x: torch.Tensor, loss_fn: Any, eps: float, steps
         adv = project(x, adv.detach() + alpha * s * g, eps, scale)
     model.train(was_training)
     return adv.detach()
-
-
-def ramp(progress: float) -> float:
-    """The certified-training schedule (``flipset``, ``gloro``): 0 until WARMUP, then linear to 1 at RAMP."""
-    return min(1.0, max(0.0, progress - WARMUP) / (RAMP - WARMUP))
 
 
 def _standard(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor,

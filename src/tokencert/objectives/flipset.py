@@ -10,7 +10,7 @@ from torch import nn
 
 from ..models import DiscreteClassifier
 from ..setcert import deviation_box, flip_budget, geometry, margin_bounds, tokenized
-from . import Loss, Objective, ramp
+from . import Loss, Objective
 
 
 def flipset(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
@@ -20,7 +20,7 @@ def flipset(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Te
         raise ValueError("objective flipset needs a token classifier")
     logits = model(x)
     clean = F.cross_entropy(logits, y)
-    share = ramp(progress)
+    share = objective.schedule(progress)
     if share == 0:
         return clean, logits
     radius = objective.eps * share
@@ -30,5 +30,5 @@ def flipset(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Te
     lower = margin_bounds(model.net, model.vocab, center, lo.to(x), hi.to(x),
                           flip_budget(geo.patch_radii, radius).to(x.device), y)
     worst = -lower.masked_fill(lower.isinf(), 0.0)  # upper bounds of z_j - z_y, 0 at y
-    kappa = 1.0 - 0.5 * share
+    kappa = objective.clean_share(progress)
     return kappa * clean + (1 - kappa) * F.cross_entropy(worst, y), logits

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..lipschitz import margin_lipschitz
-from . import Loss, Objective, ramp
+from . import Loss, Objective
 
 
 def gloro(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
@@ -20,5 +20,5 @@ def gloro(objective: Objective, model: nn.Module, x: torch.Tensor, y: torch.Tens
     logits = model(x)
     lip = margin_lipschitz(model, scale, nominal=True)
     others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -math.inf)
-    bottom = others.max(dim=1, keepdim=True).values + lip * objective.eps * ramp(progress)
+    bottom = others.max(dim=1, keepdim=True).values + lip * objective.eps * objective.schedule(progress)
     return F.cross_entropy(torch.cat([logits, bottom], dim=1), y), logits

@@ -16,7 +16,7 @@ from .base import Vocabulary
 from .gaussian import gaussian_tokens
 from .kmeans import kmeans_plus_plus, kmeans_tokens
 from .learned import LearnedSettings, train_learned
-from .margin import separated
+from .margin import separated, spread
 from .patches import patch_groups, sample_rows
 
 log = logging.getLogger("tokencert")
@@ -68,13 +68,15 @@ def _initial_tokens(kind: str, groups: torch.Tensor, recipe: dict[str, Any], gen
 
 def _with_margin(name: str, vocab: Vocabulary, recipe: dict[str, Any], patches: torch.Tensor,
                  gen: torch.Generator) -> Vocabulary:
-    """``vocab`` pruned to ``min_separation`` with an optional exact background token (:mod:`.margin`)."""
-    check_margin(name, recipe, vocab.mode)
+    """``vocab`` pruned to ``min_separation`` with an optional exact background token, re-fitted under the
+separation for ``spread`` rounds (:mod:`.margin`)."""
     patches = sample_rows(patches, recipe.get("fit_patches", DEFAULT_FIT_PATCHES), gen)
-    tokens = separated(vocab.tokens, patches.to(vocab.tokens), float(recipe.get("min_separation", 0)),
-                       bool(recipe.get("background", False)))
-    log.info("vocabulary %s: %d of %d tokens kept at separation %s", name, tokens.shape[0], vocab.K,
-             recipe.get("min_separation", 0))
+    design = (float(recipe.get("min_separation", 0)), bool(recipe.get("background", False)))
+    iters = int(recipe.get("spread", 0))
+    tokens = (spread(vocab.tokens, patches.to(vocab.tokens), *design, iters) if iters
+              else separated(vocab.tokens, patches.to(vocab.tokens), *design))
+    log.info("vocabulary %s: %d of %d tokens kept at separation %s (%d spreading rounds)", name, tokens.shape[0],
+             vocab.K, design[0], iters)
     return Vocabulary(tokens, vocab.patch_size, vocab.mode, vocab.channels, vocab.image_size, vocab.meta)
 
 
@@ -90,6 +92,7 @@ def build_vocabulary(name: str, recipe: dict[str, Any], train_images: torch.Tens
     if height != width:
         raise ValueError(f"vocabulary '{name}': square images expected, got {height}x{width}")
     mode = resolve_mode(recipe.get("mode"), channels)
+    check_margin(name, recipe, mode)
     gen = torch.Generator().manual_seed(seed)
     groups = patch_groups(train_images, patch_size, mode)
     tables = _initial_tokens(kind, groups, recipe, gen)
