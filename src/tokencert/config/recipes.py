@@ -68,8 +68,8 @@ def sweep_name(base: str, k: int) -> str:
 
 
 def check_margin(name: str, recipe: Mapping[str, Any], mode: str | None = None) -> None:
-    """Margin design (``min_separation``, ``background``, ``spread``) needs one token table: not ``per_channel_separate``
-    (``mode``: the resolved mode, default the recipe's)."""
+    """Margin design (``min_separation``, ``background``, ``spread``) needs one token table: not
+    ``per_channel_separate`` (``mode``: the resolved mode, default the recipe's); ``spread`` needs a separation."""
     if recipe.get("spread", 0) and not recipe.get("min_separation", 0) > 0:
         raise ConfigError(f"params: vocabularies.{name}.spread needs min_separation > 0 (it spreads tokens under it)")
     designed = recipe.get("min_separation", 0) > 0 or recipe.get("background", False)

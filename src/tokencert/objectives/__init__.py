@@ -86,8 +86,8 @@ class Objective:
         if self.beta < 0 or self.lam < 0 or self.eta < 0:
             raise ValueError(f"beta, lam and eta must be >= 0, got {self.beta}, {self.lam}, {self.eta}")
         if not (0 <= self.warmup and 0 < self.ramp and self.warmup + self.ramp <= 1 and 0 <= self.clean_weight <= 1):
-            raise ValueError(f"the schedule needs warmup >= 0, ramp > 0, warmup + ramp <= 1 and clean_weight in [0, 1], "
-                             f"got {self.warmup}, {self.ramp}, {self.clean_weight}")
+            raise ValueError("the schedule needs warmup >= 0, ramp > 0, warmup + ramp <= 1 and clean_weight in "
+                             f"[0, 1], got {self.warmup}, {self.ramp}, {self.clean_weight}")
 
     @classmethod
     def from_recipe(cls, recipe: dict[str, Any]) -> Objective:
