@@ -23,7 +23,7 @@ rule report:
         tables=[f"results/report/tables/{t}.tex" for t in pdf_table_names(DATASETS)],
         html_tables=[
             report(f"results/report/tables/{t}.html", caption=f"{CAPTIONS}/{t}_table.rst", category="Tables")
-            for t in ("main", "landscape", "vocab", "cost")
+            for t in ("main", "landscape", "vocab", "cost", "published")
         ],
         main_md="results/report/tables/main.md",
         figures=[

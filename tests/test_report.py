@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import yaml
 from tests.figure_checks import assert_legible
 from tests.helpers import REPO
 from tokencert.certacc import summarize
-from tokencert.config import resolve_plan
+from tokencert.config import ConfigError, resolve_plan
 from tokencert.io import write_json
 from tokencert.report import figures, outputs, reproduce, tables
 from tokencert.report.captions import caption, rst_to_latex
@@ -100,7 +101,7 @@ def test_reproduce_section_compares_both_units_with_the_study():
                             k: "c" for k in ("main_table", "landscape_table", "vocab_table", "cost_table")},
                         settings=["s"], models="baseline", study=[(c, rows, reproduce.verdict(c))],
                         datasets=["m"], tables={"main": ["main-m"], "landscape": ["landscape-m-radii"]},
-                        landscape_parts=1)
+                        landscape_parts=1, published=[])
     assert r"\section*{Reproducing the study}" in tex and "Ours, normalized units" in tex
 
 
@@ -192,8 +193,8 @@ def synthetic() -> DatasetResults:
 
     def cert(method, sigma=None, n=50):
         radii = rng.exponential(0.3 if sigma else 0.01, n)
-        return summarize(method, "m", "x", "pixel", radii, rng.random(n) < 0.9, np.zeros(n, bool),
-                         [0.0, 0.1, 0.5], sigma, 0.1)
+        return {**summarize(method, "m", "x", "pixel", radii, rng.random(n) < 0.9, np.zeros(n, bool),
+                            [0.0, 0.1, 0.5], sigma, 0.1), "alpha": 0.001}
 
     d = DatasetResults("m", {"shape": [1, 28, 28], "classes": [str(i) for i in range(10)]})
     models = ["discrete-gauss", "discrete-kmeans", "discrete-learned", "discrete-gauss-k16", "discrete-gauss-k1024"]
@@ -212,7 +213,7 @@ def synthetic() -> DatasetResults:
     return d
 
 
-@pytest.mark.parametrize("kind", ["certified", "robust", "usage", "ktradeoff"])
+@pytest.mark.parametrize("kind", ["certified", "robust", "usage", "ktradeoff", "frontier"])
 def test_no_legend_covers_a_data_line_or_an_axis_label(kind):
     config = params()
     config["k_sweep"] = {"base": "gauss", "K": [16, 1024]}
@@ -261,7 +262,7 @@ def test_main_table_names_eps_and_radius_and_gives_smoothing_to_the_smoothed_cla
 
 
 def test_captions_say_what_is_plotted_and_convert_to_latex():
-    for kind in (*FIGURE_KINDS, "main_table", "vocab_table", "cost_table"):
+    for kind in (*FIGURE_KINDS, "main_table", "vocab_table", "cost_table", "published_table"):
         text = caption(kind, REPO / "report" / "captions")
         assert len(text) > 80 and ("units" in text.lower() or "seconds" in text), kind
         latex = rst_to_latex(text)
@@ -269,20 +270,28 @@ def test_captions_say_what_is_plotted_and_convert_to_latex():
     assert rst_to_latex(":math:`R_0` of ``x_y`` at 5%") == r"$R_0$ of \texttt{x\_y} at 5\%"
 
 
-def test_landscape_gives_each_classifier_its_best_certificate_and_worst_case_at_the_standard_radii():
+def _landscape_cert(method, radii, sigma=None):
+    n = len(radii)
+    return {**summarize(method, "mnist5k", "x", "pixel", np.array(radii), np.ones(n, bool), np.zeros(n, bool),
+                        [0.0], sigma, 0.5), "alpha": 0.001}
+
+
+def landscape_results() -> DatasetResults:
+    """mnist5k results of three families: a token classifier with R_0 and R_2, a smoothed noise classifier,
+    an attacked PGD-AT classifier (no certificate), each 90 % clean."""
     d = DatasetResults("mnist5k", {"shape": [1, 28, 28], "classes": [str(i) for i in range(10)]})
-
-    def cert(method, radii, sigma=None):
-        n = len(radii)
-        return {**summarize(method, "mnist5k", "x", "pixel", np.array(radii), np.ones(n, bool), np.zeros(n, bool),
-                            [0.0], sigma, 0.5), "alpha": 0.001}
-
+    cert = _landscape_cert
     d.certs = {"R0": {"discrete-gauss": cert("R0", [0.01, 0.02, 0.6, 2.0, 2.0])},  # more images, as in the study
                "R2": {"discrete-gauss": cert("R2", [0.02, 0.03, 1.2, 2.0])}}  # refines R_0: R_0 is not taken
     d.smoothing = {"noise-0.5": {0.5: cert("smoothing", [0.4, 0.7, 1.0, 1.6], sigma=0.5)}}
     d.attacks = {"pgd-at": {"worst": {"eps": [0.5, 1.0, 1.58, 4.0], "robust_accuracy": [0.8, 0.6, 0.3, 0.0]}}}
-    d.models = {m: {"test_accuracy": 0.9} for m in ("discrete-gauss", "noise-0.5", "pgd-at")}
-    p = plan()
+    d.models = {m: {"test_accuracy": 0.9, "n_train": 4000, "settings": {"epochs": 5, "arch": "cnn"}}
+                for m in ("discrete-gauss", "noise-0.5", "pgd-at")}
+    return d
+
+
+def test_landscape_gives_each_classifier_its_best_certificate_and_worst_case_at_the_standard_radii():
+    d, cert, p = landscape_results(), _landscape_cert, plan()
     gauss = tables.landscape_numbers(d, p, "discrete-gauss")
     assert gauss["radii"] == [0.5, 1.0, 1.58] and gauss["certified"] == [0.5, 0.5, 0.25]
     assert gauss["certificate"] == ["deterministic"] * 3 and gauss["input"] == "tokens:gauss"
@@ -392,3 +401,52 @@ def test_a_cascade_reports_each_attack_alone_and_draws_cumulative_curves_in_its_
     d.certify = {}  # the K-sweep finding needs fields the synthetic results lack
     (note,) = [f for f in findings([d], plan(params())) if "cascade" in f]
     assert "first 16 test images" in note and "cumulative" in note
+
+
+def test_frontier_puts_each_classifier_at_its_clean_and_certified_accuracy_coloured_by_family():
+    d, p = landscape_results(), plan()
+    fig = figures.make("frontier", d, p)
+    panels = [ax for ax in fig.axes if ax.get_title().startswith("r = ")]
+    assert [ax.get_title() for ax in panels] == [f"r = {r} (L2 in [0,1] pixel space)" for r in ("0.5", "1", "1.58")]
+    for i, ax in enumerate(panels):
+        points = []  # (x, y, face colour, edge colour) of every marker drawn, one per scatter call
+        for coll in ax.collections:
+            (x, y), = coll.get_offsets()
+            face = tuple(coll.get_facecolors()[0]) if len(coll.get_facecolors()) else (0.0, 0.0, 0.0, 0.0)
+            points.append((round(float(x), 6), round(float(y), 6), face, tuple(coll.get_edgecolors()[0])))
+        gauss = tables.landscape_numbers(d, p, "discrete-gauss")["certified"][i]
+        noise = tables.landscape_numbers(d, p, "noise-0.5")["certified"][i]
+        worst = [0.8, 0.6, 0.3][i]
+        token, smooth, adv = (matplotlib.colors.to_rgba(figures.PALETTE[figures.FAMILIES.index(f)])
+                              for f in ("token classifier", "randomized smoothing", "adversarial training"))
+        assert (0.9, round(gauss, 6), token, token) in points  # a filled dot in the family's colour
+        assert (0.9, round(noise, 6), smooth, (0.0, 0.0, 0.0, 1.0)) in points  # probabilistic: ringed in black
+        assert (0.9, worst, (0.0, 0.0, 0.0, 0.0), adv) in points  # a hollow triangle
+        assert len(points) == 3  # PGD-AT has no certificate: no dot
+        assert {t.get_text() for t in ax.texts} == {"discrete-gauss", "noise-0.5", "pgd-at"}
+    assert fig.legends
+    plt.close(fig)
+
+
+def test_published_numbers_stand_beside_ours_with_both_settings():
+    d = landscape_results()
+    d.smoothing["noise-0.5"][0.5].update(acr=0.75, n=500)
+    config = params()
+    config["report"] = {"published": [
+        {"method": "GloRo", "source": "paper, Table 1", "metric": "certified", "radius": 0.5, "value": 0.628,
+         "clean": 0.93, "model": "discrete-gauss", "setting": "4C3F, 500 epochs"},
+        {"method": "Cohen et al.", "source": "not confirmed", "metric": "acr", "sigma": 0.5, "value": 1.56,
+         "model": "noise-0.5", "setting": "LeNet, n = 100,000"}]}
+    p = plan(config)
+    rows = tables.published_rows([d], p)
+    gauss = tables.landscape_numbers(d, p, "discrete-gauss")
+    assert rows[0]["ours"] == tables.pct(gauss["certified"][0]) + " (det.)" and rows[0]["published"] == "62.80 %"
+    assert rows[0]["metric"] == "certified @ 0.5" and rows[0]["published_clean"] == "93.00 %"
+    assert rows[0]["our_setting"] == "4,000 training images, 5 epochs, cnn"
+    assert rows[1]["ours"] == "0.750" and rows[1]["metric"] == "ACR @ sigma 0.5" and rows[1]["published"] == "1.560"
+    assert rows[1]["our_setting"] == "4,000 training images, 5 epochs, cnn; n = 500 on 4 images"
+    (name, part, columns), = tables.pdf_parts("published", rows, tables.PUBLISHED_COLUMNS, ["mnist5k"])
+    assert name == "published" and not {k for k, _ in columns} & set(tables.PUBLISHED_TEXT)
+    config["report"]["published"][0]["model"] = "nope"
+    with pytest.raises(ConfigError, match="report.published.0.model names 'nope'"):
+        plan(config)

@@ -117,7 +117,7 @@ defense-landscape table gives certified and worst-case accuracy at them."""
 CERT_RADIUS = 0.05
 """Default radius at which the report's main table gives R_0 / R_2 certified accuracy."""
 
-FIGURE_KINDS = ("certified", "robust", "bracket", "usage", "ktradeoff", "examples")
+FIGURE_KINDS = ("certified", "robust", "bracket", "frontier", "usage", "ktradeoff", "examples")
 """The report's figures, one of each kind per dataset (``<dataset>-<kind>.{pdf,png}``)."""
 
 

@@ -74,6 +74,7 @@ class ReportPlan:
     main_vocab: str | None  # the discrete classifier of the main table (first of classifiers.discrete)
     example_vocab: str  # vocabulary of the example figure (the main one, else the first built)
     reproduce: tuple[dict[str, Any], ...]
+    published: tuple[dict[str, Any], ...] = ()  # report.published: the literature's numbers beside ours
     figures: tuple[str, ...] = FIGURE_KINDS
 
 
@@ -163,7 +164,8 @@ def resolve_plan(config: Mapping[str, Any]) -> Plan:
         discrete=tuple(discrete), attacked=tuple(attacked_pairs(config, recipes)),
         radii=tuple(float(r) for r in config["radii"]), eps=tuple(float(e) for e in config["attacks"]["eps"]),
         report=ReportPlan(float(report.get("cert_radius", CERT_RADIUS)), int(report.get("example_images", 6)),
-                          main, main or next(iter(vocabs)), tuple(report.get("reproduce", []))),
+                          main, main or next(iter(vocabs)), tuple(report.get("reproduce", [])),
+                          tuple(report.get("published", []))),
         notes=tuple(restricted_recipes(config)),
     )
     return dataclasses.replace(plan, notes=plan.notes + tuple(certificate_overrides(plan)))

@@ -175,11 +175,13 @@ def build(plan: Plan, files: Mapping[str, Sequence[str | Path]], out_dir: Path, 
     radius = plan.report.cert_radius
     written: dict[str, list[Path]] = {"tables": [], "figures": []}
     main_rows, vocab_rows = tables.main_rows(results, plan), tables.vocab_rows(results, plan)
+    published = tables.published_rows(results, plan)
     pdf_tables: dict[str, list[str]] = {}
     for name, rows, columns in (("main", main_rows, tables.main_columns(main_rows, radius)),
                                 ("landscape", tables.landscape_rows(results, plan), tables.landscape_columns(results)),
                                 ("vocab", vocab_rows, tables.vocab_columns(vocab_rows)),
-                                ("cost", tables.cost_rows(results), tables.COST_COLUMNS)):
+                                ("cost", tables.cost_rows(results), tables.COST_COLUMNS),
+                                ("published", published, tables.PUBLISHED_COLUMNS)):
         stem = out_dir / "tables" / name
         write_text(stem.with_suffix(".html"), tables.html(rows, columns, caption(f"{name}_table", captions_dir)))
         written["tables"].append(stem.with_suffix(".html"))
@@ -203,9 +205,10 @@ def build(plan: Plan, files: Mapping[str, Sequence[str | Path]], out_dir: Path, 
              for c in reproduce.comparisons(results, plan)]
     units = {d.name: latex_units(d.units) for d in results}
     captions = {kind: rst_to_latex(caption(kind, captions_dir))
-                for kind in (*plan.report.figures, "main_table", "landscape_table", "vocab_table", "cost_table")}
+                for kind in (*plan.report.figures, "main_table", "landscape_table", "vocab_table", "cost_table",
+                             "published_table")}
     tex = tables.render("report.tex", radius=f"{radius:g}", units=units, captions=captions,
-                        figures=figure_names, findings=findings(results, plan), study=study,
+                        figures=figure_names, findings=findings(results, plan), study=study, published=published,
                         settings=[tables.latex_escape(s) for s in run_settings(results, plan)], tables=pdf_tables,
                         datasets=[d.name for d in results], landscape_parts=len(tables.LANDSCAPE_PARTS),
                         models=", ".join(plan.models))

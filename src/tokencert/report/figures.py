@@ -23,6 +23,7 @@ from ..study import WORST  # noqa: E402
 from ..units import describe  # noqa: E402
 from ..vocab import Vocabulary, tokenize  # noqa: E402
 from .collect import DatasetResults, test_accuracy  # noqa: E402
+from .tables import landscape_numbers  # noqa: E402
 
 
 def save(fig: plt.Figure, stem: str | os.PathLike[str]) -> list[Path]:
@@ -273,12 +274,71 @@ def bracket(d: DatasetResults) -> plt.Figure:
     return fig
 
 
+FAMILIES = ("token classifier", "Lipschitz", "randomized smoothing", "adversarial training", "standard")
+"""The frontier figure's families, one colour each."""
+
+
+def family(plan: Plan, dataset: str, model: str) -> str:
+    """The family of a classifier in the frontier figure (from its recipe)."""
+    recipe = plan.datasets[dataset].recipes[model]
+    if recipe.vocab is not None:
+        return FAMILIES[0]
+    if recipe.lipschitz:
+        return FAMILIES[1]
+    if recipe.sigma is not None:
+        return FAMILIES[2]
+    return FAMILIES[3] if recipe.kind in ("pgd_at", "trades") else FAMILIES[4]
+
+
+def frontier(d: DatasetResults, plan: Plan) -> plt.Figure:
+    """Clean accuracy against certified accuracy at each standard radius (a panel each), one point per
+    classifier coloured by family: a filled dot where it is certified (deterministic, or smoothing's
+    probabilistic certificate: a ring round the dot), a triangle at its worst case under the attack
+    suite, joined by a line: the true robust accuracy lies on that line (up is better, right is better)."""
+    numbers = [landscape_numbers(d, plan, m) for m in plan.datasets[d.name].models]
+    radii = numbers[0]["radii"] if numbers else []
+    fig, axes = _panels(max(len(radii), 1))
+    for i, (ax, r) in enumerate(zip(axes, radii, strict=False)):
+        for n in numbers:
+            if n["clean"] is None:
+                continue
+            colour = PALETTE[FAMILIES.index(family(plan, d.name, n["model"]))]
+            cert, worst = n["certified"][i], n["worst"][i]
+            if cert is not None and worst is not None:
+                ax.plot([n["clean"]] * 2, [cert, worst], color=colour, lw=1, alpha=0.6)
+            if cert is not None:
+                probabilistic = n["certificate"][i].startswith("probabilistic")
+                ax.scatter(n["clean"], cert, s=36, color=colour, zorder=3,
+                           edgecolors="black" if probabilistic else colour, linewidths=1.2)
+            if worst is not None:
+                ax.scatter(n["clean"], worst, s=36, marker="^", facecolors="none", edgecolors=colour, zorder=3)
+            top = max(v for v in (cert, worst, 0.0) if v is not None)
+            ax.annotate(n["model"], (n["clean"], top), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set(xlim=(0, 1.02), ylim=(-0.02, 1.02), xlabel="clean accuracy", ylabel="accuracy at radius",
+               title=f"r = {r:.3g} ({describe(d.units)})")
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], ls="", marker="o", color=PALETTE[i], label=name) for i, name in enumerate(FAMILIES)]
+    handles += [plt.Line2D([], [], ls="", marker="o", color="grey", label="certified (deterministic)"),
+                plt.Line2D([], [], ls="", marker="o", color="grey", markeredgecolor="black",
+                           label="certified (smoothing, probabilistic)"),
+                plt.Line2D([], [], ls="", marker="^", markerfacecolor="none", color="grey",
+                           label="worst case under the attack suite")]
+    if radii:
+        fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    else:
+        axes[0].text(0.5, 0.5, "no standard radii for this image shape", ha="center", va="center")
+        axes[0].set_axis_off()
+    fig.suptitle(f"{d.name}: clean accuracy against certified and attacked accuracy")
+    return fig
+
+
 def make(kind: str, d: DatasetResults, plan: Plan) -> plt.Figure:
     """The figure of ``kind`` (one of :data:`tokencert.study.FIGURE_KINDS`) for dataset ``d``."""
     makers = {
         "certified": lambda: certified_accuracy(d, plan),
         "robust": lambda: robust_accuracy(d),
         "bracket": lambda: bracket(d),
+        "frontier": lambda: frontier(d, plan),
         "usage": lambda: token_usage(d),
         "ktradeoff": lambda: k_tradeoff(d, plan),
         "examples": lambda: examples(d, plan.report.example_images),

@@ -12,4 +12,4 @@ LANDSCAPE_PARTS = {"radii": ("clean", "cert", "worst"), "evaluation": ("worst_ep
 def pdf_table_names(datasets: Sequence[str]) -> list[str]:
     """The LaTeX tables of the PDF, ``tables/<name>.tex`` (the report rule's outputs)."""
     return ([f"main-{d}" for d in datasets] + [f"landscape-{d}-{p}" for d in datasets for p in LANDSCAPE_PARTS]
-            + ["vocab", "cost"])
+            + ["vocab", "cost", "published"])

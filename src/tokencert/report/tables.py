@@ -192,6 +192,22 @@ def certified_at(summary: dict[str, Any] | None, radius: float) -> float | None:
     return float(np.count_nonzero(np.asarray(summary["certified_radii"]) >= radius) / summary["n_images"])
 
 
+def certificate_summaries(d: DatasetResults, model: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """A classifier's deterministic certificate summaries (those of the landscape) and its smoothing summary."""
+    smooth = next(iter(d.smoothing.get(model, {}).values()), None)
+    return [c for name, c in d.deterministic(model).items() if CERTIFICATES[name].landscape], smooth
+
+
+def best_certified(deterministic: list[dict[str, Any]], smooth: dict[str, Any] | None, radius: float
+                   ) -> tuple[float | None, str]:
+    """The best certified accuracy at ``radius`` and its kind: the deterministic certificates' best, or
+    smoothing's (probabilistic, at its alpha) where higher; ``(None, "none")`` without either."""
+    best = max((v for v in (certified_at(c, radius) for c in deterministic) if v is not None), default=None)
+    options = [(best, "deterministic"),
+               (certified_at(smooth, radius), f"probabilistic (alpha {smooth['alpha']:g})" if smooth else "")]
+    return max(((v, k) for v, k in options if v is not None), default=(None, "none"))
+
+
 def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, Any]:
     """The defense-landscape numbers of one classifier: clean accuracy; per standard radius the best
     certified accuracy and its kind (deterministic: the family's certificates, :mod:`tokencert.certificates`,
@@ -200,17 +216,13 @@ def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, An
     per image of the strongest certificate computed."""
     recipe = plan.datasets[d.name].recipes[model]
     radii = STANDARD_RADII.get(tuple(d.manifest["shape"][:2]), ())
-    smooth = next(iter(d.smoothing.get(model, {}).values()), None)
-    deterministic = [c for name, c in d.deterministic(model).items() if CERTIFICATES[name].landscape]
+    deterministic, smooth = certificate_summaries(d, model)
     worst = d.attacks.get(model, {}).get(WORST)
     out: dict[str, Any] = {"model": model, "input": recipe.input, "objective": recipe.kind,
                            "clean": test_accuracy(d, model), "radii": list(radii), "certified": [],
                            "certificate": [], "worst": [], "seconds_per_image": None}
     for r in radii:
-        best = max((v for v in (certified_at(c, r) for c in deterministic) if v is not None), default=None)
-        options = [(best, "deterministic"),
-                   (certified_at(smooth, r), f"probabilistic (alpha {smooth['alpha']:g})" if smooth else "")]
-        value, kind = max(((v, k) for v, k in options if v is not None), default=(None, "none"))
+        value, kind = best_certified(deterministic, smooth, r)
         out["certified"].append(value)
         out["certificate"].append(kind)
         i = None if worst is None else near(worst["eps"], r)
@@ -253,6 +265,50 @@ def landscape_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, 
     return rows
 
 
+def _our_setting(d: DatasetResults, model: str, smooth: dict[str, Any] | None) -> str:
+    final = d.models.get(model)
+    if final is None:
+        return DASH
+    settings = final.get("settings", {})
+    text = f"{final['n_train']:,} training images, {settings.get('epochs', '?')} epochs, {settings.get('arch', '?')}"
+    if smooth is not None:
+        text += f"; n = {smooth['n']:,} on {smooth['n_images']} images"
+    return text
+
+
+def published_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, str]]:
+    """The table "Against the literature": each ``report.published`` number (quoted) beside the same
+    number of the named classifier of ours, on every dataset that trains it, with both settings."""
+    rows = []
+    for entry in plan.report.published:
+        for d in results:
+            if entry["model"] not in plan.datasets[d.name].models:
+                continue
+            deterministic, smooth = certificate_summaries(d, entry["model"])
+            if entry["metric"] == "acr":
+                sigmas = d.smoothing.get(entry["model"], {})
+                smooth = next((s for sigma, s in sigmas.items() if abs(float(sigma) - entry["sigma"]) < 1e-9), None)
+                what, ours = f"ACR @ sigma {entry['sigma']:g}", num(None if smooth is None else smooth["acr"])
+                published = num(entry["value"])
+            else:
+                value, kind = best_certified(deterministic, smooth, entry["radius"])
+                suffix = "" if value is None else f" ({CERTIFICATE_ABBREVIATIONS[kind.split(' ')[0]]})"
+                what, ours, published = f"certified @ {entry['radius']:g}", pct(value) + suffix, pct(entry["value"])
+            rows.append({"dataset": d.name, "method": entry["method"], "source": entry["source"], "metric": what,
+                         "published": published, "published_clean": pct(entry.get("clean")),
+                         "model": entry["model"], "ours": ours, "our_clean": pct(test_accuracy(d, entry["model"])),
+                         "setting": entry["setting"], "our_setting": _our_setting(d, entry["model"], smooth)})
+    return rows
+
+
+PUBLISHED_COLUMNS = (("dataset", "Dataset"), ("method", "Published method"), ("source", "Source"),
+                     ("metric", "Number"), ("published", "Published"), ("published_clean", "Published clean acc."),
+                     ("model", "Ours"), ("ours", "Ours: number"), ("our_clean", "Ours: clean acc."),
+                     ("setting", "Published setting"), ("our_setting", "Our setting"))
+PUBLISHED_TEXT = ("source", "setting", "our_setting")
+"""The published table's long-text columns: in the HTML table, listed under the PDF's."""
+
+
 RADII_COLUMNS = 3  # the standard radii per dataset (tokencert.study.STANDARD_RADII)
 CERTIFICATE_ABBREVIATIONS = {"deterministic": "det.", "probabilistic": "prob."}
 
@@ -281,6 +337,8 @@ def pdf_parts(kind: str, rows: list[dict[str, str]], columns: Sequence[tuple[str
     shared, so the dataset and units columns go to the heading), the landscape further into
     ``LANDSCAPE_PARTS``; the others whole. Returns (name, rows, columns) per part (names:
     :func:`.outputs.pdf_table_names`)."""
+    if kind == "published":  # the numbers; the report lists the settings (long text) below the table
+        return [(kind, rows, [(k, t) for k, t in columns if k not in PUBLISHED_TEXT])]
     if kind not in ("main", "landscape"):
         return [(kind, rows, list(columns))]
     kept = [(k, t) for k, t in columns if k not in ("dataset", "units")]
