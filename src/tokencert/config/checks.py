@@ -140,7 +140,8 @@ def _check_report(config: Mapping[str, Any]) -> None:
                               f"of the study ({', '.join(models)})")
         acr = entry["metric"] == "acr"
         if ("radius" in entry) == acr or acr != ("sigma" in entry):
-            raise ConfigError(f"params: report.published.{i}: metric certified needs a radius, acr a sigma and no radius")
+            raise ConfigError(f"params: report.published.{i}: metric certified needs a radius, "
+                              "acr a sigma and no radius")
 
 
 def check_references(config: Mapping[str, Any]) -> None:
