@@ -147,6 +147,12 @@ BAD = [
     ("classifiers: {recipes: {pgd-at: {warmup: 0.1}}}", "classifiers.recipes.pgd-at.warmup has no meaning"),
     ("vocabularies: {kmeans: {spread: 2}}", "vocabularies.kmeans.spread needs min_separation > 0"),
     ("vocabularies: {kmeans-margin: {spread: -1}}", "'vocabularies.kmeans-margin.spread'"),
+    ("report: {published: [{method: m, source: s, metric: certified, radius: 1, value: 0.5, model: nope, setting: t}]}",
+     "report.published.0.model names 'nope'"),
+    ("report: {published: [{method: m, source: s, metric: certified, value: 0.5, model: baseline, setting: t}]}",
+     "report.published.0: metric certified needs a radius"),
+    ("report: {published: [{method: m, source: s, metric: acr, sigma: 0.5, value: -1, model: baseline, setting: t}]}",
+     "'report.published.0.value'"),
 ]
 
 
