@@ -36,7 +36,7 @@ def test_default_params_valid(params):
 STACKS = [
     ["tiny.yaml"], ["offline.yaml"], ["paper.yaml"], ["paper.yaml", "offline.yaml"],
     ["paper.yaml", "offline.yaml", "cpu.yaml"], ["paper.yaml", "study.yaml"],
-    ["paper.yaml", "offline.yaml", "cpu.yaml", "study.yaml"],
+    ["paper.yaml", "offline.yaml", "cpu.yaml", "study.yaml"], ["frontier.yaml"],
 ]
 
 

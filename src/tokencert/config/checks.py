@@ -133,15 +133,6 @@ def _check_report(config: Mapping[str, Any]) -> None:
         for key in ("pixel", "normalized"):
             if entry[key] not in config["datasets"]:
                 raise ConfigError(f"params: report.reproduce.{i}.{key} names '{entry[key]}', which is not in datasets")
-    models = study_recipes(config)
-    for i, entry in enumerate(report.get("published", [])):
-        if entry["model"] not in models:
-            raise ConfigError(f"params: report.published.{i}.model names '{entry['model']}', which is not a classifier "
-                              f"of the study ({', '.join(models)})")
-        acr = entry["metric"] == "acr"
-        if ("radius" in entry) == acr or acr != ("sigma" in entry):
-            raise ConfigError(f"params: report.published.{i}: metric certified needs a radius, "
-                              "acr a sigma and no radius")
 
 
 def check_references(config: Mapping[str, Any]) -> None:
@@ -205,6 +196,14 @@ def check_references(config: Mapping[str, Any]) -> None:
                 f"params: attacks.models names '{model}', which is not a classifier of the study "
                 f"(known: {', '.join(sorted(known))})"
             )
+    for i, entry in enumerate((config.get("report") or {}).get("published", [])):
+        if entry["model"] not in known:
+            raise ConfigError(f"params: report.published.{i}.model names '{entry['model']}', which is not a classifier "
+                              f"of the study (known: {', '.join(sorted(known))})")
+        acr = entry["metric"] == "acr"
+        if ("radius" in entry) == acr or acr != ("sigma" in entry):
+            raise ConfigError(f"params: report.published.{i}: metric certified needs a radius, "
+                              "acr a sigma and no radius")
 
 
 def _check_input(key: str, spec: Mapping[str, Any], config: Mapping[str, Any], vocabs: Mapping[str, Any]) -> None:
