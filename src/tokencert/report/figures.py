@@ -292,16 +292,18 @@ def family(plan: Plan, dataset: str, model: str) -> str:
 
 def frontier(d: DatasetResults, plan: Plan) -> plt.Figure:
     """Clean accuracy against certified accuracy at each standard radius (a panel each), one point per
-    classifier coloured by family: a filled dot where it is certified (deterministic, or smoothing's
-    probabilistic certificate: a ring round the dot), a triangle at its worst case under the attack
-    suite, joined by a line: the true robust accuracy lies on that line (up is better, right is better)."""
+    classifier coloured by family and numbered (the legend names the numbers): a filled dot where it is
+    certified (deterministic, or smoothing's probabilistic certificate: a ring round the dot), a triangle
+    at its worst case under the attack suite, joined by a line: the true robust accuracy lies on that
+    line (up is better, right is better)."""
     numbers = [landscape_numbers(d, plan, m) for m in plan.datasets[d.name].models]
+    numbers = [n for n in numbers if n["clean"] is not None]
     radii = numbers[0]["radii"] if numbers else []
     fig, axes = _panels(max(len(radii), 1))
+    left = min((n["clean"] for n in numbers), default=0.0)
+    left = max(0.0, np.floor((left - 0.05) * 10) / 10)
     for i, (ax, r) in enumerate(zip(axes, radii, strict=False)):
-        for n in numbers:
-            if n["clean"] is None:
-                continue
+        for k, n in enumerate(numbers, start=1):
             colour = PALETTE[FAMILIES.index(family(plan, d.name, n["model"]))]
             cert, worst = n["certified"][i], n["worst"][i]
             if cert is not None and worst is not None:
@@ -312,19 +314,24 @@ def frontier(d: DatasetResults, plan: Plan) -> plt.Figure:
                            edgecolors="black" if probabilistic else colour, linewidths=1.2)
             if worst is not None:
                 ax.scatter(n["clean"], worst, s=36, marker="^", facecolors="none", edgecolors=colour, zorder=3)
-            top = max(v for v in (cert, worst, 0.0) if v is not None)
-            ax.annotate(n["model"], (n["clean"], top), textcoords="offset points", xytext=(3, 3), fontsize=7)
-        ax.set(xlim=(0, 1.02), ylim=(-0.02, 1.02), xlabel="clean accuracy", ylabel="accuracy at radius",
+            if cert is not None or worst is not None:
+                top = max(v for v in (cert, worst) if v is not None)
+                ax.annotate(str(k), (n["clean"], top), textcoords="offset points", xytext=(3, 2), fontsize=8,
+                            color=colour)
+        ax.set(xlim=(left, 1.0), ylim=(-0.02, 1.02), xlabel="clean accuracy", ylabel="accuracy at radius",
                title=f"r = {r:.3g} ({describe(d.units)})")
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], ls="", marker="o", color=PALETTE[i], label=name) for i, name in enumerate(FAMILIES)]
-    handles += [plt.Line2D([], [], ls="", marker="o", color="grey", label="certified (deterministic)"),
-                plt.Line2D([], [], ls="", marker="o", color="grey", markeredgecolor="black",
-                           label="certified (smoothing, probabilistic)"),
-                plt.Line2D([], [], ls="", marker="^", markerfacecolor="none", color="grey",
-                           label="worst case under the attack suite")]
+    names = [plt.Line2D([], [], ls="", marker="o", color=PALETTE[FAMILIES.index(family(plan, d.name, n["model"]))],
+                        label=f"{k} {n['model']}") for k, n in enumerate(numbers, start=1)]
+    markers = [plt.Line2D([], [], ls="", marker="o", color="grey", label="certified (deterministic)"),
+               plt.Line2D([], [], ls="", marker="o", color="grey", markeredgecolor="black",
+                          label="certified (smoothing, probabilistic)"),
+               plt.Line2D([], [], ls="", marker="^", markerfacecolor="none", color="grey",
+                          label="worst case under the attack suite")]
+    families = [plt.Line2D([], [], ls="", marker="o", color=PALETTE[i], label=name) for i, name in enumerate(FAMILIES)]
     if radii:
-        fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+        fig.legend(handles=names, loc="outside right upper", fontsize=8, frameon=False, title="classifiers")
+        fig.legend(handles=families + markers, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     else:
         axes[0].text(0.5, 0.5, "no standard radii for this image shape", ha="center", va="center")
         axes[0].set_axis_off()
