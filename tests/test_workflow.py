@@ -79,14 +79,17 @@ def test_tiny_workflow_builds_the_report(tiny_run):
         pytest.skip("latexmk not installed: the PDF is not built")
     assert (report / "report.pdf").read_bytes()[:5] == b"%PDF-"
     fonts = table_font_sizes((report / "report.log").read_text(errors="replace"))  # every table readable in print
-    assert set(fonts) == {"main-mnist5k", "landscape-mnist5k-radii", "landscape-mnist5k-evaluation", "vocab", "cost"}
+    assert set(fonts) == {"main-mnist5k", "landscape-mnist5k-radii", "landscape-mnist5k-evaluation", "vocab", "cost",
+                          "published"}
+    assert r"\section*{Against the literature}" in (report / "report.tex").read_text()
     assert min(fonts.values()) >= 7.0, fonts
     snakemake(work, "--report", "report.html", "--configfile", "config/tiny.yaml")
     html = (work / "report.html").read_text(errors="replace")
     assert "mnist5k-certified.png" in html
     embedded = {m.group(1): base64.b64decode(m.group(2)).decode() for m in re.finditer(
         r"data:text/html;charset=utf8;filename=(\w+\.html);base64,([A-Za-z0-9+/=]+)", html)}
-    assert set(embedded) == {"main.html", "landscape.html", "vocab.html", "cost.html"}  # rendered, not LaTeX
+    assert set(embedded) == {"main.html", "landscape.html", "vocab.html", "cost.html", "published.html"}  # not LaTeX
+    assert "test: a smoothing ACR" in embedded["published.html"]
     landscape = embedded["landscape.html"]  # every classifier, the defenses of params.yaml included
     assert all(m in landscape for m in ("pgd-at", "trades", "discrete-gauss-noise-0.5", "noise-0.5", "baseline"))
     assert all("<table>" in page and "\\toprule" not in page for page in embedded.values())
