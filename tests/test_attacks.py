@@ -222,13 +222,60 @@ def test_bad_attack_parameters():
         check_attack_params(name="cw")
 
 
-def test_square_accepts_channels_last_rgb_images():
-    """torchattacks' Square reshapes with .view: images stored channels-last must still work."""
+def test_square_accepts_channels_last_rgb_images_and_a_budget_per_row():
+    """Images stored channels-last work; every row stays within its own eps and in the box."""
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3)).eval()
     x = torch.rand(4, 8, 8, 3, generator=torch.Generator().manual_seed(0)).permute(0, 3, 1, 2)
     assert not x.is_contiguous()
-    adv = square(net, x, net(x).argmax(1), 0.5, queries=10, p_init=0.8, seed=0)
-    assert adv.shape == x.shape and (norms(adv - x) <= 0.5 + 1e-5).all()
+    eps = torch.tensor([0.0, 0.25, 0.5, 3.0])
+    adv = square(net, x, net(x).argmax(1), eps, queries=10, p_init=0.8, seed=0)
+    assert adv.shape == x.shape and (norms(adv - x) <= eps + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1
+    assert torch.equal(adv[0], x[0])
+
+
+class Band(torch.nn.Module):
+    """Two classes; class 1 exactly when the image is between ``low`` and ``high`` away from ``center``."""
+
+    def __init__(self, center: torch.Tensor, low: float, high: float):
+        super().__init__()
+        self.center, self.low, self.high = center, low, high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        distance = (x - self.center).flatten(1).norm(dim=1)
+        fooled = ((distance >= self.low) & (distance <= self.high)).float()
+        return torch.stack([1 - 2 * fooled, torch.zeros_like(distance)], 1)
+
+
+def test_square_row_stops_when_its_image_falls_at_a_smaller_eps():
+    """The same image at eps 0.5 and 1.0: Square's first step (the full budget) fools the model at 0.5, not
+    at 1.0; grouped, the 1.0 row is decided by the 0.5 one and costs no query; apart, it spends them all."""
+    x = torch.full((2, 1, 28, 28), 0.5)
+    y = torch.zeros(2, dtype=torch.long)
+    model, calls = Band(x[:1], 0.4, 0.6), []
+    model.register_forward_hook(lambda module, inputs, output: calls.append(output.shape[0]))
+    eps = torch.tensor([0.5, 1.0])
+    adv = square(model, x, y, eps, queries=30, p_init=0.8, seed=0, groups=torch.tensor([0, 0]))
+    assert sum(calls) == 2 and model(adv).argmax(1).tolist() == [1, 0]
+    calls.clear()
+    square(model, x, y, eps, queries=30, p_init=0.8, seed=0)
+    assert sum(calls) == 2 + 30
+
+
+def test_square_is_as_strong_as_torchattacks_square(models):
+    """The batched Square breaks the undefended baseline as often as torchattacks' Square (the reference it
+    follows) at every eps of the walk, within 3 of 60 images, with one batch for all eps."""
+    import torchattacks
+
+    baseline, _, x, y = models
+    x, y, eps = x[:60], y[:60], [3.0, 4.0]
+    ours = run_attack("square", baseline, x, y, eps, PARAMS, seed=0)
+    assert ours.checks["eps_ball_respected"] and ours.checks["in_box"] and (~ours.correct[-1]).sum() >= 5
+    for i, e in enumerate(eps):
+        reference = torchattacks.Square(baseline, norm="L2", eps=e, n_queries=200, p_init=0.8, loss="margin",
+                                        resc_schedule=True, seed=0)(x, y)
+        assert (norms(reference - x) <= e + 1e-5).all()
+        broken = int((baseline(reference).argmax(1) != y).sum())
+        assert int((~ours.correct[i]).sum()) >= broken - 3, (e, broken)
 
 
 def test_straight_through_forward_is_exactly_the_hard_model(models):

@@ -75,10 +75,10 @@ class AttackOutcome:
         return self.correct.to(torch.float64).mean(dim=1).tolist()
 
 
-def judge(model: nn.Module, x0: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, eps: float,
+def judge(model: nn.Module, x0: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor,
           scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, dict[str, bool]]:
     """Whether each adversarial image is still classified correctly by the hard model, the norms
-    of the successful ones (inf otherwise) and the sanity checks (within eps, in the box)."""
+    of the successful ones (inf otherwise) and the sanity checks (within eps, one or one per image; in the box)."""
     size = norms(x_adv - x0, scale)
     checks = {
         "eps_ball_respected": bool((size <= eps * (1 + 1e-5) + 1e-6).all()),

@@ -68,10 +68,6 @@ def _runs(name: str, model: nn.Module, params: Mapping[str, Any], seed: int, sca
         loss = name.split("-", 1)[1]
         return [lambda x, y, eps, keys: apgd(differentiable(model), x, y, eps, loss, steps, restarts, seed, scale,
                                              keys)]
-    if name == "square":
-        sq = params.get("square", {})
-        queries, p_init = int(sq.get("queries", 500)), float(sq.get("p_init", 0.8))
-        return [lambda x, y, eps, keys: square(model, x, y, eps, queries, p_init, seed, scale)]
     steps, restarts, step_size = pgd_settings(params)
     taus = [None] if name != "sspgd" else [float(t) for t in params.get("sspgd", {}).get("taus", [0.1])]
     for tau in taus:
@@ -114,6 +110,26 @@ def _single_shot(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     return size.cpu().to(torch.float64), checks
 
 
+def _square_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float],
+                 params: Mapping[str, Any], seed: int, scale: torch.Tensor | None, min_norm: torch.Tensor,
+                 decided: torch.Tensor, checks: dict[str, bool]) -> AttackOutcome:
+    """Square on every (image, eps) pair still open, all in one batch (one forward pass per query step; a pair
+    stops when its image falls at an eps no larger than its own), judged on the hard model."""
+    sq = params.get("square", {})
+    open_pairs = torch.stack([(min_norm > e) & ~decided[i] for i, e in enumerate(eps_grid)])
+    level, image = open_pairs.nonzero(as_tuple=True)
+    if image.numel():
+        eps = torch.tensor(eps_grid, dtype=torch.float64)[level]
+        rows = image.to(x.device)
+        adv = square(model, x[rows], y[rows], eps.float(), int(sq.get("queries", 500)), float(sq.get("p_init", 0.8)),
+                     seed, scale, groups=image)
+        _, size, c = judge(model, x[rows], adv, y[rows], eps.to(x.device), scale)
+        min_norm.scatter_reduce_(0, image, size.cpu().to(torch.float64), "amin")
+        checks.update({key: checks[key] and value for key, value in c.items()})
+    correct = torch.stack([(min_norm > e) & ~decided[i] for i, e in enumerate(eps_grid)])
+    return AttackOutcome(list(eps_grid), correct, min_norm, checks)
+
+
 SINGLE_SHOT = ("tokenflip", "tokensearch", "fab")
 """Attacks run once for the whole eps grid (:func:`_single_shot`), not once per eps."""
 
@@ -154,6 +170,8 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
             checks.update({key: checks.get(key, True) and value for key, value in c.items()})
         correct = torch.stack([min_norm > e for e in eps_grid]) & ~decided
         return AttackOutcome(list(eps_grid), correct, min_norm, checks)
+    if name == "square":
+        return _square_grid(model, x, y, list(eps_grid), params, seed, scale, min_norm, decided, checks)
     runs = _runs(name, model, params, seed, scale, baseline)
     keys = torch.arange(x.shape[0]) if keys is None else keys.cpu()
     correct: list[torch.Tensor | None] = [None] * len(eps_grid)
