@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..flipsearch.search import logit_margin
+
 
 def p_selection(p_init: float, step: int, queries: int) -> float:
     """The share of the image a window covers at query ``step`` (the schedule rescaled to 10,000 queries)."""
@@ -65,15 +67,6 @@ def _unit(delta: torch.Tensor) -> torch.Tensor:
     return delta / (delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-12)
 
 
-def _margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Logit of the true class minus the largest other logit (<= 0: fooled)."""
-    logits = model(x).float()
-    rows = torch.arange(x.shape[0], device=x.device)
-    true = logits[rows, y].clone()
-    logits[rows, y] = -math.inf
-    return true - logits.max(dim=1).values
-
-
 @torch.no_grad()
 def square(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor, queries: int,
            p_init: float, seed: int, scale: torch.Tensor | None = None,
@@ -99,7 +92,7 @@ def square(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float | tor
         for vw in range(start, start + s * (w // s), s):
             delta[:, :, vh:vh + s, vw:vw + s] += _eta(s, gen).view(1, 1, s, s) * _signs((n, c, 1, 1), gen)
     best = (x0 + _unit(delta.to(device)) * radius).clamp(0.0, 1.0)
-    margin = _margin(model, best, y).cpu()
+    margin = logit_margin(model(best).float(), y).cpu()
     broken = torch.full((int(group.max()) + 1,), math.inf)  # smallest eps that fooled the group
 
     def settle() -> torch.Tensor:
@@ -131,9 +124,8 @@ def square(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float | tor
         cur[:, :, vh2:vh2 + s, vw2:vw2 + s] = 0.0
         cur[:, :, vh:vh + s, vw:vw + s] = new
         candidate = (xc + _unit(cur) * r).clamp(0.0, 1.0)
-        m = _margin(model, candidate, y[idx]).cpu()
+        m = logit_margin(model(candidate).float(), y[idx]).cpu()
         better = (m < margin[todo]) | (m <= 0)
         margin[todo] = torch.where(better, m, margin[todo])
         best[idx] = torch.where(better.to(device).view(-1, 1, 1, 1), candidate, xb)
     return best
-

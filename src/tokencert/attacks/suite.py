@@ -110,14 +110,18 @@ def _single_shot(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     return size.cpu().to(torch.float64), checks
 
 
+def _still_correct(min_norm: torch.Tensor, eps_grid: list[float], decided: torch.Tensor) -> torch.Tensor:
+    """Per eps and image (eps x N): no verified example within eps and not decided there by an earlier attack."""
+    return torch.stack([min_norm > e for e in eps_grid]) & ~decided
+
+
 def _square_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float],
                  params: Mapping[str, Any], seed: int, scale: torch.Tensor | None, min_norm: torch.Tensor,
                  decided: torch.Tensor, checks: dict[str, bool]) -> AttackOutcome:
     """Square on every (image, eps) pair still open, all in one batch (one forward pass per query step; a pair
     stops when its image falls at an eps no larger than its own), judged on the hard model."""
     sq = params.get("square", {})
-    open_pairs = torch.stack([(min_norm > e) & ~decided[i] for i, e in enumerate(eps_grid)])
-    level, image = open_pairs.nonzero(as_tuple=True)
+    level, image = _still_correct(min_norm, eps_grid, decided).nonzero(as_tuple=True)
     if image.numel():
         eps = torch.tensor(eps_grid, dtype=torch.float64)[level]
         rows = image.to(x.device)
@@ -126,8 +130,7 @@ def _square_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: l
         _, size, c = judge(model, x[rows], adv, y[rows], eps.to(x.device), scale)
         min_norm.scatter_reduce_(0, image, size.cpu().to(torch.float64), "amin")
         checks.update({key: checks[key] and value for key, value in c.items()})
-    correct = torch.stack([(min_norm > e) & ~decided[i] for i, e in enumerate(eps_grid)])
-    return AttackOutcome(list(eps_grid), correct, min_norm, checks)
+    return AttackOutcome(list(eps_grid), _still_correct(min_norm, eps_grid, decided), min_norm, checks)
 
 
 SINGLE_SHOT = ("tokenflip", "tokensearch", "fab")
@@ -168,8 +171,7 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
                                     params, seed, scale)
             min_norm[todo] = torch.minimum(min_norm[todo], found.cpu().to(torch.float64))
             checks.update({key: checks.get(key, True) and value for key, value in c.items()})
-        correct = torch.stack([min_norm > e for e in eps_grid]) & ~decided
-        return AttackOutcome(list(eps_grid), correct, min_norm, checks)
+        return AttackOutcome(list(eps_grid), _still_correct(min_norm, eps_grid, decided), min_norm, checks)
     if name == "square":
         return _square_grid(model, x, y, list(eps_grid), params, seed, scale, min_norm, decided, checks)
     runs = _runs(name, model, params, seed, scale, baseline)

@@ -22,15 +22,19 @@ from .candidates import Flips
 CHUNK = 1024  # token images per forward pass
 
 
+def logit_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``z_y - max_{k != y} z_k`` per row (<= 0: misclassified)."""
+    own = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
+    return own - logits.scatter(1, labels.unsqueeze(1), -torch.inf).max(dim=1).values
+
+
 def margins(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``z_y - max_{k != y} z_k`` of the deployed network on token images (float64 out)."""
     param = next(net.parameters())
     out = []
     for start in range(0, images.shape[0], CHUNK):
         logits = net(images[start:start + CHUNK].to(device=param.device, dtype=param.dtype)).to(torch.float64).cpu()
-        y = labels[start:start + CHUNK]
-        own = logits.gather(1, y.unsqueeze(1)).squeeze(1)
-        out.append(own - logits.scatter(1, y.unsqueeze(1), -torch.inf).max(dim=1).values)
+        out.append(logit_margin(logits, labels[start:start + CHUNK]))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
@@ -42,9 +46,7 @@ def _gradients(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> to
         batch = images[start:start + CHUNK].to(device=param.device, dtype=param.dtype).requires_grad_(True)
         with torch.enable_grad():
             logits = net(batch)
-            y = labels[start:start + CHUNK].to(param.device)
-            own = logits.gather(1, y.unsqueeze(1)).squeeze(1)
-            margin = own - logits.scatter(1, y.unsqueeze(1), -torch.inf).max(dim=1).values
+            margin = logit_margin(logits, labels[start:start + CHUNK].to(param.device))
             (grad,) = torch.autograd.grad(margin.sum(), batch)
         out.append(grad.to(torch.float64).cpu())
     return torch.cat(out)
