@@ -210,6 +210,29 @@ def test_flip_budget_counts_cheapest_patches() -> None:
     assert flip_budget(radii, torch.tensor([0.0, 3.5])).tolist() == [0, 3]
 
 
+@pytest.mark.parametrize("classes", [1, 2, 4, 8, 9, 20])
+def test_top_sum_keeps_exactly_the_budget_largest_values(classes: int) -> None:
+    """Both paths of ``top_sum`` (ranks up to RANK_CLASSES classes, a sort above) against a per-column
+    sorted sum, on values with many ties and budgets from 0 past the class count; the gradient marks
+    exactly ``min(budget, classes)`` values per column, never a smaller one than a value left out."""
+    from tokencert.setcert.ibp import top_sum
+
+    gen = torch.Generator().manual_seed(classes)
+    values = torch.randint(0, 4, (12, classes, 30), generator=gen).double().requires_grad_(True)
+    budget = torch.arange(12) % (classes + 2)
+    out = top_sum(values, budget)
+    ordered = values.detach().sort(dim=1, descending=True).values
+    for n in range(12):
+        assert torch.allclose(out[n], ordered[n, :int(budget[n])].sum(dim=0), rtol=0, atol=1e-12)
+    out.sum().backward()
+    kept = values.grad == 1
+    assert ((values.grad == 0) | kept).all()
+    assert torch.equal(kept.sum(dim=1), budget.clamp(max=classes).view(-1, 1).expand(-1, 30))
+    left = values.detach().masked_fill(kept, -math.inf).amax(dim=1)
+    least = values.detach().masked_fill(~kept, math.inf).amin(dim=1)
+    assert (left <= least).all()
+
+
 def test_bad_input_one_clear_error() -> None:
     model = DiscreteClassifier(tiny_net(0), tiny_vocab(3, 0)).eval()
     x, y = torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long)
