@@ -50,7 +50,7 @@ def _constraints(tokens: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Ten
     the empty-cell flag (a duplicate of the target with a lower index wins every tie)."""
     sq = (tokens * tokens).sum(dim=1)
     b = sq.unsqueeze(0) - sq[targets].unsqueeze(1)
-    same = (tokens.unsqueeze(0) == tokens[targets].unsqueeze(1)).all(dim=2)
+    same = (tokens.unsqueeze(0) == tokens.unsqueeze(1)).all(dim=2)[targets]  # K x K, then per pair
     index = torch.arange(tokens.shape[0])
     empty = (same & (index.unsqueeze(0) < targets.unsqueeze(1))).any(dim=1)
     return b, ~same, empty
@@ -72,12 +72,14 @@ def lower_bound(x: torch.Tensor, lam: torch.Tensor, tokens: torch.Tensor, target
     return (((z - x) / scale) ** 2).sum(dim=1) + 2.0 * (lam * _slack(z, tokens, targets, b)).sum(dim=1)
 
 
-def _wins(points: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _wins(points: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor, real: torch.Tensor | None = None,
+          ) -> torch.Tensor:
     """Whether the tokenizer's float64 scores put each point in its target's cell, no tie (a later copy of
-    the target ties always and loses it: ties go to the lowest index)."""
+    the target ties always and loses it: ties go to the lowest index). ``real``: the targets' constraint
+    mask of :func:`_constraints`, when the caller has it."""
     scores = token_scores(points, tokens)
     own = scores.gather(1, targets.unsqueeze(1))
-    _, real, _ = _constraints(tokens, targets)
+    real = _constraints(tokens, targets)[1] if real is None else real
     later_copy = ~real & (torch.arange(tokens.shape[0]) > targets.unsqueeze(1))
     others = scores.scatter(1, targets.unsqueeze(1), torch.inf).masked_fill(later_copy, torch.inf)
     return (own < others).all(dim=1)
@@ -96,11 +98,13 @@ def _least_distance(x: np.ndarray, s: np.ndarray, a: np.ndarray, b: np.ndarray, 
     high: list[int] = []
     e = np.zeros(d + 1)
     e[d] = 1.0
+    diag = np.diag(s)
     for _ in range(k + 2 * d):
-        g = np.concatenate([-a[cells] * s, np.diag(s)[low], -np.diag(s)[high]])
+        g = np.concatenate([-a[cells] * s, diag[low], -diag[high]])
         h = np.concatenate([a[cells] @ x - b[cells], -x[low], x[high] - 1.0])
-        u, _ = nnls(np.vstack([g.T, h[None]]), e, maxiter=50 * (len(h) + d + 1))
-        r = np.vstack([g.T, h[None]]) @ u - e
+        system = np.concatenate([g.T, h[None]])
+        u, _ = nnls(system, e, maxiter=50 * (len(h) + d + 1))
+        r = system @ u - e
         if not r[d] < -1e-12:  # zero residual: the inequalities have no common point
             return None
         z = x + s * (r[:d] / -r[d])
@@ -134,22 +138,28 @@ def cell_distances(x: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor,
     ok = _wins(x, tokens, targets)
     own = token_scores(x, tokens).argmin(dim=1)
     t_np, x_np, s_np, b_np = tokens.numpy(), x.numpy(), s.numpy(), b.numpy()
-    a_l1 = 2.0 * (tokens.unsqueeze(0) - tokens[targets].unsqueeze(1)).abs().sum(dim=2)
+    a_l1 = (2.0 * (tokens.unsqueeze(0) - tokens.unsqueeze(1)).abs().sum(dim=2))[targets]  # ||a_k||_1, K x K first
     need = (MARGIN * (a_l1 + b.abs() + 1.0)).numpy()
-    for i in torch.nonzero(~ok & ~empty).flatten().tolist():
-        j = int(targets[i])
-        keep = real[i].numpy()
-        a = 2.0 * (t_np - t_np[j])
-        for grow in (1.0, 16.0, 256.0):
-            solved = _least_distance(x_np[i], s_np, a[keep], b_np[i][keep] - grow * need[i][keep],
-                                     int(keep[:int(own[i])].sum()) if own[i] != j and keep[own[i]] else -1)
-            if solved is None:
-                break
-            z = torch.from_numpy(solved[0]).to(torch.float32).to(torch.float64)
-            lam[i, torch.from_numpy(np.nonzero(keep)[0])] = torch.from_numpy(solved[1])
-            if bool(_wins(z.unsqueeze(0), tokens, targets[i:i + 1])[0]):
-                point[i], ok[i] = z, True
-                break
+    lam_np, real_np, own_np, targets_np = lam.numpy(), real.numpy(), own.tolist(), targets.tolist()
+    pending = torch.nonzero(~ok & ~empty).flatten().tolist()
+    for grow in (1.0, 16.0, 256.0):  # each pair: tighter margins until its rounded point wins (or no point is)
+        solved, points = [], []
+        for i in pending:
+            j, keep = targets_np[i], real_np[i]
+            first = int(keep[:own_np[i]].sum()) if own_np[i] != j and keep[own_np[i]] else -1
+            found = _least_distance(x_np[i], s_np, 2.0 * (t_np[keep] - t_np[j]), b_np[i][keep] - grow * need[i][keep],
+                                    first)
+            if found is not None:
+                lam_np[i, keep] = found[1]
+                solved.append(i)
+                points.append(found[0])
+        if not solved:
+            break
+        rows = torch.tensor(solved)
+        z = torch.from_numpy(np.stack(points)).to(torch.float32).to(torch.float64)
+        wins = _wins(z, tokens, targets[rows], real[rows])
+        point[rows[wins]], ok[rows[wins]] = z[wins], True
+        pending = rows[~wins].tolist()
     upper = torch.where(ok, (((point - x) / s) ** 2).sum(dim=1).sqrt(), torch.inf)
     lower = lower_bound(x, lam, tokens, targets, s).clamp(min=0.0).sqrt() * (1.0 - 1e-12)
     lower = torch.where(empty, torch.inf, torch.minimum(lower, upper))
