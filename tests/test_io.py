@@ -9,7 +9,7 @@ import stat
 import pytest
 import torch
 
-from tokencert.io import load_torch, save_torch, stable_sha256, write_json, write_text
+from tokencert.io import load_torch, read_columns, save_torch, stable_sha256, write_columns, write_json, write_text
 from tokencert.report import document
 
 
@@ -80,3 +80,13 @@ def test_stage_stamps_hash_json_results_without_their_wall_clock_fields(tmp_path
     write_json(tmp_path / "c.json", {"acc": 0.6, "seconds_per_image": 1.0, "inner": [{"time": 3, "n": 1}]})
     assert stable_sha256(tmp_path / "a.json") == stable_sha256(tmp_path / "b.json")
     assert stable_sha256(tmp_path / "a.json") != stable_sha256(tmp_path / "c.json")
+
+
+def test_columns_round_trip_as_pandas_reads_them(tmp_path):
+    """The per-sample CSVs (csv module, no pandas in the jobs) read back with the report's pandas unchanged."""
+    pd = pytest.importorskip("pandas")
+    columns = {"idx": [3, 1], "certified_radius": [0.1, float("inf")], "correct": [True, False], "norm": [2.5e-17, 1.0]}
+    write_columns(tmp_path / "a.csv", columns)
+    assert read_columns(tmp_path / "a.csv") == {k: [str(v) for v in vals] for k, vals in columns.items()}
+    frame = pd.read_csv(tmp_path / "a.csv")
+    assert {k: frame[k].tolist() for k in frame.columns} == columns

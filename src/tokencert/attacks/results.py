@@ -6,10 +6,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
 import torch
 
-from ..io import atomic_path, write_json
+from ..io import read_columns, write_columns, write_json
 from .base import AttackOutcome
 
 
@@ -21,13 +20,12 @@ def eps_column(eps: float) -> str:
 def write_outcome(csv_path: str | os.PathLike[str], json_path: str | os.PathLike[str], outcome: AttackOutcome,
                   indices: torch.Tensor, labels: torch.Tensor, summary: Mapping[str, Any]) -> dict[str, Any]:
     """Write the per-sample CSV and the summary JSON (``summary`` adds attack, model, params...)."""
-    frame = pd.DataFrame({"idx": indices.tolist(), "label": labels.tolist()})
+    columns = {"idx": indices.tolist(), "label": labels.tolist()}
     for i, eps in enumerate(outcome.eps):
-        frame[eps_column(eps)] = outcome.correct[i].to(torch.int64).tolist()
-    frame["min_adv_norm"] = outcome.min_norm.tolist()
-    with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False)
-    out = {**summary, "n_images": int(len(frame)), "eps": list(outcome.eps),
+        columns[eps_column(eps)] = outcome.correct[i].to(torch.int64).tolist()
+    columns["min_adv_norm"] = outcome.min_norm.tolist()
+    write_columns(csv_path, columns)
+    out = {**summary, "n_images": len(columns["idx"]), "eps": list(outcome.eps),
            "robust_accuracy": outcome.robust_accuracy(), "sanity": {**outcome.checks, **summary.get("sanity", {})}}
     write_json(json_path, out)
     return out
@@ -35,12 +33,13 @@ def write_outcome(csv_path: str | os.PathLike[str], json_path: str | os.PathLike
 
 def read_outcome(csv_path: str | os.PathLike[str]) -> tuple[AttackOutcome, torch.Tensor, torch.Tensor]:
     """(outcome, test-set indices, labels) from a per-sample CSV."""
-    frame = pd.read_csv(csv_path)
-    eps = [float(c.split("@", 1)[1]) for c in frame.columns if c.startswith("correct@")]
-    correct = torch.tensor(frame[[eps_column(e) for e in eps]].to_numpy().T, dtype=torch.bool)
-    norms = torch.tensor(frame["min_adv_norm"].astype(float).to_numpy(), dtype=torch.float64)
-    return (AttackOutcome(eps, correct, norms), torch.tensor(frame["idx"].to_numpy()),
-            torch.tensor(frame["label"].to_numpy()))
+    columns = read_columns(csv_path)
+    eps = [float(c.split("@", 1)[1]) for c in columns if c.startswith("correct@")]
+    correct = torch.tensor([[int(v) for v in columns[eps_column(e)]] for e in eps], dtype=torch.bool).reshape(
+        len(eps), len(columns["idx"]))
+    norms = torch.tensor([float(v) for v in columns["min_adv_norm"]], dtype=torch.float64)
+    return (AttackOutcome(eps, correct, norms), torch.tensor([int(v) for v in columns["idx"]]),
+            torch.tensor([int(v) for v in columns["label"]]))
 
 
 def summary_checks(summary: Mapping[str, Any]) -> dict[str, bool]:

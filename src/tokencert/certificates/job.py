@@ -8,13 +8,12 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pandas as pd
 import torch
 
 from ..attacks.results import read_outcome
 from ..certacc import summarize
 from ..evaluation import counted, eval_set, load_model, predictions
-from ..io import atomic_path, write_json
+from ..io import write_columns, write_json
 from ..study import CLOSED_BRACKET
 from . import Certificate
 
@@ -70,9 +69,7 @@ def run_certificate(
         upper, summary["bracket"] = bracket(certified, correct, data.indices, attack_idx, attacks.min_norm, upper)
     columns = {"idx": data.indices, "label": data.labels, "prediction": prediction, "certified_radius": certified,
                "upper_bound": upper, **out.columns}
-    frame = pd.DataFrame({k: torch.as_tensor(v).cpu().tolist() for k, v in columns.items()})
-    with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False)
+    write_columns(csv_path, {k: torch.as_tensor(v).cpu().tolist() for k, v in columns.items()})
     write_json(json_path, summary)
     log.info("%s/%s %s: clean %.3f, ACR %.4f, %.3g s/image, bracket %s", dataset, model, cert.name,
              summary["clean_accuracy"], summary["acr"], seconds, summary.get("bracket"))
