@@ -91,6 +91,12 @@ def _knapsack_minimum(changes: torch.Tensor, radii: torch.Tensor, radius: torch.
     (own token: change 0, cost 0): for every ``mu >= 0`` it is at least
     ``sum_p min(0, min_j (change[p, j] + mu r[p, j]^2)) - mu radius^2`` (weak duality), maximised over a grid."""
     cost = torch.where(torch.isinf(radii), 0.0, radii.square()).unsqueeze(2)  # N x P x 1 x K
+    reachable = torch.isfinite(changes[:, :, :1])  # N x P x 1 x K, the same for every spec
+    width = int(reachable.sum(dim=3).max())
+    if width < changes.shape[3]:  # the reachable tokens first: the minima below never see the others (inf)
+        keep = torch.sort(reachable.to(torch.uint8), dim=3, descending=True, stable=True).indices[..., :width]
+        changes = changes.gather(3, keep.expand(-1, -1, changes.shape[2], -1))
+        cost = cost.gather(3, keep)
     budget = radius.square().view(-1, 1)
     scale = changes.masked_fill(torch.isinf(changes), 0.0).abs().amax(dim=(1, 3)) / budget.clamp(min=1e-12)
     best = torch.full((changes.shape[0], changes.shape[2]), -math.inf, dtype=changes.dtype)
