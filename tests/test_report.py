@@ -246,7 +246,7 @@ def test_main_table_names_eps_and_radius_and_gives_smoothing_to_the_smoothed_cla
                    "discrete-gauss-noise-0.25": {0.25: {"clean_accuracy": 0.1, "acr": 0.9, "precision": "bf16",
                                                         "device": "cuda"}}}
     config = params()
-    config["smoothing"]["sigmas"] = [0.25]
+    config["smoothing"]["sigmas"], config["smoothing"]["discrete"] = [0.25], ["gauss"]
     rows = tables.main_rows([d], plan(config))
     by = {r["classifier"]: r for r in rows}
     assert by["Baseline"]["rs_acc"] == "-"
@@ -347,6 +347,7 @@ def test_findings_flag_chance_level_weak_base_classifiers_unattacked_radii_and_e
     from tokencert.report.document import bracket_finding, classifier_findings
     config = params()
     config["smoothing"]["sigmas"], config["attacks"]["eps"] = [0.25], [1.0, 4.0]
+    config["smoothing"]["discrete"] = ["gauss"]
     d = DatasetResults("mnist5k", {"shape": [1, 28, 28], "classes": [str(c) for c in range(10)]})
     d.models = {"baseline": {"test_accuracy": 0.98}, "noise-0.25": {"test_accuracy": 0.87},
                 "discrete-gauss": {"test_accuracy": 0.10}, "discrete-gauss-noise-0.25": {"test_accuracy": 0.05}}
