@@ -6,8 +6,8 @@ from pathlib import Path
 from tokencert.attacks import clean_accuracy, run_attack
 from tokencert.attacks.base import predict
 from tokencert.attacks.cascade import cascaded, prior_outcome
-from tokencert.attacks.results import write_outcome
 from tokencert.evaluation import counted, eval_set, load_model
+from tokencert.outcomes import write_outcome
 from tokencert.runtime import job, log
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 from tokencert.attacks import worst_case
 from tokencert.attacks.cascade import alone_outcomes, masking_warnings
-from tokencert.attacks.results import read_outcome, summary_checks, write_outcome
 from tokencert.attacks.suite import sanity_warnings
 from tokencert.data import load_manifest
 from tokencert.io import read_json
+from tokencert.outcomes import read_outcome, summary_checks, write_outcome
 from tokencert.runtime import job, log
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

@@ -16,7 +16,7 @@ from tests.imports import module_imports, package_modules
 LAYERS = {
     "study": 0, "io": 0, "device": 0, "units": 0, "runtime": 0, "config": 0,
     # the certificate family's registry is a plan fact; its implementations ("certificates.*") are layer 6
-    "certificates": 0, "plugins": 0, "provenance": 0,
+    "certificates": 0, "plugins": 0, "provenance": 0, "outcomes": 0,
     "data": 1,
     "tokens": 2,
     "vocab": 3,

@@ -9,9 +9,9 @@ import torch
 from tests.attack_fixtures import trained_models
 from tokencert.attacks import AttackOutcome, run_attack, worst_case
 from tokencert.attacks.cascade import alone_outcomes, cascaded, masking_warnings, prior_outcome
-from tokencert.attacks.results import write_outcome
 from tokencert.config import resolve_plan
 from tokencert.evaluation import counted
+from tokencert.outcomes import write_outcome
 from tokencert.study import cascade_order
 
 PARAMS = {"pgd": {"steps": 20, "restarts": 1, "step_size": 2.5}, "apgd": {"steps": 20}, "fab": {"steps": 10},

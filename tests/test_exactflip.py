@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from tests.tiny_problems import brute_distance, tiny_case
-from tokencert.attacks.base import AttackOutcome
 from tokencert.attacks.suite import run_attack, worst_case
 from tokencert.attacks.tokenflip import tokenflip
 from tokencert.cells import cell_distances
@@ -21,6 +20,7 @@ from tokencert.exactflip import VerifierSettings, minimal_flip_radius
 from tokencert.flipsearch import SearchSettings, token_search
 from tokencert.flipsearch.candidates import candidate_flips
 from tokencert.models import DiscreteClassifier, Normalize
+from tokencert.outcomes import AttackOutcome
 from tokencert.tokens import patchify, unpatchify
 from tokencert.units import norms
 from tokencert.vocab import Vocabulary, tokenize

@@ -3,8 +3,9 @@
 The attack names and which classifiers each applies to are :mod:`tokencert.study`'s.
 """
 
+from ..outcomes import AttackOutcome
 from ..units import norms, project
-from .base import AttackOutcome, check_attack_params
+from .base import check_attack_params
 from .pgd import pgd
 from .suite import clean_accuracy, register_attack, run_attack, sanity_warnings, worst_case
 

@@ -7,8 +7,6 @@ the budget is a plain L2 ball, and always return images clipped to ``[0,1]``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 from torch import nn
@@ -59,20 +57,6 @@ def check_attack_params(eps: float | list[float] | None = None, steps: int | Non
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Hard-model predictions, batched."""
     return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)])
-
-
-@dataclass
-class AttackOutcome:
-    """Per sample and eps: still correct after the attack; smallest fooling norm seen (inf if none)."""
-
-    eps: list[float]
-    correct: torch.Tensor  # n_eps x N bool, judged on the hard model
-    min_norm: torch.Tensor  # N, smallest norm of a verified adversarial example
-    checks: dict[str, bool] = field(default_factory=dict)
-
-    def robust_accuracy(self) -> list[float]:
-        """Fraction still correct at each eps."""
-        return self.correct.to(torch.float64).mean(dim=1).tolist()
 
 
 def judge(model: nn.Module, x0: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor,

@@ -20,9 +20,8 @@ from typing import Any
 
 import torch
 
+from ..outcomes import AttackOutcome, read_outcome, summary_checks
 from ..study import BLACK_BOX_ATTACKS
-from .base import AttackOutcome
-from .results import read_outcome, summary_checks
 from .suite import BLACK_BOX_SLACK
 
 log = logging.getLogger("tokencert")

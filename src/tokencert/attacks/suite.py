@@ -12,9 +12,10 @@ from tqdm import tqdm
 
 from ..flipsearch import SearchSettings, token_search
 from ..models import DiscreteClassifier, StraightThrough, differentiable
+from ..outcomes import AttackOutcome
 from ..study import BLACK_BOX_ATTACKS, attack_applies, register_attack_name, study_eps
 from .apgd import apgd
-from .base import AttackOutcome, check_attack_params, judge, predict
+from .base import check_attack_params, judge, predict
 from .fab import fab
 from .pgd import pgd
 from .square import square

@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from ..attacks.results import read_outcome
 from ..certacc import summarize
 from ..evaluation import counted, eval_set, load_model, predictions
 from ..io import write_columns, write_json
+from ..outcomes import read_outcome
 from ..study import CLOSED_BRACKET
 from . import Certificate
 

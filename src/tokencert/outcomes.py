@@ -1,15 +1,33 @@
-"""Attack outputs: per-sample CSV (keyed by test-set index) and the summary JSON."""
+"""Attack outcomes and their files: the per-sample CSV (keyed by test-set index) and the summary JSON.
+
+Outside the ``attacks`` package on purpose: certificate jobs read the attacks' CSVs (the bracket), and a
+job's code is the import closure of its script (``tokencert.provenance``), so importing these from
+``attacks`` made every certificate job stale whenever any attack changed."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ..io import read_columns, write_columns, write_json
-from .base import AttackOutcome
+from .io import read_columns, write_columns, write_json
+
+
+@dataclass
+class AttackOutcome:
+    """Per sample and eps: still correct after the attack; smallest fooling norm seen (inf if none)."""
+
+    eps: list[float]
+    correct: torch.Tensor  # n_eps x N bool, judged on the hard model
+    min_norm: torch.Tensor  # N, smallest norm of a verified adversarial example
+    checks: dict[str, bool] = field(default_factory=dict)
+
+    def robust_accuracy(self) -> list[float]:
+        """Fraction still correct at each eps."""
+        return self.correct.to(torch.float64).mean(dim=1).tolist()
 
 
 def eps_column(eps: float) -> str:
