@@ -72,14 +72,12 @@ def lower_bound(x: torch.Tensor, lam: torch.Tensor, tokens: torch.Tensor, target
     return (((z - x) / scale) ** 2).sum(dim=1) + 2.0 * (lam * _slack(z, tokens, targets, b)).sum(dim=1)
 
 
-def _wins(points: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor, real: torch.Tensor | None = None,
-          ) -> torch.Tensor:
+def _wins(points: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Whether the tokenizer's float64 scores put each point in its target's cell, no tie (a later copy of
     the target ties always and loses it: ties go to the lowest index). ``real``: the targets' constraint
-    mask of :func:`_constraints`, when the caller has it."""
+    mask (:func:`_constraints`)."""
     scores = token_scores(points, tokens)
     own = scores.gather(1, targets.unsqueeze(1))
-    real = _constraints(tokens, targets)[1] if real is None else real
     later_copy = ~real & (torch.arange(tokens.shape[0]) > targets.unsqueeze(1))
     others = scores.scatter(1, targets.unsqueeze(1), torch.inf).masked_fill(later_copy, torch.inf)
     return (own < others).all(dim=1)
@@ -135,7 +133,7 @@ def cell_distances(x: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor,
     b, real, empty = _constraints(tokens, targets)
     lam = torch.zeros(m, tokens.shape[0], dtype=torch.float64)
     point = x.clone()
-    ok = _wins(x, tokens, targets)
+    ok = _wins(x, tokens, targets, real)
     own = token_scores(x, tokens).argmin(dim=1)
     t_np, x_np, s_np, b_np = tokens.numpy(), x.numpy(), s.numpy(), b.numpy()
     a_l1 = (2.0 * (tokens.unsqueeze(0) - tokens.unsqueeze(1)).abs().sum(dim=2))[targets]  # ||a_k||_1, K x K first
