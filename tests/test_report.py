@@ -13,6 +13,7 @@ import yaml
 from tests.figure_checks import assert_legible
 from tests.helpers import REPO
 from tokencert.certacc import summarize
+from tokencert.certificates import CERTIFICATES
 from tokencert.config import ConfigError, resolve_plan
 from tokencert.io import write_json
 from tokencert.report import figures, outputs, reproduce, tables
@@ -406,6 +407,14 @@ def test_a_cascade_reports_each_attack_alone_and_draws_cumulative_curves_in_its_
 
 def test_frontier_puts_each_classifier_at_its_clean_and_certified_accuracy_coloured_by_family():
     d, p = landscape_results(), plan()
+    # the complete verifier's bounds on its 5 images (the last two misclassified: both bounds 0)
+    exact = CERTIFICATES["exactflip"]
+    assert exact.complete and not exact.landscape
+    d.brackets[exact.label] = {"discrete-gauss": (np.array([0.6, 1.2, 2.0, 0.0, 0.0]),
+                                                  np.array([0.7, 1.6, np.inf, 0.0, 0.0]))}
+    ranges = [(0.6, 0.6), (0.4, 0.4), (0.2, 0.4)]  # at 0.5 / 1.0 / 1.58: closed, closed, open
+    assert [tables.verified_range(d, "discrete-gauss", r) for r in (0.5, 1.0, 1.58)] == [(*v, 5) for v in ranges]
+    assert tables.verified_range(d, "noise-0.5", 0.5) is None
     fig = figures.make("frontier", d, p)
     panels = [ax for ax in fig.axes if ax.get_title().startswith("r = ")]
     assert [ax.get_title() for ax in panels] == [f"r = {r} (L2 in [0,1] pixel space)" for r in ("0.5", "1", "1.58")]
@@ -425,8 +434,13 @@ def test_frontier_puts_each_classifier_at_its_clean_and_certified_accuracy_colou
         assert (0.9, worst, (0.0, 0.0, 0.0, 0.0), adv) in points  # a hollow triangle
         assert len(points) == 3  # PGD-AT has no certificate: no dot
         assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "3"]  # numbered, the legend names them
+        (bar,) = [line for line in ax.get_lines() if line.get_gid() == "verified"]  # the token classifier's only
+        low, high = ranges[i]
+        assert list(bar.get_xdata()) == [0.9, 0.9] and bar.get_color() == figures.PALETTE[0]
+        assert list(bar.get_ydata()) == pytest.approx([low, high + figures.VERIFIED_MIN_HEIGHT * (low == high)])
     shown = [m for m in p.datasets["mnist5k"].models if m in d.models]  # the classifiers with results, in plan order
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [f"{k} {m}" for k, m in enumerate(shown, start=1)]
+    assert "exact verifier (5 images): robust accuracy in the bar" in [t.get_text() for t in fig.legends[1].get_texts()]
     plt.close(fig)
 
 

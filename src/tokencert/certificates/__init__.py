@@ -46,6 +46,7 @@ class Certificate:
     gpu: bool = False  # the job may use a GPU
     schema: Mapping[str, Any] | None = None  # JSON schema of its params section (built-ins: params.schema.yaml)
     landscape: bool = True  # its certified accuracy competes in the landscape (False: a few images, bracket only)
+    complete: bool = False  # a complete verifier (returns Radii.upper): the frontier figure draws its interval
 
     def settings(self, config: Mapping[str, Any], model: str | None = None) -> dict[str, Any]:
         """Its parameter section for ``model``: the defaults, overridden by ``config[folder]``, overridden
@@ -121,7 +122,7 @@ register(Certificate("R2", "exact", "$R_2$", "tokencert.certificates.single_flip
                      panel="flip", metric="acr_r2", gpu=True))
 register(Certificate("exactflip", "exactflip", "$R_{exact}$", "tokencert.certificates.exact_flip:exact_flip_radius",
                      attacked_only=True, defaults={"n_images": 10, "max_radius": 4.0}, panel="beyond",
-                     metric="acr_exactflip", landscape=False))
+                     metric="acr_exactflip", landscape=False, complete=True))
 register(Certificate("Rset", "setcert", "$R_{set}$", "tokencert.certificates.flip_set:flip_set_radius",
                      defaults={"n_images": 200, "enumeration_limit": 512, "relaxation": "linear"},
                      refines=("R0", "R2")))

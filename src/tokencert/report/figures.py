@@ -290,12 +290,18 @@ def family(plan: Plan, dataset: str, model: str) -> str:
     return FAMILIES[3] if recipe.kind in ("pgd_at", "trades") else FAMILIES[4]
 
 
+VERIFIED_STYLE = {"lw": 7, "alpha": 0.3, "solid_capstyle": "butt", "zorder": 2}
+"""The frontier figure's bar of a complete verifier's range (:func:`tokencert.report.tables.verified_range`)."""
+VERIFIED_MIN_HEIGHT = 0.01  # a closed range (low = high) still shows as a short bar
+
+
 def frontier(d: DatasetResults, plan: Plan) -> plt.Figure:
     """Clean accuracy against certified accuracy at each standard radius (a panel each), one point per
     classifier coloured by family and numbered (the legend names the numbers): a filled dot where it is
     certified (deterministic, or smoothing's probabilistic certificate: a ring round the dot), a triangle
     at its worst case under the attack suite, joined by a line: the true robust accuracy lies on that
-    line (up is better, right is better)."""
+    line (up is better, right is better); a wide pale bar where a complete verifier bounds it on its own
+    (fewer) images."""
     numbers = [landscape_numbers(d, plan, m) for m in plan.datasets[d.name].models]
     numbers = [n for n in numbers if n["clean"] is not None]
     radii = numbers[0]["radii"] if numbers else []
@@ -314,6 +320,10 @@ def frontier(d: DatasetResults, plan: Plan) -> plt.Figure:
                            edgecolors="black" if probabilistic else colour, linewidths=1.2)
             if worst is not None:
                 ax.scatter(n["clean"], worst, s=36, marker="^", facecolors="none", edgecolors=colour, zorder=3)
+            if n["verified"][i] is not None:
+                low, high, _ = n["verified"][i]
+                ax.plot([n["clean"]] * 2, [low, high + VERIFIED_MIN_HEIGHT * (high == low)], color=colour,
+                        **VERIFIED_STYLE, gid="verified")
             if cert is not None or worst is not None:
                 top = max(v for v in (cert, worst) if v is not None)
                 ax.annotate(str(k), (n["clean"], top), textcoords="offset points", xytext=(3, 2), fontsize=8,
@@ -328,6 +338,11 @@ def frontier(d: DatasetResults, plan: Plan) -> plt.Figure:
                           label="certified (smoothing, probabilistic)"),
                plt.Line2D([], [], ls="", marker="^", markerfacecolor="none", color="grey",
                           label="worst case under the attack suite")]
+    counts = sorted({v[2] for n in numbers for v in n["verified"] if v is not None})
+    if counts:
+        images = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        markers.append(plt.Line2D([], [], color="grey", **VERIFIED_STYLE,
+                                  label=f"exact verifier ({images} images): robust accuracy in the bar"))
     families = [plt.Line2D([], [], ls="", marker="o", color=PALETTE[i], label=name) for i, name in enumerate(FAMILIES)]
     if radii:
         fig.legend(handles=names, loc="outside right upper", fontsize=8, frameon=False, title="classifiers")

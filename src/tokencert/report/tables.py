@@ -192,6 +192,18 @@ def certified_at(summary: dict[str, Any] | None, radius: float) -> float | None:
     return float(np.count_nonzero(np.asarray(summary["certified_radii"]) >= radius) / summary["n_images"])
 
 
+def verified_range(d: DatasetResults, model: str, radius: float) -> tuple[float, float, int] | None:
+    """Where the strongest complete verifier computed (``Certificate.complete``) puts ``model``'s robust
+    accuracy at ``radius`` on its own images: from the share certified there (lower bound >= radius) to
+    the share without a verified adversarial example below it (upper bound >= radius; misclassified
+    images have both bounds 0), and its image count; None without a verifier's per-image bounds."""
+    for cert in reversed(CERTIFICATES.values()):
+        if cert.complete and model in d.brackets.get(cert.label, {}):
+            lower, upper = d.brackets[cert.label][model]
+            return float(np.mean(lower >= radius)), float(np.mean(upper >= radius)), int(lower.size)
+    return None
+
+
 def certificate_summaries(d: DatasetResults, model: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """A classifier's deterministic certificate summaries (those of the landscape) and its smoothing summary."""
     smooth = next(iter(d.smoothing.get(model, {}).values()), None)
@@ -211,20 +223,22 @@ def best_certified(deterministic: list[dict[str, Any]], smooth: dict[str, Any] |
 def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, Any]:
     """The defense-landscape numbers of one classifier: clean accuracy; per standard radius the best
     certified accuracy and its kind (deterministic: the family's certificates, :mod:`tokencert.certificates`,
-    without those a computed one refines; probabilistic: smoothing at alpha) and the worst-case accuracy
-    under the suite; the worst case at the study's eps; the smallest median bracket ratio; the seconds
-    per image of the strongest certificate computed."""
+    without those a computed one refines; probabilistic: smoothing at alpha), the worst-case accuracy
+    under the suite and the complete verifier's range on its images (:func:`verified_range`); the worst
+    case at the study's eps; the smallest median bracket ratio; the seconds per image of the strongest
+    certificate computed."""
     recipe = plan.datasets[d.name].recipes[model]
     radii = STANDARD_RADII.get(tuple(d.manifest["shape"][:2]), ())
     deterministic, smooth = certificate_summaries(d, model)
     worst = d.attacks.get(model, {}).get(WORST)
     out: dict[str, Any] = {"model": model, "input": recipe.input, "objective": recipe.kind,
                            "clean": test_accuracy(d, model), "radii": list(radii), "certified": [],
-                           "certificate": [], "worst": [], "seconds_per_image": None}
+                           "certificate": [], "worst": [], "verified": [], "seconds_per_image": None}
     for r in radii:
         value, kind = best_certified(deterministic, smooth, r)
         out["certified"].append(value)
         out["certificate"].append(kind)
+        out["verified"].append(verified_range(d, model, r))
         i = None if worst is None else near(worst["eps"], r)
         out["worst"].append(None if i is None else worst["robust_accuracy"][i])
     eps = study_eps(*d.manifest["shape"][:2])
