@@ -12,6 +12,7 @@ from tokencert.models import (
     build_model,
     channels_last,
     load_classifier,
+    logit_margin,
     model_meta,
     save_classifier,
 )
@@ -140,3 +141,10 @@ def test_discrete_checkpoint_records_and_enforces_its_vocabulary(tmp_path):
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(model(x), channels_last(net)(tokenize(x, vocab)[0]))
+
+
+def test_logit_margin_is_the_own_logit_minus_the_best_other():
+    logits = torch.tensor([[3.0, 1.0, 2.5], [0.0, 2.0, 2.0], [1.0, 1.0, -4.0]], dtype=torch.float64)
+    margin = logit_margin(logits, torch.tensor([0, 1, 2]))
+    assert margin.dtype == torch.float64
+    assert margin.tolist() == [0.5, 0.0, -5.0]  # correct, a tie (not certified), misclassified

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from .models import MaxMin, Normalize, layers
+from .models import MaxMin, Normalize, layers, logit_margin
 
 MARGIN_SLACK = 1e-5
 ONE_LIPSCHITZ = (MaxMin, nn.ReLU, nn.Flatten, nn.Identity)
@@ -70,10 +70,7 @@ def margin_radius(net: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: torch
     out = []
     for start in range(0, x.shape[0], batch):
         z = net(x[start:start + batch]).double()
-        labels = y[start:start + batch].to(z.device)
-        top = z.gather(1, labels.view(-1, 1)).squeeze(1)
-        other = z.scatter(1, labels.view(-1, 1), -math.inf).max(dim=1).values
-        margin = top - other - MARGIN_SLACK * (1 + z.abs().max(dim=1).values)
+        margin = logit_margin(z, y[start:start + batch].to(z.device)) - MARGIN_SLACK * (1 + z.abs().max(dim=1).values)
         out.append((margin / lip).clamp(min=0.0).cpu())
     net.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)

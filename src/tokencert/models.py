@@ -30,6 +30,12 @@ META_KEYS = (
 )
 
 
+def logit_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``z_y - max_{k != y} z_k`` per row (<= 0: misclassified), in the logits' precision."""
+    own = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
+    return own - logits.scatter(1, labels.unsqueeze(1), -torch.inf).max(dim=1).values
+
+
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel; mean and std are buffers saved with the weights."""
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..flipsearch.search import logit_margin
+from ..models import logit_margin
 
 
 def p_selection(p_init: float, step: int, queries: int) -> float:

@@ -15,17 +15,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..models import logit_margin
 from ..tokens import patchify
 from ..vocab import Vocabulary
 from .candidates import Flips
 
 CHUNK = 1024  # token images per forward pass
-
-
-def logit_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``z_y - max_{k != y} z_k`` per row (<= 0: misclassified)."""
-    own = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
-    return own - logits.scatter(1, labels.unsqueeze(1), -torch.inf).max(dim=1).values
 
 
 def margins(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
