@@ -19,7 +19,7 @@ from tokencert.io import write_json
 from tokencert.report import figures, outputs, reproduce, tables
 from tokencert.report.captions import caption, rst_to_latex
 from tokencert.report.collect import DatasetResults, at, collect
-from tokencert.report.document import run_settings
+from tokencert.report.document import metrics, run_settings
 from tokencert.smoothing import chance_level
 from tokencert.study import FIGURE_KINDS
 
@@ -330,15 +330,16 @@ def test_pdf_tables_are_split_per_dataset_with_wrapped_titles():
     assert tables.latex_title("Clean acc.") == "Clean acc." and tables.latex_title("") == ""
     columns = [("dataset", "Dataset"), ("units", "Units"), ("classifier", "Classifier"), ("input", "Input"),
                ("objective", "Objective"), ("clean", "Clean acc."), ("cert0", "Certified"), ("worst0", "Worst"),
-               ("worst_eps", "Worst @ study eps"), ("bracket", "Bracket"), ("closed", "Closed"), ("seconds", "s")]
+               ("verified0", "Verified"), ("worst_eps", "Worst @ study eps"), ("bracket", "Bracket"),
+               ("closed", "Closed"), ("seconds", "s")]
     rows = [{k: f"{d}-{k}" for k, _ in columns} | {"dataset": d} for d in ("a", "b", "a")]
     parts = tables.pdf_parts("landscape", rows, columns, ["a", "b"])
     assert [name for name, _, _ in parts] == outputs.pdf_table_names(["a", "b"])[2:6]
     name, mine, radii = parts[0]
     assert name == "landscape-a-radii" and [r["dataset"] for r in mine] == ["a", "a"]
     assert [k for k, _ in radii] == ["classifier", "input", "objective", "clean", "cert0", "worst0"]
-    assert [k for k, _ in parts[1][2]] == ["classifier", "input", "objective", "worst_eps", "bracket", "closed",
-                                           "seconds"]
+    assert [k for k, _ in parts[1][2]] == ["classifier", "input", "objective", "verified0", "worst_eps", "bracket",
+                                           "closed", "seconds"]
     assert [(n, len(r)) for n, r, _ in tables.pdf_parts("main", rows, columns, ["a", "b"])] == [("main-a", 2),
                                                                                               ("main-b", 1)]
     assert tables.pdf_parts("vocab", rows, columns, ["a", "b"]) == [("vocab", rows, columns)]
@@ -415,6 +416,14 @@ def test_frontier_puts_each_classifier_at_its_clean_and_certified_accuracy_colou
     ranges = [(0.6, 0.6), (0.4, 0.4), (0.2, 0.4)]  # at 0.5 / 1.0 / 1.58: closed, closed, open
     assert [tables.verified_range(d, "discrete-gauss", r) for r in (0.5, 1.0, 1.58)] == [(*v, 5) for v in ranges]
     assert tables.verified_range(d, "noise-0.5", 0.5) is None
+    rows = {r["classifier"]: r for r in tables.landscape_rows([d], p)}  # the landscape's columns and metrics
+    assert [rows["discrete-gauss"][f"verified{i}"] for i in range(3)] == ["60.0-60.0 % (5)", "40.0-40.0 % (5)",
+                                                                         "20.0-40.0 % (5)"]
+    assert rows["noise-0.5"]["verified0"] == tables.DASH
+    m = metrics([d], p)["mnist5k"]
+    key = "discrete-gauss@1.58"
+    assert (m[f"landscape/verified/{key}"], m[f"landscape/verified_upper/{key}"]) == (0.2, 0.4)
+    assert m["landscape/verified_images/discrete-gauss"] == 5 and "landscape/verified/noise-0.5@0.5" not in m
     fig = figures.make("frontier", d, p)
     panels = [ax for ax in fig.axes if ax.get_title().startswith("r = ")]
     assert [ax.get_title() for ax in panels] == [f"r = {r} (L2 in [0,1] pixel space)" for r in ("0.5", "1", "1.58")]

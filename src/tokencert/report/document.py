@@ -145,6 +145,10 @@ def metrics(results: list[DatasetResults], plan: Plan) -> dict[str, dict[str, fl
                 for key, value in (("cert", cert), ("worst", worst)):
                     if value is not None:
                         m[f"landscape/{key}/{model}@{r:.3g}"] = value
+            for r, verified in zip(n["radii"], n["verified"], strict=True):
+                if verified is not None:  # the complete verifier's range on its images
+                    m[f"landscape/verified/{model}@{r:.3g}"], m[f"landscape/verified_upper/{model}@{r:.3g}"], \
+                        m[f"landscape/verified_images/{model}"] = verified
             if n["bracket_ratio"] is not None:
                 m[f"landscape/bracket/{model}"] = n["bracket_ratio"]
             if n["closed_share"] is not None:

@@ -256,6 +256,11 @@ def landscape_numbers(d: DatasetResults, plan: Plan, model: str) -> dict[str, An
     return out
 
 
+def verified_cell(low: float, high: float, images: int) -> str:
+    """A complete verifier's range of robust accuracy and its image count, e.g. ``63.8-65.2 % (1000)``."""
+    return f"{100 * low:.1f}-{100 * high:.1f} % ({images})"
+
+
 def landscape_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, str]]:
     """The defense landscape: per dataset a row per classifier under the same evaluation. Cells name
     their radius when the datasets' standard radii differ (the titles do otherwise)."""
@@ -275,6 +280,8 @@ def landscape_rows(results: list[DatasetResults], plan: Plan) -> list[dict[str, 
             kind = "" if value is None else f" ({CERTIFICATE_ABBREVIATIONS[n['certificate'][i].split(' ')[0]]})"
             row[f"cert{i}"] = DASH if value is None else pct(value) + kind + at_r
             row[f"worst{i}"] = DASH if r is None or n["worst"][i] is None else pct(n["worst"][i]) + at_r
+            verified = None if r is None else n["verified"][i]
+            row[f"verified{i}"] = DASH if verified is None else verified_cell(*verified) + at_r
         rows.append(row)
     return rows
 
@@ -333,9 +340,10 @@ def landscape_columns(results: list[DatasetResults]) -> list[tuple[str, str]]:
     shared = next(iter(radii)) if len(radii) == 1 else ()
     cols = [("dataset", "Dataset"), ("units", "Units"), ("classifier", "Classifier"), ("input", "Input"),
             ("objective", "Objective"), ("clean", "Clean acc.")]
+    at_r = [f" @ r = {shared[i]:.3g}" if i < len(shared) else f" (radius {i + 1})" for i in range(RADII_COLUMNS)]
     for i in range(RADII_COLUMNS):
-        at_r = f" @ r = {shared[i]:.3g}" if i < len(shared) else f" (radius {i + 1})"
-        cols += [(f"cert{i}", "Certified" + at_r), (f"worst{i}", "Worst-case" + at_r)]
+        cols += [(f"cert{i}", "Certified" + at_r[i]), (f"worst{i}", "Worst-case" + at_r[i])]
+    cols += [(f"verified{i}", "Verified" + at_r[i]) for i in range(RADII_COLUMNS)]
     return cols + [("worst_eps", "Worst-case @ study eps"), ("bracket", "Bracket (median upper/lower)"),
                    ("closed", "Closed brackets"),
                    ("seconds", "Cert. s/image")]
