@@ -26,6 +26,7 @@ def test_forward_and_backward_images_are_counted_per_network() -> None:
         out.sum().backward()
         copy.deepcopy(net).double()(x[:2].double())  # as the flip-set certificate's float64 copy
     assert (work.forward, work.backward) == (10, 3) and work.seconds > 0
+    assert (work.forward_calls, work.backward_calls) == (3, 1)
     net(x)
     assert work.forward == 10
     model, images, labels = tiny_case(3, 0, 4, 1)
@@ -36,6 +37,7 @@ def test_forward_and_backward_images_are_counted_per_network() -> None:
     summary = work.summary(4)
     assert summary["forward_images"] == 8 and summary["backward_images"] == 4
     assert summary["forward_per_image"] == 2.0 and summary["device"] == "cpu"
+    assert (summary["forward_calls"], summary["backward_calls"]) == (2, 1)
 
 
 def test_smoothing_spends_n0_plus_n_evaluations_per_image() -> None:

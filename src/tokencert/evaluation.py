@@ -58,11 +58,14 @@ def predictions(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -
 @dataclass
 class Work:
     """What a job spent on its models: images through their networks forward and backward (a batch of
-    ``b`` counts ``b``), wall seconds and the device (see :func:`counted`)."""
+    ``b`` counts ``b``), the passes themselves (``calls``: a batch counts 1, what a GPU's per-pass latency
+    is paid on), wall seconds and the device (see :func:`counted`)."""
 
     device: str
     forward: int = 0
     backward: int = 0
+    forward_calls: int = 0
+    backward_calls: int = 0
     seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter, repr=False)
 
@@ -70,7 +73,8 @@ class Work:
         """The job summary's ``work`` entry: totals and per image of the ``images`` evaluated."""
         return {"device": self.device, "seconds": self.seconds, "forward_images": self.forward,
                 "backward_images": self.backward, "forward_per_image": self.forward / max(1, images),
-                "backward_per_image": self.backward / max(1, images)}
+                "backward_per_image": self.backward / max(1, images), "forward_calls": self.forward_calls,
+                "backward_calls": self.backward_calls}
 
 
 @contextlib.contextmanager
@@ -81,13 +85,14 @@ def counted(*models: nn.Module | None, device: torch.device | str = "cpu") -> It
     work = Work(str(device))
 
     def hook(_: nn.Module, __: object, output: torch.Tensor) -> None:
-        n = int(output.shape[0])
-        work.forward += n
+        work.forward += int(output.shape[0])
+        work.forward_calls += 1
         if output.requires_grad:
             output.register_hook(lambda grad: _backward(grad.shape[0]))
 
     def _backward(n: int) -> None:
         work.backward += n
+        work.backward_calls += 1
 
     nets = [m.net if isinstance(m, DiscreteClassifier) else m for m in models if m is not None]
     handles = [net.register_forward_hook(hook) for net in nets]

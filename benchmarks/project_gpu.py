@@ -1,0 +1,255 @@
+"""Projection: the time a config's plan takes on one GPU, from the work its jobs record on a small run of
+the same plan and the GPU's measured rates.
+
+    python benchmarks/project_gpu.py --sample SAMPLE/results [--configfile config/paper.yaml]
+
+1. The plan: ``params.yaml`` with the config files stacked (``tokencert.config.resolve_plan``): every
+   training, smoothing, attack and certificate job of every dataset.
+2. The sample: the same plan run small, ``benchmarks/paper_sample.yaml`` stacked last (MNIST only, the
+   embedded 5,000 images, 5 epochs, 10 attacked images), in a copy of the workflow:
+
+       snakemake --cores 2 --keep-going --configfile config/paper.yaml benchmarks/paper_sample.yaml
+
+   Each attack and certificate job records its work (``tokencert.evaluation.counted``): images forward and
+   backward, network passes (calls), seconds. Per image it is what the projection scales: images to the
+   plan's count, passes kept (the attacks batch every image; ``tokensearch`` searches 50 at a time, so its
+   passes scale with the batches). A job the sample did not run takes the median of the sampled
+   classifiers' with the same objective and input kind (else the same input kind): a CIFAR-10 job takes
+   MNIST's work per image at CIFAR-10's rates, an assumption (192 token patches per image instead of 49),
+   and another config's classifier (``--configfile config/frontier.yaml``) that of its kind in the paper's.
+3. The GPU (:data:`RATES`, measured on one NVIDIA H200, each with its source): training epochs and
+   noisy samples per second from the device run of 2026-11-26; each dataset's per-pass latency is fitted
+   (non-negative least squares) to the attack jobs timed on that device (:data:`MEASURED`), with the
+   sample's work for the same jobs (MNIST's for CIFAR-10's); each timed job's fitted time is printed.
+
+Per job: training ``epochs x seconds per standard epoch x factor`` (the factor: the sample's CPU seconds
+per epoch against ``baseline``'s, as ``bench_training`` measures the objectives; the GPU is assumed to
+keep the CPU's ratios, which overstates token work a GPU does in parallel);
+smoothing ``images x (n0 + n) / noisy samples per second``; an attack ``overhead + passes x latency +
+(forward images + 2 x backward images) / forward rate``. Certificates run on the CPU (their rules
+declare no GPU but ``R_0`` / ``R_2``, which take seconds): the sample's CPU seconds per image times the
+plan's images, on the cores beside the GPU, reported apart. Not projected: data, vocabularies, reports.
+Writes benchmarks/out/project_gpu.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import nnls
+
+from tokencert.certificates import CERTIFICATES
+from tokencert.config.params import load_params
+from tokencert.config.plan import Plan, resolve_plan
+from tokencert.config.recipes import BASELINE, Recipe
+from tokencert.io import write_json, write_text
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+RATES: dict[str, dict[str, Any]] = {
+    # training images per second of a standard epoch: MNIST CNN 1.3-1.6 s per 60,000 images, CIFAR-10
+    # ResNet-18 3.6-4.4 s per 50,000 (README "GPU workstation", the H200 run of 2026-11-26; the slower end)
+    # noisy samples per second (forward): bench_smoothing on the H200 (MNIST pixels 2.48 M/s, tokens K = 256
+    # 1.54 M/s; ResNet-18 fp32 138,000/s)
+    "mnist": {"test_images": 10000, "epoch_s": 1.6, "forward_per_s": 2.48e6,
+              "token_forward_per_s": 1.54e6},
+    "cifar10": {"test_images": 10000, "epoch_s": 4.4, "forward_per_s": 1.38e5,
+                "token_forward_per_s": 1.38e5},
+}
+"""The GPU's rates per dataset (its network: the study's CNN on MNIST, ResNet-18 on CIFAR-10)."""
+
+MEASURED: dict[str, dict[tuple[str, str], float]] = {
+    # seconds per attack job on the H200, 1,000 images, the paper's 10 eps and attack settings (README "GPU
+    # workstation"; benchmarks/gpu_paper_jobs.sh on classifiers trained one epoch; "~": read from a progress
+    # bar). Square is left out (timed one eps at a time, before it was batched over the eps grid), and so is
+    # CIFAR-10's tokenflip (192 patches per image, the sample's 49).
+    "mnist": {("baseline", "pgd"): 26.0, ("baseline", "apgd-ce"): 10.0, ("discrete-gauss", "sspgd"): 155.0,
+              ("discrete-gauss", "bpda"): 37.0, ("discrete-gauss", "tokenflip"): 53.0},
+    "cifar10": {("baseline", "pgd"): 70.0, ("baseline", "apgd-ce"): 16.0, ("discrete-gauss", "bpda"): 67.0},
+}
+"""Attack jobs timed on the GPU, per dataset: what its per-pass latency is fitted to."""
+
+MEASURED_IMAGES = 1000
+OVERHEAD_S = 5.0  # a job's start on the GPU: Python, torch, CUDA context, loading (not fitted: too few jobs)
+BACKWARD_COST = 2.0  # a backward image costs twice a forward one (the usual rule; not measured separately)
+LOOP_IMAGES = {"tokenflip": 1, "tokensearch": 50}  # attacks that loop over images, this many at a time
+"""Images per network pass of the attacks that do not batch every image (``tokenflip``: one by one;
+``tokensearch``: ``tokencert.flipsearch.adversarial.SearchSettings.batch``)."""
+
+
+def attack_summaries(sample: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The sample's MNIST attack summaries by (classifier, attack)."""
+    return {(p.parent.name, p.stem): json.loads(p.read_text())
+            for p in sorted((sample / "mnist" / "attacks").glob("*/*.json")) if p.stem != "worst"}
+
+
+def certificate_summaries(sample: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The sample's MNIST certificate summaries by (folder, classifier)."""
+    return {(cert.folder, p.stem): json.loads(p.read_text()) for cert in CERTIFICATES.values()
+            for p in sorted((sample / "mnist" / cert.folder).glob("*.json"))}
+
+
+def work_of(summary: dict[str, Any]) -> tuple[float, float, float, float]:
+    """(forward images, backward images) per sampled image, the network passes, and the sampled images."""
+    w, n = summary["work"], summary["n_images"]
+    passes = w.get("forward_calls", 0) + w.get("backward_calls", 0)
+    return w["forward_images"] / n, w["backward_images"] / n, passes, n
+
+
+def scaled_passes(attack: str, passes: float, sampled: int, images: int) -> float:
+    """A job's network passes at ``images`` from the sample's at ``sampled``: the same for an attack that
+    batches every image, in proportion to the loops for one that does not (:data:`LOOP_IMAGES`)."""
+    step = LOOP_IMAGES.get(attack)
+    return passes if step is None else passes * math.ceil(images / step) / math.ceil(sampled / step)
+
+
+def attack_seconds(work: tuple[float, float, float, float], attack: str, images: int, latency: float,
+                   forward_per_s: float) -> float:
+    """An attack job's GPU seconds: start, passes x latency, images through the network (backward at
+    :data:`BACKWARD_COST` forward ones)."""
+    f, b, passes, n = work
+    return (OVERHEAD_S + scaled_passes(attack, passes, int(n), images) * latency
+            + images * (f + BACKWARD_COST * b) / forward_per_s)
+
+
+def fit_latency(attacks: dict[tuple[str, str], dict[str, Any]], dataset: str) -> dict[str, Any]:
+    """``dataset``'s per-pass latency, least squares (non-negative) over its GPU-timed attack jobs
+    (:data:`MEASURED`) with the sample's work for them, and each job's fitted time."""
+    jobs = {key: work_of(attacks[key]) for key in MEASURED[dataset] if key in attacks}
+    if not jobs:
+        raise SystemExit(f"the sample has none of the GPU-timed attack jobs {sorted(MEASURED[dataset])}")
+    rate = RATES[dataset]["forward_per_s"]
+    fixed = {key: attack_seconds(w, key[1], MEASURED_IMAGES, 0.0, rate) for key, w in jobs.items()}
+    passes = np.array([[scaled_passes(key[1], w[2], int(w[3]), MEASURED_IMAGES)] for key, w in jobs.items()])
+    (latency,), _ = nnls(passes, np.array([MEASURED[dataset][key] - fixed[key] for key in jobs]))
+    fitted = {f"{m} / {a}": {"measured_s": MEASURED[dataset][(m, a)],
+                             "fitted_s": attack_seconds(w, a, MEASURED_IMAGES, latency, rate)}
+              for (m, a), w in jobs.items()}
+    return {"latency_s": float(latency), "jobs": fitted}
+
+
+def training_seconds(sample: Path) -> dict[str, float]:
+    """Seconds per epoch of each sampled classifier's training (``final.json``: ``train_seconds``, the
+    loop alone, and the epochs)."""
+    out = {}
+    for path in sorted((sample / "mnist" / "models").glob("*/final.json")):
+        final = json.loads(path.read_text())
+        out[path.parent.name] = final["train_seconds"] / final["settings"]["epochs"]
+    if BASELINE not in out:
+        raise SystemExit(f"no sampled {BASELINE} training in {sample / 'mnist' / 'models'}")
+    return out
+
+
+def alike(sampled: dict[str, Recipe], values: dict[str, Any], recipe: Recipe) -> list[Any]:
+    """What the sample measured for ``recipe``: its own classifier's, else those of the sampled classifiers
+    with the same objective and input kind, else with the same input kind (the caller takes the median)."""
+    if recipe.name in values:
+        return [values[recipe.name]]
+    token = recipe.vocab is not None
+    for same in (lambda r: r.kind == recipe.kind and (r.vocab is not None) == token,
+                 lambda r: (r.vocab is not None) == token):
+        found = [v for m, v in values.items() if m in sampled and same(sampled[m])]
+        if found:
+            return found
+    return []
+
+
+def median_work(works: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
+    """Element-wise median of (forward, backward, passes, sampled images)."""
+    return tuple(statistics.median(w[i] for w in works) for i in range(4))  # type: ignore[return-value]
+
+
+def project(plan: Plan, sample_plan: Plan, sample: Path) -> dict[str, Any]:
+    """GPU and CPU seconds of every job of ``plan`` by stage and dataset, from the ``sample`` run of
+    ``sample_plan`` (MNIST)."""
+    sampled = sample_plan.datasets["mnist"].recipes
+    attacks = attack_summaries(sample)
+    certs = certificate_summaries(sample)
+    latency = {d: fit_latency(attacks, d) for d in plan.datasets if d in MEASURED}
+    per_epoch = training_seconds(sample)
+    factors = {m: v / per_epoch[BASELINE] for m, v in per_epoch.items()}  # against standard pixel training
+    gpu: dict[str, float] = defaultdict(float)
+    cpu: dict[str, float] = defaultdict(float)
+    missing: list[str] = []
+    n_attacked = int(plan.config["attacks"]["n_images"])
+    for d, dplan in plan.datasets.items():
+        rates = RATES.get(d) or RATES["mnist"]
+        pass_s = (latency.get(d) or latency["mnist"])["latency_s"]
+        for name, recipe in dplan.recipes.items():
+            if recipe.external is None:
+                epochs = int({**dplan.training, **recipe.training}["epochs"])
+                factor = statistics.median(alike(sampled, factors, recipe) or [1.0])
+                gpu[f"{d} training"] += epochs * rates["epoch_s"] * factor
+        smoothing = dplan.smoothing
+        images = math.ceil(rates["test_images"] / int(smoothing.get("every", 1)))
+        for name, _ in dplan.smoothed:
+            per_s = rates["token_forward_per_s" if dplan.recipes[name].vocab else "forward_per_s"]
+            gpu[f"{d} smoothing"] += images * (int(smoothing["n0"]) + int(smoothing["n"])) / per_s
+        for model, attack in plan.attacked:
+            if model not in dplan.recipes:
+                continue
+            works = alike(sampled, {m: work_of(s) for (m, a), s in attacks.items() if a == attack},
+                          dplan.recipes[model])
+            if not works:
+                missing.append(f"{d}/{model}/{attack}")
+                continue
+            gpu[f"{d} attacks"] += attack_seconds(median_work(works), attack, n_attacked, pass_s,
+                                                  rates["forward_per_s"])
+        for cert in CERTIFICATES.values():
+            seconds = {m: s["seconds_per_image"] for (folder, m), s in certs.items() if folder == cert.folder}
+            for model in plan.certified_models(d, cert):
+                found = alike(sampled, seconds, dplan.recipes[model])
+                if not found:
+                    missing.append(f"{d}/{cert.folder}/{model}")
+                    continue
+                count = cert.settings(plan.config, model).get("n_images") or rates["test_images"]
+                patches = 1.0 if d == "mnist" else 192 / 49  # CIFAR-10: 4x the token patches (a stated guess)
+                cpu[f"{d} certificates ({cert.name})"] += statistics.median(found) * int(count) * patches
+    return {"gpu_s": dict(gpu), "cpu_s": dict(cpu), "latency": latency, "training_factors": factors,
+            "not_sampled": missing}
+
+
+def markdown(result: dict[str, Any], configs: list[str]) -> str:
+    """The projection as a table."""
+    lines = [f"Projected on one GPU (H200 rates), {' + '.join(configs)}:", "", "| stage | GPU hours |", "|---|---:|"]
+    lines += [f"| {k} | {v / 3600:.2f} |" for k, v in sorted(result["gpu_s"].items())]
+    lines += [f"| **total on the GPU** | **{sum(result['gpu_s'].values()) / 3600:.2f}** |", "",
+              "| CPU beside the GPU | CPU hours |", "|---|---:|"]
+    lines += [f"| {k} | {v / 3600:.2f} |" for k, v in sorted(result["cpu_s"].items())]
+    for d, fit in result["latency"].items():
+        lines += ["", f"{d}: {fit['latency_s'] * 1e3:.2f} ms per network pass, fitted to the GPU-timed jobs "
+                  f"({OVERHEAD_S:g} s per job, backward images at {BACKWARD_COST:g} forward ones):", "",
+                  "| job (1,000 images) | measured s | fitted s |", "|---|---:|---:|"]
+        lines += [f"| {k} | {v['measured_s']:.0f} | {v['fitted_s']:.0f} |" for k, v in fit["jobs"].items()]
+    if result["not_sampled"]:
+        lines += ["", f"Not sampled, counted as nothing: {', '.join(result['not_sampled'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=Path, required=True, help="results/ of the sample run")
+    parser.add_argument("--configfile", nargs="*", default=["config/paper.yaml"], help="the plan projected")
+    parser.add_argument("--sample-configfile", nargs="*", default=["config/paper.yaml", "benchmarks/paper_sample.yaml"],
+                        help="the plan the sample ran")
+    args = parser.parse_args()
+    plan, sample_plan = (resolve_plan(load_params(ROOT / "params.yaml", *(ROOT / c for c in files)))
+                         for files in (args.configfile, args.sample_configfile))
+    result = project(plan, sample_plan, args.sample)
+    out = HERE / "out"
+    write_json(out / "project_gpu.json", {"configs": args.configfile, **result})
+    text = markdown(result, args.configfile)
+    write_text(out / "project_gpu.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
