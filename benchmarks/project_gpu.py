@@ -18,15 +18,17 @@ the same plan and the GPU's measured rates.
    MNIST's work per image at CIFAR-10's rates, an assumption (192 token patches per image instead of 49),
    and another config's classifier (``--configfile config/frontier.yaml``) that of its kind in the paper's.
 3. The GPU (:data:`RATES`, measured on one NVIDIA H200, each with its source): training epochs and
-   noisy samples per second from the device run of 2026-11-26; each dataset's per-pass latency is fitted
-   (non-negative least squares) to the attack jobs timed on that device (:data:`MEASURED`), with the
-   sample's work for the same jobs (MNIST's for CIFAR-10's); each timed job's fitted time is printed.
+   noisy samples per second from the device run of 2026-11-26; a per-pass latency per dataset and input
+   kind (pixel, token) is fitted (non-negative least squares) to the attack jobs timed on that device
+   (:data:`MEASURED`), with the sample's work for the same jobs (MNIST's for CIFAR-10's); each timed job's
+   modelled time is printed beside the measured one, and their ratio calibrates that attack on the
+   dataset's classifiers of the same input kind (a timed job projects to its measured time).
 
 Per job: training ``epochs x seconds per standard epoch x factor`` (the factor: the sample's CPU seconds
 per epoch against ``baseline``'s, as ``bench_training`` measures the objectives; the GPU is assumed to
 keep the CPU's ratios, which overstates token work a GPU does in parallel);
-smoothing ``images x (n0 + n) / noisy samples per second``; an attack ``overhead + passes x latency +
-(forward images + 2 x backward images) / forward rate``. Certificates run on the CPU (their rules
+smoothing ``images x (n0 + n) / noisy samples per second``; an attack ``(overhead + passes x latency +
+(forward images + 2 x backward images) / forward rate) x calibration``. Certificates run on the CPU (their rules
 declare no GPU but ``R_0`` / ``R_2``, which take seconds): the sample's CPU seconds per image times the
 plan's images, on the cores beside the GPU, reported apart. Not projected: data, vocabularies, reports.
 Writes benchmarks/out/project_gpu.{json,md}.
@@ -69,13 +71,14 @@ RATES: dict[str, dict[str, Any]] = {
 MEASURED: dict[str, dict[tuple[str, str], float]] = {
     # seconds per attack job on the H200, 1,000 images, the paper's 10 eps and attack settings (README "GPU
     # workstation"; benchmarks/gpu_paper_jobs.sh on classifiers trained one epoch; "~": read from a progress
-    # bar). Square is left out (timed one eps at a time, before it was batched over the eps grid), and so is
-    # CIFAR-10's tokenflip (192 patches per image, the sample's 49).
+    # bar). Square is left out (timed one eps at a time, before it was batched over the eps grid).
     "mnist": {("baseline", "pgd"): 26.0, ("baseline", "apgd-ce"): 10.0, ("discrete-gauss", "sspgd"): 155.0,
               ("discrete-gauss", "bpda"): 37.0, ("discrete-gauss", "tokenflip"): 53.0},
-    "cifar10": {("baseline", "pgd"): 70.0, ("baseline", "apgd-ce"): 16.0, ("discrete-gauss", "bpda"): 67.0},
+    "cifar10": {("baseline", "pgd"): 70.0, ("baseline", "apgd-ce"): 16.0, ("discrete-gauss", "bpda"): 67.0,
+                ("discrete-gauss", "tokenflip"): 650.0},  # tokenflip: ~1.5 images/s, 192 patches per image
 }
-"""Attack jobs timed on the GPU, per dataset: what its per-pass latency is fitted to."""
+"""Attack jobs timed on the GPU, per dataset: what its per-pass latencies are fitted to, and what calibrates
+the projection of the same attack on the dataset's classifiers of the same input kind."""
 
 MEASURED_IMAGES = 1000
 OVERHEAD_S = 5.0  # a job's start on the GPU: Python, torch, CUDA context, loading (not fitted: too few jobs)
@@ -120,20 +123,51 @@ def attack_seconds(work: tuple[float, float, float, float], attack: str, images:
             + images * (f + BACKWARD_COST * b) / forward_per_s)
 
 
-def fit_latency(attacks: dict[tuple[str, str], dict[str, Any]], dataset: str) -> dict[str, Any]:
-    """``dataset``'s per-pass latency, least squares (non-negative) over its GPU-timed attack jobs
-    (:data:`MEASURED`) with the sample's work for them, and each job's fitted time."""
-    jobs = {key: work_of(attacks[key]) for key in MEASURED[dataset] if key in attacks}
-    if not jobs:
+def kind_of(recipe: Recipe) -> str:
+    """A classifier's input kind: ``token`` (it sees a tokenized image) or ``pixel``."""
+    return "pixel" if recipe.vocab is None else "token"
+
+
+def fit_latency(attacks: dict[tuple[str, str], dict[str, Any]], dataset: str,
+                recipes: dict[str, Recipe]) -> dict[str, Any]:
+    """``dataset``'s per-pass latency per input kind: least squares (non-negative) over its GPU-timed attack
+    jobs (:data:`MEASURED`) on classifiers of that kind, with the sample's work for them, leaving out the
+    attacks that loop over images (:data:`LOOP_IMAGES`: their passes carry per-image host work); a kind
+    without such a job takes the other's. Each timed job's modelled time and its calibration, measured /
+    modelled, which :func:`job_seconds` applies to the same attack on the dataset's classifiers of that kind."""
+    timed = {key: work_of(attacks[key]) for key in MEASURED[dataset] if key in attacks}
+    if not timed:
         raise SystemExit(f"the sample has none of the GPU-timed attack jobs {sorted(MEASURED[dataset])}")
     rate = RATES[dataset]["forward_per_s"]
-    fixed = {key: attack_seconds(w, key[1], MEASURED_IMAGES, 0.0, rate) for key, w in jobs.items()}
-    passes = np.array([[scaled_passes(key[1], w[2], int(w[3]), MEASURED_IMAGES)] for key, w in jobs.items()])
-    (latency,), _ = nnls(passes, np.array([MEASURED[dataset][key] - fixed[key] for key in jobs]))
-    fitted = {f"{m} / {a}": {"measured_s": MEASURED[dataset][(m, a)],
-                             "fitted_s": attack_seconds(w, a, MEASURED_IMAGES, latency, rate)}
-              for (m, a), w in jobs.items()}
-    return {"latency_s": float(latency), "jobs": fitted}
+    latency: dict[str, float] = {}
+    for kind in ("pixel", "token"):
+        jobs = {key: w for key, w in timed.items() if kind_of(recipes[key[0]]) == kind and key[1] not in LOOP_IMAGES}
+        if jobs:
+            passes = np.array([[scaled_passes(a, w[2], int(w[3]), MEASURED_IMAGES)] for (_, a), w in jobs.items()])
+            rest = [MEASURED[dataset][key] - attack_seconds(w, key[1], MEASURED_IMAGES, 0.0, rate)
+                    for key, w in jobs.items()]
+            latency[kind] = float(nnls(passes, np.array(rest))[0][0])
+    if not latency:
+        raise SystemExit(f"{dataset}: only attacks that loop over images were timed on the GPU")
+    for kind in ("pixel", "token"):
+        latency.setdefault(kind, next(iter(latency.values())))
+    jobs_out = {}
+    for (m, a), w in timed.items():
+        kind = kind_of(recipes[m])
+        modelled = attack_seconds(w, a, MEASURED_IMAGES, latency[kind], rate)
+        jobs_out[f"{m} / {a}"] = {"attack": a, "kind": kind, "measured_s": MEASURED[dataset][(m, a)],
+                                  "modelled_s": modelled, "calibration": MEASURED[dataset][(m, a)] / modelled}
+    return {"latency_s": latency, "jobs": jobs_out}
+
+
+def job_seconds(fit: dict[str, Any], work: tuple[float, float, float, float], attack: str, kind: str,
+                images: int, forward_per_s: float) -> float:
+    """An attack job's GPU seconds on a classifier of input ``kind``: the model at the kind's latency,
+    times the calibration of the same attack and kind where the GPU timed one (so a timed job's own
+    classifier gets its measured time, another its share by work)."""
+    calibration = {(j["attack"], j["kind"]): j["calibration"] for j in fit["jobs"].values()}
+    return (attack_seconds(work, attack, images, fit["latency_s"][kind], forward_per_s)
+            * calibration.get((attack, kind), 1.0))
 
 
 def training_seconds(sample: Path) -> dict[str, float]:
@@ -167,22 +201,33 @@ def median_work(works: list[tuple[float, float, float, float]]) -> tuple[float, 
     return tuple(statistics.median(w[i] for w in works) for i in range(4))  # type: ignore[return-value]
 
 
+def settings_differ(plan: Plan, sample_plan: Plan, section: str) -> list[str]:
+    """The keys of a params ``section`` (``attacks``, a certificate's) but the image counts and per-classifier
+    lists in which ``plan`` differs from the sample's: that stage's work cannot be read from the sample."""
+    ours, theirs = (dict(p.config.get(section) or {}) for p in (plan, sample_plan))
+    return sorted(k for k in set(ours) | set(theirs)
+                  if k not in ("n_images", "models") and ours.get(k) != theirs.get(k))
+
+
 def project(plan: Plan, sample_plan: Plan, sample: Path) -> dict[str, Any]:
     """GPU and CPU seconds of every job of ``plan`` by stage and dataset, from the ``sample`` run of
     ``sample_plan`` (MNIST)."""
     sampled = sample_plan.datasets["mnist"].recipes
     attacks = attack_summaries(sample)
     certs = certificate_summaries(sample)
-    latency = {d: fit_latency(attacks, d) for d in plan.datasets if d in MEASURED}
+    fits = {d: fit_latency(attacks, d, sampled) for d in plan.datasets if d in MEASURED}
     per_epoch = training_seconds(sample)
     factors = {m: v / per_epoch[BASELINE] for m, v in per_epoch.items()}  # against standard pixel training
     gpu: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)
+    by_attack: dict[str, float] = defaultdict(float)
     missing: list[str] = []
     n_attacked = int(plan.config["attacks"]["n_images"])
+    differ = {section: keys for section in ["attacks", *(c.folder for c in CERTIFICATES.values())]
+              if (keys := settings_differ(plan, sample_plan, section))}
     for d, dplan in plan.datasets.items():
         rates = RATES.get(d) or RATES["mnist"]
-        pass_s = (latency.get(d) or latency["mnist"])["latency_s"]
+        fit = fits.get(d) or fits["mnist"]
         for name, recipe in dplan.recipes.items():
             if recipe.external is None:
                 epochs = int({**dplan.training, **recipe.training}["epochs"])
@@ -193,7 +238,7 @@ def project(plan: Plan, sample_plan: Plan, sample: Path) -> dict[str, Any]:
         for name, _ in dplan.smoothed:
             per_s = rates["token_forward_per_s" if dplan.recipes[name].vocab else "forward_per_s"]
             gpu[f"{d} smoothing"] += images * (int(smoothing["n0"]) + int(smoothing["n"])) / per_s
-        for model, attack in plan.attacked:
+        for model, attack in [] if "attacks" in differ else plan.attacked:
             if model not in dplan.recipes:
                 continue
             works = alike(sampled, {m: work_of(s) for (m, a), s in attacks.items() if a == attack},
@@ -201,9 +246,11 @@ def project(plan: Plan, sample_plan: Plan, sample: Path) -> dict[str, Any]:
             if not works:
                 missing.append(f"{d}/{model}/{attack}")
                 continue
-            gpu[f"{d} attacks"] += attack_seconds(median_work(works), attack, n_attacked, pass_s,
-                                                  rates["forward_per_s"])
-        for cert in CERTIFICATES.values():
+            seconds = job_seconds(fit, median_work(works), attack, kind_of(dplan.recipes[model]), n_attacked,
+                                  rates["forward_per_s"])
+            gpu[f"{d} attacks"] += seconds
+            by_attack[f"{d} {attack}"] += seconds
+        for cert in (c for c in CERTIFICATES.values() if c.folder not in differ):
             seconds = {m: s["seconds_per_image"] for (folder, m), s in certs.items() if folder == cert.folder}
             for model in plan.certified_models(d, cert):
                 found = alike(sampled, seconds, dplan.recipes[model])
@@ -213,8 +260,9 @@ def project(plan: Plan, sample_plan: Plan, sample: Path) -> dict[str, Any]:
                 count = cert.settings(plan.config, model).get("n_images") or rates["test_images"]
                 patches = 1.0 if d == "mnist" else 192 / 49  # CIFAR-10: 4x the token patches (a stated guess)
                 cpu[f"{d} certificates ({cert.name})"] += statistics.median(found) * int(count) * patches
-    return {"gpu_s": dict(gpu), "cpu_s": dict(cpu), "latency": latency, "training_factors": factors,
-            "not_sampled": missing}
+    return {"gpu_s": dict(gpu), "cpu_s": dict(cpu), "attacks_s": dict(by_attack), "latency": fits,
+            "training_factors": factors,
+            "not_sampled": missing, "not_projected": differ}
 
 
 def markdown(result: dict[str, Any], configs: list[str]) -> str:
@@ -224,11 +272,19 @@ def markdown(result: dict[str, Any], configs: list[str]) -> str:
     lines += [f"| **total on the GPU** | **{sum(result['gpu_s'].values()) / 3600:.2f}** |", "",
               "| CPU beside the GPU | CPU hours |", "|---|---:|"]
     lines += [f"| {k} | {v / 3600:.2f} |" for k, v in sorted(result["cpu_s"].items())]
+    if result["attacks_s"]:
+        lines += ["", "| attacks | GPU hours |", "|---|---:|"]
+        lines += [f"| {k} | {v / 3600:.2f} |" for k, v in sorted(result["attacks_s"].items(), key=lambda kv: -kv[1])]
     for d, fit in result["latency"].items():
-        lines += ["", f"{d}: {fit['latency_s'] * 1e3:.2f} ms per network pass, fitted to the GPU-timed jobs "
-                  f"({OVERHEAD_S:g} s per job, backward images at {BACKWARD_COST:g} forward ones):", "",
-                  "| job (1,000 images) | measured s | fitted s |", "|---|---:|---:|"]
-        lines += [f"| {k} | {v['measured_s']:.0f} | {v['fitted_s']:.0f} |" for k, v in fit["jobs"].items()]
+        per_kind = ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in fit["latency_s"].items())
+        lines += ["", f"{d}: per network pass {per_kind}, fitted to the GPU-timed jobs ({OVERHEAD_S:g} s per job, "
+                  f"backward images at {BACKWARD_COST:g} forward ones); each timed job calibrates its attack:", "",
+                  "| job (1,000 images) | input | measured s | modelled s | calibration |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {k} | {v['kind']} | {v['measured_s']:.0f} | {v['modelled_s']:.0f} | {v['calibration']:.2f} |"
+                  for k, v in fit["jobs"].items()]
+    if result["not_projected"]:
+        lines += ["", "Not projected, the sample ran other settings: " + "; ".join(
+            f"{section} ({', '.join(keys)})" for section, keys in result["not_projected"].items())]
     if result["not_sampled"]:
         lines += ["", f"Not sampled, counted as nothing: {', '.join(result['not_sampled'])}"]
     return "\n".join(lines) + "\n"
