@@ -187,9 +187,8 @@ def alike(sampled: dict[str, Recipe], values: dict[str, Any], recipe: Recipe) ->
     with the same objective and input kind, else with the same input kind (the caller takes the median)."""
     if recipe.name in values:
         return [values[recipe.name]]
-    token = recipe.vocab is not None
-    for same in (lambda r: r.kind == recipe.kind and (r.vocab is not None) == token,
-                 lambda r: (r.vocab is not None) == token):
+    kind = kind_of(recipe)
+    for same in (lambda r: r.kind == recipe.kind and kind_of(r) == kind, lambda r: kind_of(r) == kind):
         found = [v for m, v in values.items() if m in sampled and same(sampled[m])]
         if found:
             return found
@@ -236,7 +235,7 @@ def project(plan: Plan, sample_plan: Plan, sample: Path) -> dict[str, Any]:
         smoothing = dplan.smoothing
         images = math.ceil(rates["test_images"] / int(smoothing.get("every", 1)))
         for name, _ in dplan.smoothed:
-            per_s = rates["token_forward_per_s" if dplan.recipes[name].vocab else "forward_per_s"]
+            per_s = rates["token_forward_per_s" if kind_of(dplan.recipes[name]) == "token" else "forward_per_s"]
             gpu[f"{d} smoothing"] += images * (int(smoothing["n0"]) + int(smoothing["n"])) / per_s
         for model, attack in [] if "attacks" in differ else plan.attacked:
             if model not in dplan.recipes:
@@ -250,6 +249,7 @@ def project(plan: Plan, sample_plan: Plan, sample: Path) -> dict[str, Any]:
                                   rates["forward_per_s"])
             gpu[f"{d} attacks"] += seconds
             by_attack[f"{d} {attack}"] += seconds
+        patches = 1.0 if d == "mnist" else 192 / 49  # CIFAR-10: 4x the token patches (a stated guess)
         for cert in (c for c in CERTIFICATES.values() if c.folder not in differ):
             seconds = {m: s["seconds_per_image"] for (folder, m), s in certs.items() if folder == cert.folder}
             for model in plan.certified_models(d, cert):
@@ -258,7 +258,6 @@ def project(plan: Plan, sample_plan: Plan, sample: Path) -> dict[str, Any]:
                     missing.append(f"{d}/{cert.folder}/{model}")
                     continue
                 count = cert.settings(plan.config, model).get("n_images") or rates["test_images"]
-                patches = 1.0 if d == "mnist" else 192 / 49  # CIFAR-10: 4x the token patches (a stated guess)
                 cpu[f"{d} certificates ({cert.name})"] += statistics.median(found) * int(count) * patches
     return {"gpu_s": dict(gpu), "cpu_s": dict(cpu), "attacks_s": dict(by_attack), "latency": fits,
             "training_factors": factors,

@@ -147,8 +147,10 @@ def metrics(results: list[DatasetResults], plan: Plan) -> dict[str, dict[str, fl
                         m[f"landscape/{key}/{model}@{r:.3g}"] = value
             for r, verified in zip(n["radii"], n["verified"], strict=True):
                 if verified is not None:  # the complete verifier's range on its images
-                    m[f"landscape/verified/{model}@{r:.3g}"], m[f"landscape/verified_upper/{model}@{r:.3g}"], \
-                        m[f"landscape/verified_images/{model}"] = verified
+                    low, high, images = verified
+                    m[f"landscape/verified/{model}@{r:.3g}"] = low
+                    m[f"landscape/verified_upper/{model}@{r:.3g}"] = high
+                    m[f"landscape/verified_images/{model}"] = images
             if n["bracket_ratio"] is not None:
                 m[f"landscape/bracket/{model}"] = n["bracket_ratio"]
             if n["closed_share"] is not None:
