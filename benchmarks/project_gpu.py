@@ -76,7 +76,8 @@ MEASURED: dict[str, dict[tuple[str, str], float]] = {
               ("discrete-gauss", "bpda"): 37.0, ("discrete-gauss", "tokenflip"): 53.0},
     "cifar10": {("baseline", "pgd"): 70.0, ("baseline", "apgd-ce"): 16.0, ("discrete-gauss", "bpda"): 67.0,
                 ("discrete-gauss", "tokenflip"): 650.0},  # tokenflip: ~1.5 images/s, 192 patches per image
-}
+}  # tokenflip was timed (and sampled) one image at a time, its geometry on the CPU: an upper bound since it steps
+#    a chunk of images together on their device (benchmarks/bench_tokenflip.py)
 """Attack jobs timed on the GPU, per dataset: what its per-pass latencies are fitted to, and what calibrates
 the projection of the same attack on the dataset's classifiers of the same input kind."""
 
@@ -84,8 +85,9 @@ MEASURED_IMAGES = 1000
 OVERHEAD_S = 5.0  # a job's start on the GPU: Python, torch, CUDA context, loading (not fitted: too few jobs)
 BACKWARD_COST = 2.0  # a backward image costs twice a forward one (the usual rule; not measured separately)
 LOOP_IMAGES = {"tokenflip": 1, "tokensearch": 50}  # attacks that loop over images, this many at a time
-"""Images per network pass of the attacks that do not batch every image (``tokenflip``: one by one;
-``tokensearch``: ``tokencert.flipsearch.adversarial.SearchSettings.batch``)."""
+"""Images per network pass of the attacks that do not batch every image (``tokenflip``: one by one in the sample
+of 2026-12-04, before it stepped chunks of images together; ``tokensearch``:
+``tokencert.flipsearch.adversarial.SearchSettings.batch``)."""
 
 
 def attack_summaries(sample: Path) -> dict[tuple[str, str], dict[str, Any]]:

@@ -189,6 +189,34 @@ def test_tokenflip_skips_duplicate_tokens():
     assert torch.isfinite(adv).all() and torch.isfinite(found).sum() >= 6
 
 
+def rgb_token_classifier(mode: str) -> tuple[DiscreteClassifier, torch.Tensor, torch.Tensor]:
+    """A random 3-channel token classifier (8x8 images, 4x4 patches) and images it labels itself."""
+    gen = torch.Generator().manual_seed(3)
+    shape = (3, 6, 16) if mode == "per_channel_separate" else ((6, 48) if mode == "joint" else (6, 16))
+    vocab = Vocabulary(torch.rand(*shape, generator=gen, dtype=torch.float64), 4, mode, 3, 8, {"name": "rgb"})
+    torch.manual_seed(3)
+    model = DiscreteClassifier(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 4)), vocab).eval()
+    x = torch.rand(24, 3, 8, 8, generator=gen)
+    return model, x, model(x).argmax(1)
+
+
+@pytest.mark.parametrize("mode", ["joint", "per_channel", "per_channel_separate"])
+def test_tokenflip_images_step_as_they_would_alone(mode, monkeypatch):
+    """All images of a chunk step together: each one's flips, norm and image are those it finds alone (chunks of
+    one image), in every vocabulary mode and in normalized units."""
+    import tokencert.attacks.tokenflip as module
+    model, x, y = rgb_token_classifier(mode)
+    scale = torch.tensor([0.2, 0.25, 0.3])
+    together = tokenflip(model, x, y, max_eps=6.0, max_flips=12, candidates=16, scale=scale)
+    monkeypatch.setattr(module, "ELEMENTS", 1)
+    alone = tokenflip(model, x, y, max_eps=6.0, max_flips=12, candidates=16, scale=scale)
+    assert torch.equal(together[0], alone[0])  # the norms to float64 rounding (summed in batches of other sizes)
+    assert torch.allclose(together[1], alone[1], rtol=1e-12, atol=0.0)
+    fooled = torch.isfinite(together[1])
+    assert fooled.sum() >= 6 and (model(together[0][fooled]).argmax(1) != y[fooled]).all()
+    assert torch.allclose(norms(together[0][fooled] - x[fooled], scale).double(), together[1][fooled], rtol=1e-4)
+
+
 def test_transfer_and_square_and_worst_case(models):
     baseline, discrete, x, y = models
     eps = [0.0, 2.0]
