@@ -19,7 +19,7 @@ rule vocab:
         "benchmarks/rules/vocab/{dataset}/{vocab}.tsv"
     # 1 thread: two 1-thread jobs on 2 cores beat one 2-thread job (measured in rules/attack.smk)
     threads: 1
-    priority: 1  # every classifier waits for its vocabulary (few seconds each): build them first
+    priority: 4  # every classifier waits for its vocabulary (few seconds each): build them first (above training)
     resources:
         gpu=lambda w: int(PLAN.vocabularies[w.vocab]["kind"] == "learned"),
         mem_mb=8000,
