@@ -27,8 +27,9 @@ OVERSHOOT = 1e-4
 ELEMENTS = 1 << 22
 """Float64 elements of a chunk's largest tensors (its radii, its candidate images' patches): 32 MiB each."""
 FORWARD_BATCH = {"cpu": 64}
-"""Candidate images per forward pass, by device type: 64 on a CPU (ResNet-9 on CIFAR-10-shaped inputs: 1.4-1.5x
-faster than 512; benchmarks/bench_tokenflip.py); 1,024 elsewhere (a GPU's passes cost latency; not timed)."""
+"""Candidate images per forward pass, by device type: 64 on a CPU (1.5x faster than 512 with ResNet-9 on
+CIFAR-10-shaped inputs, 1.3-1.5x with the CNN on MNIST's; benchmarks/README.md); 1,024 elsewhere (a GPU's
+passes cost latency; not timed)."""
 
 
 def _logits(model: DiscreteClassifier, images: torch.Tensor) -> torch.Tensor:
