@@ -51,14 +51,14 @@ def _flips(radii: torch.Tensor, tables: torch.Tensor,
     return cost, order // radii.shape[2], order % radii.shape[2], assignment
 
 
-def _moved(patches: torch.Tensor, cost: torch.Tensor, patch: torch.Tensor, token: torch.Tensor,
-           assignment: torch.Tensor, tables: torch.Tensor, scale: torch.Tensor, vocab: Vocabulary,
-           image_size: int) -> torch.Tensor:
-    """Images (m x k x C x H x W) with patch ``patch`` moved a distance ``cost (1 + OVERSHOOT)`` towards token
-    ``token``'s side, clipped to [0,1] (rows of infinite cost: the image unchanged)."""
+def _moved(patches: torch.Tensor, cost: torch.Tensor, patch: torch.Tensor, token: torch.Tensor, own: torch.Tensor,
+           tables: torch.Tensor, scale: torch.Tensor, vocab: Vocabulary, image_size: int) -> torch.Tensor:
+    """Images (m x k x C x H x W) with patch ``patch`` moved a distance ``cost (1 + OVERSHOOT)`` from its own token
+    ``own`` (m x k x d) towards token ``token``'s side, clipped to [0,1] (rows of infinite cost: the image
+    unchanged)."""
     m, k = cost.shape
     rows = torch.arange(m, device=patches.device).unsqueeze(1)
-    w = tables[patch, token] - tables[patch, assignment[rows, patch]]
+    w = tables[patch, token] - own
     s = scale[patch]
     direction = s * s * w
     direction = direction / (direction / s).norm(dim=2, keepdim=True)
@@ -89,14 +89,14 @@ def _greedy(model: DiscreteClassifier, x0: torch.Tensor, y: torch.Tensor, max_ep
         patches, radii, tables = token_radii(current[idx], vocab, scale)
         tables = tables.to(x0.device)
         cost, patch, token, assignment = _flips(radii, tables, candidates)
-        trial = _moved(patches, cost, patch, token, assignment, tables,
-                       dim_scale(vocab, scale, *patches.shape[1:]).to(x0.device), vocab, x0.shape[-1])
         m, k = cost.shape
+        rows = torch.arange(m, device=x0.device).unsqueeze(1)
+        own = tables[patch, assignment[rows, patch]]  # each candidate's flipped patch's own token (m x k x d)
+        trial = _moved(patches, cost, patch, token, own, tables,
+                       dim_scale(vocab, scale, *patches.shape[1:]).to(x0.device), vocab, x0.shape[-1])
         flat = trial.flatten(0, 1)
         now = patchify(tokenize(flat, vocab)[0], vocab.patch_size, vocab.mode).view(m, k, *patches.shape[1:])
-        rows = torch.arange(m, device=x0.device).unsqueeze(1)
-        changed = (now[rows, torch.arange(k, device=x0.device), patch]
-                   != tables[patch, assignment[rows, patch]]).any(dim=2)
+        changed = (now[rows, torch.arange(k, device=x0.device), patch] != own).any(dim=2)
         size = norms(flat - origin[idx].repeat_interleave(k, 0), scale).view(m, k)
         valid = torch.isfinite(cost) & changed & (size <= max_eps)
         scores = torch.full((m, k), -torch.inf, dtype=loss.dtype, device=x0.device)
