@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..flips import dim_scale, own_tokens, token_radii
-from ..models import DiscreteClassifier
+from ..models import DiscreteClassifier, forward_batches
 from ..tokens import patchify, unpatchify
 from ..units import norms
 from ..vocab import Vocabulary, tokenize
@@ -26,15 +26,10 @@ from ..vocab import Vocabulary, tokenize
 OVERSHOOT = 1e-4
 ELEMENTS = 1 << 22
 """Float64 elements of a chunk's largest tensors (its radii, its candidate images' patches): 32 MiB each."""
-FORWARD_BATCH = {"cpu": 64}
-"""Candidate images per forward pass, by device type: 64 on a CPU (1.5x faster than 512 with ResNet-9 on
-CIFAR-10-shaped inputs, 1.3-1.5x with the CNN on MNIST's; benchmarks/README.md); 1,024 elsewhere (a GPU's
-passes cost latency; not timed)."""
 
 
 def _logits(model: DiscreteClassifier, images: torch.Tensor) -> torch.Tensor:
-    size = FORWARD_BATCH.get(images.device.type, 1024)
-    return torch.cat([model(images[i:i + size]) for i in range(0, images.shape[0], size)])
+    return torch.cat([model(images[rows]) for rows in forward_batches(images.shape[0], images.device)])
 
 
 def _flips(radii: torch.Tensor, tables: torch.Tensor,

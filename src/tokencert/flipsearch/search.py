@@ -15,21 +15,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models import logit_margin
+from ..models import forward_batches, logit_margin
 from ..tokens import patchify
 from ..vocab import Vocabulary
 from .candidates import Flips
-
-CHUNK = 1024  # token images per forward pass
 
 
 def margins(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``z_y - max_{k != y} z_k`` of the deployed network on token images (float64 out)."""
     param = next(net.parameters())
     out = []
-    for start in range(0, images.shape[0], CHUNK):
-        logits = net(images[start:start + CHUNK].to(device=param.device, dtype=param.dtype)).to(torch.float64).cpu()
-        out.append(logit_margin(logits, labels[start:start + CHUNK]))
+    for rows in forward_batches(images.shape[0], param.device):
+        logits = net(images[rows].to(device=param.device, dtype=param.dtype)).to(torch.float64).cpu()
+        out.append(logit_margin(logits, labels[rows]))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
@@ -37,11 +35,11 @@ def _gradients(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> to
     """The margin's gradient with respect to each token image (float64, the images' shape)."""
     param = next(net.parameters())
     out = []
-    for start in range(0, images.shape[0], CHUNK):
-        batch = images[start:start + CHUNK].to(device=param.device, dtype=param.dtype).requires_grad_(True)
+    for rows in forward_batches(images.shape[0], param.device):
+        batch = images[rows].to(device=param.device, dtype=param.dtype).requires_grad_(True)
         with torch.enable_grad():
             logits = net(batch)
-            margin = logit_margin(logits, labels[start:start + CHUNK].to(param.device))
+            margin = logit_margin(logits, labels[rows].to(param.device))
             (grad,) = torch.autograd.grad(margin.sum(), batch)
         out.append(grad.to(torch.float64).cpu())
     return torch.cat(out)
