@@ -124,6 +124,28 @@ def test_search_finds_what_greedy_single_flips_cannot() -> None:
     assert truth.closed.all() and (truth.lower <= found.norm).all()
 
 
+def test_searches_pass_their_images_in_forward_batches(monkeypatch) -> None:
+    """``forward_batches`` covers every row once, in order, sized by device; the search's margins and its result
+    are the same with one image per pass as with all of them in one."""
+    from tokencert import models
+    from tokencert.flipsearch.search import margins
+
+    cpu = torch.device("cpu")
+    assert models.forward_batches(130, cpu) == [slice(0, 64), slice(64, 128), slice(128, 192)]
+    assert models.forward_batches(0, cpu) == []
+    assert models.forward_batches(130, torch.device("meta")) == [slice(0, 1024)]
+    model, x, y = pair_problem()
+    gen = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(70, 1, 4, 4, generator=gen), torch.randint(0, 2, (70,), generator=gen)
+    settings = SearchSettings(beam=4, expand=4, per_patch=2)
+    whole, found = margins(model.net, images, labels), token_search(model, x, y, 4.0, settings=settings)
+    monkeypatch.setitem(models.FORWARD_BATCH, "cpu", 1)
+    assert torch.allclose(margins(model.net, images, labels), whole, rtol=1e-6, atol=1e-7)
+    assert (whole > 0).any() and (whole < 0).any()
+    alone = token_search(model, x, y, 4.0, settings=settings)
+    assert torch.equal(alone.images, found.images) and torch.equal(alone.norm, found.norm)
+
+
 def exhaustive_minimum(model: DiscreteClassifier, image: torch.Tensor, label: int) -> float:
     """The smallest adversarial norm by enumerating every token assignment with brute-force exact costs."""
     vocab = model.vocab

@@ -32,8 +32,9 @@ META_KEYS = (
 
 FORWARD_BATCH = {"cpu": 64}
 """Images per forward pass of the attacks' searches, by device type: 64 on a CPU, where a batch's activations
-stay in cache (tokensearch on the MNIST CNN 1.6x faster than with 1,024, tokenflip on ResNet-9 1.5x than with
-512; identical results; benchmarks/README.md); 1,024 elsewhere (a GPU's passes cost latency; not timed)."""
+stay in cache (tokensearch on the MNIST CNN 1.4-1.6x faster than with 1,024 on 100 images, tokenflip on ResNet-9
+1.5x than with 512; identical results; benchmarks/README.md); 1,024 elsewhere (a GPU's passes cost latency; not
+timed)."""
 
 
 def forward_batches(count: int, device: torch.device) -> list[slice]:
