@@ -22,14 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bench_certify import HERE
-from bench_tokenflip import problem
+from bench_tokenflip import problem, write_speedups
 
 import tokencert.models as models
 from tokencert.attacks.tokenflip import tokenflip
 from tokencert.evaluation import eval_set, load_model
 from tokencert.flipsearch import SearchSettings, token_search
-from tokencert.io import write_json, write_text
 from tokencert.runtime import use_threads
 
 
@@ -88,17 +86,9 @@ def main() -> None:
             model = load_model(model_path, vocab_path, Path(args.data).name, torch.device("cpu"))
             rows += compare(Path(model_path).parent.name, model, data.images, data.labels, args.rounds,
                             args.reference)
-    write_json(HERE / "out" / "bench_forward_batch.json", {"threads": args.threads, "rounds": args.rounds,
-                                                           "rows": rows})
-    lines = ["| classifier | attack | images | s/image | reference s/image | speed-up | identical |",
-             "|---|---|---:|---:|---:|---:|---|"]
-    lines += [f"| {r['classifier']} | {r['attack']} | {r['images']} | {r['s_per_image']:.3f} | "
-              f"{r['reference_s_per_image']:.3f} | {r['speedup']:.2f}x | {'yes' if r['identical'] else 'NO'} |"
-              for r in rows]
-    write_text(HERE / "out" / "bench_forward_batch.md", "\n".join(lines) + "\n")
-    if not all(r["identical"] for r in rows):
-        raise SystemExit("the two forward batch sizes gave different results")
-
+    write_speedups("bench_forward_batch", {"threads": args.threads, "rounds": args.rounds}, rows,
+                   {"classifier": "classifier", "attack": "attack", "images": "images"},
+                   f"{args.reference:,} per pass", "the two forward batch sizes gave different results")
 
 if __name__ == "__main__":
     main()

@@ -48,6 +48,22 @@ def problem(shape: str, network: str, images: int) -> tuple[DiscreteClassifier, 
     return model, x, model(x).argmax(1)
 
 
+def write_speedups(name: str, meta: dict, rows: list[dict], columns: dict[str, str], reference: str,
+                   failure: str) -> None:
+    """``benchmarks/out/<name>.{json,md}``: per row the ``columns`` (header -> key), seconds per image against the
+    ``reference``'s, the speed-up and whether the outputs were identical; exits with ``failure`` unless all were."""
+    write_json(HERE / "out" / f"{name}.json", {**meta, "rows": rows})
+    header = [*columns, "s/image", f"{reference}, s/image", "speed-up", "identical"]
+    align = ["---" if isinstance(rows[0][key], str) else "---:" for key in columns.values()] + ["---:"] * 3 + ["---"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join([*(str(r[key]) for key in columns.values()), f"{r['s_per_image']:.3f}",
+                                f"{r['reference_s_per_image']:.3f}", f"{r['speedup']:.2f}x",
+                                "yes" if r["identical"] else "NO"]) + " |" for r in rows]
+    write_text(HERE / "out" / f"{name}.md", "\n".join(lines) + "\n")
+    if not all(r["identical"] for r in rows):
+        raise SystemExit(failure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -77,16 +93,9 @@ def main() -> None:
                          "reference_s_per_image": statistics.median(times["one image"]) / args.images,
                          "speedup": ratio, "identical": same})
             print(rows[-1], flush=True)
-    write_json(HERE / "out" / "bench_tokenflip.json", {"threads": args.threads, "rounds": args.rounds, "rows": rows})
-    lines = ["| shape | network | images | fooled | s/image | one image at a time, s/image | speed-up | identical |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
-    lines += [f"| {r['shape']} | {r['network']} | {r['images']} | {r['found']} | {r['s_per_image']:.3f} | "
-              f"{r['reference_s_per_image']:.3f} | {r['speedup']:.2f}x | {'yes' if r['identical'] else 'NO'} |"
-              for r in rows]
-    write_text(HERE / "out" / "bench_tokenflip.md", "\n".join(lines) + "\n")
-    if not all(r["identical"] for r in rows):
-        raise SystemExit("the chunked attack and the one-image reference differ")
-
+    write_speedups("bench_tokenflip", {"threads": args.threads, "rounds": args.rounds}, rows,
+                   {"shape": "shape", "network": "network", "images": "images", "fooled": "found"},
+                   "one image at a time", "the chunked attack and the one-image reference differ")
 
 if __name__ == "__main__":
     main()
