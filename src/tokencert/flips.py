@@ -35,19 +35,20 @@ def token_radii(images: torch.Tensor, vocab: Vocabulary, scale: torch.Tensor | N
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Patches (N x P x d, float64) of N x C x H x W images in [0,1], their pairwise radii to every
     token (N x P x K, in the units of ``scale``, ``inf`` for the own token) and each patch's token
-    table (P x K x d)."""
+    table (P x K x d), all on the images' device."""
     c = images.shape[1]
     patches = patchify(images.to(torch.float64), vocab.patch_size, vocab.mode)
     n, num, d = patches.shape
     s = torch.ones(c, dtype=torch.float64) if scale is None else scale.to(device=images.device, dtype=torch.float64)
     if vocab.mode == "joint":
         radii = pairwise_radii(patches.reshape(-1, d), vocab.tokens, s.repeat_interleave(d // c)).view(n, num, -1)
-        return patches, radii, vocab.tokens.to(torch.float64).expand(num, -1, -1)
+        return patches, radii, vocab.tokens.to(device=images.device, dtype=torch.float64).expand(num, -1, -1)
     per = num // c
     groups = vocab.tables(per_channel=True)
     radii = torch.cat([pairwise_radii(patches[:, g * per:(g + 1) * per].reshape(-1, d), groups[g]).view(n, per, -1)
                        / s[g] for g in range(c)], dim=1)
-    return patches, radii, torch.cat([groups[g].to(torch.float64).expand(per, -1, -1) for g in range(c)])
+    return patches, radii, torch.cat([groups[g].to(device=images.device, dtype=torch.float64).expand(per, -1, -1)
+                                      for g in range(c)])
 
 
 def own_tokens(radii: torch.Tensor) -> torch.Tensor:

@@ -81,8 +81,7 @@ def _greedy(model: DiscreteClassifier, x0: torch.Tensor, y: torch.Tensor, max_ep
         idx = active.nonzero(as_tuple=True)[0]
         if idx.numel() == 0:
             break
-        patches, radii, tables = token_radii(current[idx], vocab, scale)
-        tables = tables.to(x0.device)
+        patches, radii, tables = token_radii(current[idx], vocab, scale)  # on the images' device
         cost, patch, token, assignment = _flips(radii, tables, candidates)
         m, k = cost.shape
         rows = torch.arange(m, device=x0.device).unsqueeze(1)
