@@ -21,6 +21,7 @@ from tokencert.setcert import (
     breakpoints,
     certified,
     certified_radius,
+    certifier,
     deviation_box,
     flip_budget,
     geometry,
@@ -28,7 +29,8 @@ from tokencert.setcert import (
     linear_margin_bounds,
     margin_bounds,
 )
-from tokencert.setcert.certifier import _Certifier, _combinations
+from tokencert.setcert.certifier import _Certifier, _Options
+from tokencert.setcert.enumeration import COST_SLACK, combinations
 from tokencert.setcert.linear import _backward
 from tokencert.tokens import patchify, unpatchify
 from tokencert.vocab import Vocabulary
@@ -87,8 +89,8 @@ def test_exhaustive_cases_are_not_vacuous() -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_radius_against_single_flip_certificate(seed: int) -> None:
     """Below ``R_2`` at most one patch changes, so the flip-set radius (with enumeration) is at least the
-    exact single-flip certificate (``R_2`` where every single flip is safe, else ``R_0``), and a
-    radius just below it is accepted while the radius itself is the first refused breakpoint."""
+    exact single-flip certificate (``R_2`` where every single flip is safe, else ``R_0``), and it is the
+    supremum: a radius just below it is accepted, one just above refused."""
     vocab, net = tiny_vocab(4, seed), tiny_net(seed)
     model = DiscreteClassifier(net, vocab).eval()
     images = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(7 + seed))
@@ -101,7 +103,7 @@ def test_radius_against_single_flip_certificate(seed: int) -> None:
         if 0 < radius[i] < math.inf:
             below = float(radius[i]) * (1 - 1e-9)
             assert certified(model, images[i:i + 1], labels[i:i + 1], below)[0]
-            assert not certified(model, images[i:i + 1], labels[i:i + 1], float(radius[i]))[0]
+            assert not certified(model, images[i:i + 1], labels[i:i + 1], float(radius[i]) * (1 + 1e-9))[0]
             assert truth(net, vocab, images[i], int(labels[i]), below)
 
 
@@ -201,6 +203,33 @@ def test_budgeted_margin_bound_holds_for_sampled_flips(seed: int, mode: str) -> 
         assert lower.isinf().sum() == 3  # only z_y - z_y
     wider = margin_bounds(net, vocab, center, lo, hi, torch.full((3,), num), labels)
     assert (wider <= lower + 1e-12).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_combinations_are_every_set_within_the_summed_cost(seed: int) -> None:
+    """The enumeration against every assignment of a small problem: each set of changes (one token per
+    patch, at most ``most``) whose squared costs sum to at most ``left`` exactly once, with its sum, the
+    empty set first and changes in the options' order; ``None`` past the limit."""
+    g = torch.Generator().manual_seed(seed)
+    options = []
+    for p in range(5):
+        costs = sorted(torch.rand(int(torch.randint(0, 4, (1,), generator=g)), generator=g).tolist())
+        options.append((10 * p, [(100 + j, c) for j, c in enumerate(costs)]))
+    for left, most in ((0.0, None), (0.4, None), (0.9, 2), (3.0, None), (3.0, 1)):
+        combos = combinations(options, left, 10**6, most)
+        expected = {}
+        for pick in itertools.product(*[[None, *tokens] for _, tokens in options]):
+            changes = tuple((q, t[0]) for (q, _), t in zip(options, pick, strict=True) if t is not None)
+            cost = sum(t[1] for t in pick if t is not None)
+            if cost <= left and (most is None or len(changes) <= most):
+                expected[changes] = cost
+        assert combos[0] == ((), 0.0)
+        assert len(combos) == len({c for c, _ in combos}) == len(expected)
+        for changes, cost in combos:
+            assert cost == pytest.approx(expected[changes], abs=1e-12)
+        if len(combos) > 1:
+            assert combinations(options, left, len(combos) - 1, most) is None
+            assert combinations(options, left, len(combos), most) == combos
 
 
 def test_flip_budget_counts_cheapest_patches() -> None:
@@ -406,43 +435,54 @@ def test_in_place_relus_give_the_same_bounds() -> None:
 
 @pytest.mark.parametrize("linear", [False, True])
 @pytest.mark.parametrize("seed", range(3))
-def test_search_finds_the_first_refused_breakpoint(seed: int, linear: bool) -> None:
-    """The exponential search returns, per image, the first breakpoint :func:`certified` refuses
-    after a run of accepted ones: the radius a scan of every breakpoint from 0 finds (the tiny
-    problems' certificates are monotone in the radius), with the enumeration cache on."""
+def test_search_finds_the_first_refused_radius(seed: int, linear: bool) -> None:
+    """The search returns, per image, the first radius :func:`certified` refuses after a run of accepted
+    ones: what a scan from 0 of every radius where its verdict can change finds (the breakpoints and every
+    combination's ``sqrt`` of summed squared radii; the tiny problems' certificates are monotone in the
+    radius), with the enumeration cache on."""
     model, images, labels = tiny_case(4, seed, 6, 40 + seed)
     radius = certified_radius(model, images, labels, linear=linear)
     geo = geometry(images.double(), model.vocab)
+    partial = 0
     for i in range(images.shape[0]):
         one = (images[i:i + 1], labels[i:i + 1])
-        scan = [bool(certified(model, *one, float(r), linear=linear)[0]) for r in breakpoints(geo, i)]
+        sums = [math.sqrt(c) for _, c in combinations(_Options(geo.radii[i]).within(math.inf), math.inf, 10**6)]
+        points = sorted({*breakpoints(geo, i).tolist(), *sums})
+        scan = [bool(certified(model, *one, r, linear=linear)[0]) for r in points]
         first = scan.index(False) if False in scan else None
         assert scan[:first] == [True] * len(scan[:first])
-        expected = 0.0 if first == 0 else (math.inf if first is None else float(breakpoints(geo, i)[first]))
-        assert float(radius[i]) == expected, (seed, i, scan)
+        expected = math.inf if first is None else points[first]
+        assert float(radius[i]) == pytest.approx(expected, rel=1e-9), (seed, i, scan)
+        partial += first is not None and points[first] not in breakpoints(geo, i).tolist()
+    assert partial or seed != 0  # seed 0 has an image refused between breakpoints
 
 
 def test_enumeration_skips_the_combinations_it_already_classified(monkeypatch) -> None:
-    """With the bounds off, a second, larger radius classifies exactly the combinations the first did
-    not prove (they are a superset), and every verdict is a fresh certifier's."""
+    """With the bounds off and one forward pass per window, a second, larger radius classifies exactly the
+    combinations the first did not prove (they are a superset), and every verdict is a fresh certifier's."""
     monkeypatch.setattr(_Certifier, "bounds_certify", lambda self, r, radius: torch.zeros(len(r), dtype=torch.bool))
+    monkeypatch.setattr(certifier, "forward_batches", lambda count, device: [slice(0, count)])
     model, images, labels = tiny_case(4, 0, 6, 1)
     cert = _Certifier(model, images, labels, None, ENUMERATION_LIMIT, linear=False)
     seen: list[int] = []
     model.net.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[0]))
     rows = torch.arange(images.shape[0])
-    first = cert.certify(rows, 0.2)
+
+    def count(i: int, radius: float) -> int:
+        budget = int(flip_budget(cert.geo.patch_radii[i:i + 1], radius)[0])
+        return len(combinations(_Options(cert.geo.radii[i]).within(radius), radius ** 2 * (1 + COST_SLACK), 10**6,
+                                budget))
+
+    first = cert.reach(rows, 0.2, 0.2) > 0.2
     before = [set(k) for k in cert.known]
-    assert sum(seen) == sum(
-        len(_combinations(cert.geo.radii[i], 0.2, int(flip_budget(cert.geo.patch_radii[i:i + 1], 0.2)[0]), 10**6))
-        for i in range(len(rows)) if cert.correct[i])
+    assert sum(seen) == sum(count(i, 0.2) for i in range(len(rows)) if cert.correct[i])
     seen.clear()
-    second = cert.certify(rows, 0.3)
-    new = [len(_combinations(cert.geo.radii[i], 0.3, int(flip_budget(cert.geo.patch_radii[i:i + 1], 0.3)[0]), 10**6))
-           - len(before[i]) for i in range(len(rows)) if cert.correct[i]]
+    second = cert.reach(rows, 0.3, 0.3) > 0.3
+    new = [count(i, 0.3) - len(before[i]) for i in range(len(rows)) if cert.correct[i]]
     assert sum(seen) == sum(new) and 0 < sum(new)
     fresh = _Certifier(model, images, labels, None, ENUMERATION_LIMIT, linear=False)
-    assert torch.equal(first, fresh.certify(rows, 0.2)) and torch.equal(second, fresh.certify(rows, 0.3))
+    assert torch.equal(first, fresh.reach(rows, 0.2, 0.2) > 0.2)
+    assert torch.equal(second, fresh.reach(rows, 0.3, 0.3) > 0.3)
     assert first.any() and not torch.equal(first, second)  # an image refused only at the larger radius
 
 

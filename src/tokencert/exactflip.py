@@ -28,8 +28,11 @@ from .flipsearch.search import margins
 from .models import DiscreteClassifier
 from .setcert import (
     MARGIN_SLACK,
+    Change,
     Geometry,
+    Option,
     certified_radius,
+    combinations,
     deviation_box,
     flip_budget,
     float64_copy,
@@ -173,7 +176,7 @@ class _Problem:
                 stack.extend(self._split(node, left))
         return True, None
 
-    def _options(self, node: torch.Tensor, left: float) -> list[tuple[int, list[tuple[int, float]]]]:
+    def _options(self, node: torch.Tensor, left: float) -> list[Option]:
         """Free patches with their reachable tokens and squared costs within ``left``, cheapest first."""
         reach = (self.costs <= left) & (node < 0).unsqueeze(1)
         out = []
@@ -196,29 +199,13 @@ class _Problem:
             children.append((child, left - c))
         return children
 
-    def _combinations(self, node: torch.Tensor, left: float) -> list[list[tuple[int, int]]] | None:
+    def _combinations(self, node: torch.Tensor, left: float) -> list[tuple[Change, ...]] | None:
         """Every set of changes of the free patches with summed squared cost within ``left`` (the empty set
         first), or ``None`` when there are more than the enumeration limit."""
-        options = self._options(node, left)
-        out: list[list[tuple[int, int]]] = []
-        limit = self.settings.enumeration
+        combos = combinations(self._options(node, left), left, self.settings.enumeration)
+        return None if combos is None else [c for c, _ in combos]
 
-        def walk(k: int, chosen: list[tuple[int, int]], spent: float) -> bool:
-            if len(out) >= limit:
-                return False
-            out.append(list(chosen))
-            for a in range(k, len(options)):
-                q, tokens = options[a]
-                for j, c in tokens:
-                    if spent + c > left:
-                        break  # cheapest first: the rest of this patch's tokens cost more
-                    if not walk(a + 1, [*chosen, (q, j)], spent + c):
-                        return False
-            return True
-
-        return out if walk(0, [], 0.0) else None
-
-    def _leaf(self, node: torch.Tensor, combos: list[list[tuple[int, int]]], rho: float,
+    def _leaf(self, node: torch.Tensor, combos: list[tuple[Change, ...]], rho: float,
               ) -> tuple[torch.Tensor, float] | None:
         """Classify every combination of a leaf; the first that changes the class within ``rho`` by its
         exact costs, realised and verified (image, norm); ``None`` when there is none."""

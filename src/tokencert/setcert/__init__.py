@@ -15,24 +15,28 @@ output unit: 4 classes for a 3 x 3 convolution over 4 x 4 patches); every later 
 bound propagation (IBP), the last one on the logit differences ``z_y - z_j`` directly. On these
 intermediate bounds a linear bound of each margin is then back-substituted to the input image
 (CROWN-IBP), whose minimum over the budgeted token choices is exact per patch; the larger of the
-two bounds counts. When the token combinations the bounds cover (at most ``m`` changed patches,
-each to a reachable token) are few, they are all enumerated and classified instead: exact for that
-relaxation, which contains every combination a perturbation within ``r`` can produce. Bounds are
-computed in float64 on a float64 copy of the network and a certificate needs a margin above
-:data:`MARGIN_SLACK` (relative), which absorbs the difference between that copy and the deployed
-float32 network.
+two bounds counts. The token combinations a perturbation within ``r`` can reach are those whose
+squared radii sum to at most ``r^2`` (:mod:`.enumeration`); when they are few, they are all classified
+on the deployed network instead of bounded: exact for this relaxation, which contains every combination
+a perturbation within ``r`` can produce. Bounds are computed in float64 on a float64 copy of the network
+and a certificate needs a margin above :data:`MARGIN_SLACK` (relative), which absorbs the difference
+between that copy and the deployed float32 network.
 
-The relaxation only grows with ``r`` and changes only at the radii ``r_pj`` and the budget
-thresholds ``sqrt(r_(1)^2 + ... + r_(k)^2)``, so certification is constant between these
-breakpoints and the certified radius is found by bisection over them (IBP's bound and the
-enumeration are monotone in ``r``, so then the radius is exact for the relaxation).
+The bounds only grow with ``r`` and change only at the radii ``r_pj`` and the budget thresholds
+``sqrt(r_(1)^2 + ... + r_(k)^2)``, so they are constant between these breakpoints; the certified radius
+is found by bisection over them, each query asking whether the image is certified from its breakpoint up
+to the next (the bounds at the breakpoint, or every combination with summed squared radii up to the next
+one classified). Where a query's enumeration meets a misclassified combination, the radius is the square
+root of the smallest such sum: with IBP (monotone in ``r``) the result is the supremum of the radii
+:func:`certified` accepts.
 """
 
 from .certifier import ENUMERATION_LIMIT, MARGIN_SLACK, certified, certified_radius, float64_copy
+from .enumeration import Change, Option, combinations
 from .geometry import Geometry, breakpoints, deviation_box, flip_budget, geometry, tokenized
 from .ibp import interval, margin_bounds
 from .linear import linear_margin_bounds
 
-__all__ = ["ENUMERATION_LIMIT", "MARGIN_SLACK", "Geometry", "breakpoints", "certified", "certified_radius",
-           "deviation_box", "flip_budget", "float64_copy", "geometry", "interval", "linear_margin_bounds",
-           "margin_bounds", "tokenized"]
+__all__ = ["ENUMERATION_LIMIT", "MARGIN_SLACK", "Change", "Geometry", "Option", "breakpoints", "certified",
+           "certified_radius", "combinations", "deviation_box", "flip_budget", "float64_copy", "geometry", "interval",
+           "linear_margin_bounds", "margin_bounds", "tokenized"]
