@@ -1,5 +1,5 @@
-"""The flip-set certifier: bounds, else exact enumeration of the covered token combinations, and the
-certified radius by bisection over the breakpoints."""
+"""The flip-set certifier: exact enumeration of the reachable token combinations where they are few, else
+bounds, and the certified radius by bisection over the breakpoints."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .ibp import check_layers, margin_bounds
 from .linear import linear_margin_bounds
 
 MARGIN_SLACK = 1e-5  # a certified logit margin must exceed this times (1 + largest |logit|)
-ENUMERATION_LIMIT = 512  # token combinations enumerated exactly, else bounds
+ENUMERATION_LIMIT = 512  # reachable token combinations enumerated exactly, else bounds
 
 
 class _Options:
