@@ -433,28 +433,53 @@ def test_in_place_relus_give_the_same_bounds() -> None:
     assert torch.equal(linear_margin_bounds(plain, vocab, *args), linear_margin_bounds(inplace, vocab, *args))
 
 
+def _first_refused(model: nn.Module, one: tuple[torch.Tensor, torch.Tensor], geo, i: int, linear: bool,
+                   limit: int) -> tuple[float, bool]:
+    """Scanning from 0 every radius where :func:`certified`'s verdict can change (the breakpoints and every
+    combination's ``sqrt`` of summed squared radii): the first it refuses (``inf``: none), and whether that
+    one lies between breakpoints. One certifier answers every radius as :func:`certified` does, its caches
+    shared (their reuse is tested below)."""
+    sums = [math.sqrt(c) for _, c in combinations(_Options(geo.radii[i]).within(math.inf), math.inf, 10**6)]
+    marks = breakpoints(geo, i).tolist()
+    cert = _Certifier(model, *one, None, limit, linear)
+    for r in sorted({*marks, *sums}):
+        if not cert.reach(torch.tensor([0]), r, r)[0] > r:
+            return r, r not in marks
+    return math.inf, False
+
+
 @pytest.mark.parametrize("linear", [False, True])
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [0, 2, 3, 4])  # seeds 1 and 5 scan hundreds of radii (20-50 s)
 def test_search_finds_the_first_refused_radius(seed: int, linear: bool) -> None:
     """The search returns, per image, the first radius :func:`certified` refuses after a run of accepted
-    ones: what a scan from 0 of every radius where its verdict can change finds (the breakpoints and every
-    combination's ``sqrt`` of summed squared radii; the tiny problems' certificates are monotone in the
-    radius), with the enumeration cache on."""
+    ones (the tiny problems' certificates are monotone in the radius), with the enumeration cache on."""
     model, images, labels = tiny_case(4, seed, 6, 40 + seed)
     radius = certified_radius(model, images, labels, linear=linear)
     geo = geometry(images.double(), model.vocab)
     partial = 0
     for i in range(images.shape[0]):
-        one = (images[i:i + 1], labels[i:i + 1])
-        sums = [math.sqrt(c) for _, c in combinations(_Options(geo.radii[i]).within(math.inf), math.inf, 10**6)]
-        points = sorted({*breakpoints(geo, i).tolist(), *sums})
-        scan = [bool(certified(model, *one, r, linear=linear)[0]) for r in points]
-        first = scan.index(False) if False in scan else None
-        assert scan[:first] == [True] * len(scan[:first])
-        expected = math.inf if first is None else points[first]
-        assert float(radius[i]) == pytest.approx(expected, rel=1e-9), (seed, i, scan)
-        partial += first is not None and points[first] not in breakpoints(geo, i).tolist()
+        expected, between = _first_refused(model, (images[i:i + 1], labels[i:i + 1]), geo, i, linear,
+                                           ENUMERATION_LIMIT)
+        assert float(radius[i]) == pytest.approx(expected, rel=1e-9), (seed, i)
+        partial += between
     assert partial or seed != 0  # seed 0 has an image refused between breakpoints
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_search_with_a_small_limit_stops_no_later(seed: int) -> None:
+    """With an enumeration limit that binds, windows too large are skipped (the bounds decide) and the
+    search may stop before the scan's first refusal (a query's window, up to the next breakpoint, can
+    outgrow the limit where the scan's single radius does not): never after it, and always at a radius
+    :func:`certified` accepts just below."""
+    model, images, labels = tiny_case(4, seed, 6, 40 + seed)
+    radius = certified_radius(model, images, labels, linear=False, enumeration_limit=6)
+    geo = geometry(images.double(), model.vocab)
+    for i in range(images.shape[0]):
+        one = (images[i:i + 1], labels[i:i + 1])
+        expected, _ = _first_refused(model, one, geo, i, False, 6)
+        assert float(radius[i]) <= expected * (1 + 1e-9)
+        if 0 < radius[i] < math.inf:
+            assert certified(model, *one, float(radius[i]) * (1 - 1e-9), linear=False, enumeration_limit=6)[0]
 
 
 def test_enumeration_skips_the_combinations_it_already_classified(monkeypatch) -> None:

@@ -107,6 +107,7 @@ class _Certifier:
         self.target = MARGIN_SLACK * (1 + logits.abs().max(dim=1).values)  # a certified margin exceeds it
         self.known: list[set[tuple[Change, ...]]] = [set() for _ in range(len(self.y))]  # see _exact
         self.options: dict[int, _Options] = {}
+        self.overflow: dict[int, tuple[float, float]] = {}  # per image a window too large: so is any above it
 
     @torch.no_grad()
     def bounds_certify(self, rows: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
@@ -130,9 +131,15 @@ class _Certifier:
         out = torch.full((len(rows),), -math.inf, dtype=torch.float64)
         windows = {}
         for k in torch.nonzero(self.correct[rows]).flatten().tolist():
-            i = int(rows[k])
+            i, window = int(rows[k]), (float(radius[k]), float(upper[k]))
+            over = self.overflow.get(i, (math.inf, math.inf))
+            if window[0] >= over[0] and window[1] >= over[1]:  # contains a window with too many combinations
+                windows[k] = None
+                continue
             options = self.options.setdefault(i, _Options(self.geo.radii[i]))
-            windows[k] = _window(self.geo, i, float(radius[k]), float(upper[k]), self.limit, self.known[i], options)
+            windows[k] = _window(self.geo, i, *window, self.limit, self.known[i], options)
+            if windows[k] is None and window < over:
+                self.overflow[i] = window
         bound = [k for k, w in windows.items() if w is None]
         if bound:
             ok = self.bounds_certify(rows[bound], radius[bound])
