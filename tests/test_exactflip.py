@@ -21,6 +21,7 @@ from tokencert.flipsearch import SearchSettings, token_search
 from tokencert.flipsearch.candidates import candidate_flips
 from tokencert.models import DiscreteClassifier, Normalize
 from tokencert.outcomes import AttackOutcome
+from tokencert.setcert import certified_radius
 from tokencert.tokens import patchify, unpatchify
 from tokencert.units import norms
 from tokencert.vocab import Vocabulary, tokenize
@@ -183,6 +184,31 @@ def test_verifier_against_exhaustive_enumeration(k: int, seed: int) -> None:
             assert int(model(adv).argmax(1)[0]) != int(labels[i])
             size = float(norms(adv.double() - images[i:i + 1].double())[0])
             assert abs(size - float(out.upper[i])) <= 1e-6
+
+
+@pytest.mark.parametrize("limit", [0, 512])
+def test_flip_set_radius_in_the_box_is_below_the_enumerated_minimum(limit: int) -> None:
+    """The flip-set certificate on the candidate flips' cell-within-box costs (the verifier's start) never
+    exceeds the enumerated minimum with those costs, by its bounds alone (limit 0) and with enumeration, on
+    every tiny case; and it certifies more than on the bisector radii on some images."""
+    larger = 0
+    for k, seed in CASES:
+        model, images, labels = tiny_case(k, seed, 4, 50 + seed)
+        flips = candidate_flips(images, model.vocab, None, max_radius=10.0, per_patch=k)
+        box = certified_radius(model, images, labels, radii=flips.cost_radii(), enumeration_limit=limit)
+        plain = certified_radius(model, images, labels, enumeration_limit=limit)
+        for i in range(4):
+            truth = exhaustive_minimum(model, images[i], int(labels[i]))
+            assert box[i] <= truth * (1 + 1e-9) + 1e-12, (k, seed, i, float(box[i]), truth)
+        larger += int((box > plain * (1 + 1e-6)).sum())
+    assert larger > 0
+
+
+def test_flip_set_radius_refuses_costs_below_the_bisector_radii() -> None:
+    model, images, labels = tiny_case(3, 0, 2, 50)
+    radii = candidate_flips(images, model.vocab, None, max_radius=10.0, per_patch=3).cost_radii()
+    with pytest.raises(ValueError, match="at least the bisector radii"):
+        certified_radius(model, images, labels, radii=radii * 0.5)
 
 
 def test_verifier_cases_are_not_vacuous() -> None:

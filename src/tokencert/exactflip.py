@@ -27,6 +27,7 @@ from .flipsearch.candidates import Flips, candidate_flips, exact_costs
 from .flipsearch.search import margins
 from .models import DiscreteClassifier
 from .setcert import (
+    ENUMERATION_LIMIT,
     MARGIN_SLACK,
     Change,
     Geometry,
@@ -45,12 +46,14 @@ from .units import norms
 @dataclass(frozen=True)
 class VerifierSettings(Settings):
     """``nodes`` per decision, ``decisions`` per image (bisection steps after the first), ``node_batch``
-    nodes bounded together, ``enumeration`` combinations classified at a leaf."""
+    nodes bounded together, ``enumeration`` combinations classified at a leaf, ``start_limit`` the
+    enumeration limit of the flip-set certificate the bisection starts from."""
 
     nodes: int = 400
     decisions: int = 4
     node_batch: int = 32
     enumeration: int = 256
+    start_limit: int = ENUMERATION_LIMIT
 
 
 @dataclass
@@ -79,11 +82,14 @@ def minimal_flip_radius(model: DiscreteClassifier, x: torch.Tensor, y: torch.Ten
                      found.norm == 0, torch.zeros(n, dtype=torch.long))
     net = float64_copy(model)
     flips = candidate_flips(x.detach().cpu(), model.vocab, scale, max_radius, search.per_patch)
-    start = certified_radius(model, x.detach().cpu(), y.detach().cpu(), scale)  # R_set: proved, cheaply
+    radii = flips.cost_radii()
+    # R_set on the same costs (a proved start in the box, cheaply)
+    start = certified_radius(model, x.detach().cpu(), y.detach().cpu(), scale, radii=radii,
+                             enumeration_limit=settings.start_limit)
     for i in tqdm(range(n), desc="exactflip (images)", mininterval=2.0):
         if out.upper[i] == 0:
             continue
-        problem = _Problem(model, net, flips, i, x[i].detach().cpu(), int(y[i]), scale, settings)
+        problem = _Problem(model, net, flips, radii, i, x[i].detach().cpu(), int(y[i]), scale, settings)
         _verify_image(problem, out, i, min(float(start[i]), max_radius), max_radius, settings)
     return out
 
@@ -116,15 +122,11 @@ def _verify_image(problem: _Problem, out: FlipRadius, i: int, proved: float, max
 class _Problem:
     """One image's branch and bound: float64 bounds, the deployed network at the leaves."""
 
-    def __init__(self, model: DiscreteClassifier, net: torch.nn.Module, flips: Flips, image: int,
+    def __init__(self, model: DiscreteClassifier, net: torch.nn.Module, flips: Flips, radii: torch.Tensor, image: int,
                  x: torch.Tensor, label: int, scale: torch.Tensor | None, settings: VerifierSettings) -> None:
         self.model, self.net, self.flips, self.image, self.x, self.label = model, net, flips, image, x, label
         self.scale, self.settings = scale, settings
-        radii = flips.radii[image].clone()  # P x K, bisector radii: lower bounds of the exact costs
-        cand = torch.isfinite(flips.cost[image])
-        p, j = flips.patch[image, cand], flips.token[image, cand]
-        radii[p, j] = torch.maximum(radii[p, j], flips.lower[image, cand].sqrt())
-        self.costs = radii.square()  # squared lower bounds (inf: the own token)
+        self.costs = radii[image].square()  # P x K squared lower bounds of the exact costs (inf: the own token)
         self.own = flips.assignment[image]
         self.nodes = 0
 

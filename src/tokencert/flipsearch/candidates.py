@@ -31,6 +31,16 @@ class Flips:
     lower: torch.Tensor
     point: torch.Tensor
 
+    def cost_radii(self) -> torch.Tensor:
+        """N x P x K lower bounds of each flip's cost within the box: the bisector radii, raised to the square
+        root of ``lower`` for the candidate flips (``inf``: the own token)."""
+        radii = self.radii.clone()
+        cand = torch.isfinite(self.cost)
+        image = torch.arange(len(radii)).unsqueeze(1).expand_as(self.patch)[cand]
+        p, j = self.patch[cand], self.token[cand]
+        radii[image, p, j] = torch.maximum(radii[image, p, j], self.lower[cand].sqrt())
+        return radii
+
     def token_images(self, assignment: torch.Tensor, vocab: Vocabulary, shape: tuple[int, ...]) -> torch.Tensor:
         """The images the classifier sees for token assignments (S x P): S x C x H x W, float64."""
         patches = self.tables[torch.arange(self.tables.shape[0]), assignment]

@@ -88,7 +88,7 @@ class _Certifier:
     """One image batch's geometry and the float64 network, for repeated radius queries."""
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None,
-                 enumeration_limit: int, linear: bool) -> None:
+                 enumeration_limit: int, linear: bool, radii: torch.Tensor | None = None) -> None:
         self.net = float64_copy(model)
         self.linear = linear
         self.deployed = model.net
@@ -99,6 +99,10 @@ class _Certifier:
             raise ValueError(f"x must be N x C x H x W with one label each, got {tuple(x.shape)}, {tuple(y.shape)}")
         self.shape = tuple(self.x.shape[1:])
         self.geo = geometry(self.x, self.vocab, scale)
+        if radii is not None:  # lower bounds of the flip costs at least the bisector radii, own tokens inf
+            if radii.shape != self.geo.radii.shape or not bool((radii >= self.geo.radii).all()):
+                raise ValueError(f"radii must be {tuple(self.geo.radii.shape)} and at least the bisector radii")
+            self.geo = Geometry(self.geo.assignment, radii.to(torch.float64), self.geo.tables)
         self.limit = enumeration_limit
         with torch.no_grad():
             self.center = tokenized(self.geo, self.vocab, self.shape[1:])
@@ -170,15 +174,20 @@ def certified(model: nn.Module, x: torch.Tensor, y: torch.Tensor, radius: float,
 
 def certified_radius(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None = None, *,
                      enumeration_limit: int = ENUMERATION_LIMIT, batch: int = 16, linear: bool = True,
-                     ) -> torch.Tensor:
+                     radii: torch.Tensor | None = None) -> torch.Tensor:
     """Per image the flip-set certified radius (float64; 0 when misclassified): the supremum of the
     radii :func:`certified` accepts, by bisection over the image's breakpoints (certification is
     constant between breakpoints, so the result is sound whatever the bisection meets; with IBP
     alone it is also monotone and the radius the largest, with the linear bound nearly always: its
-    relaxation can, rarely, be tighter at a larger radius). ``inf`` when no breakpoint breaks it."""
+    relaxation can, rarely, be tighter at a larger radius). ``inf`` when no breakpoint breaks it.
+    ``radii`` (N x P x K): lower bounds of the flip costs in place of the bisector radii, e.g. the
+    distances to the cells within the pixel box (:meth:`tokencert.flipsearch.candidates.Flips.cost_radii`); the
+    radius is then certified against the perturbations they bound (those that keep the image in the box)."""
     out = []
     for start in range(0, x.shape[0], batch):
-        certifier = _Certifier(model, x[start:start + batch], y[start:start + batch], scale, enumeration_limit, linear)
+        part = None if radii is None else radii[start:start + batch]
+        certifier = _Certifier(model, x[start:start + batch], y[start:start + batch], scale, enumeration_limit, linear,
+                               part)
         out.append(_bisect(certifier))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
