@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.optimize import nnls
 
 from tokencert.certificates import CERTIFICATES
@@ -52,6 +53,7 @@ from tokencert.config.params import load_params
 from tokencert.config.plan import Plan, resolve_plan
 from tokencert.config.recipes import BASELINE, Recipe
 from tokencert.io import write_json, write_text
+from tokencert.models import forward_batches
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -85,6 +87,7 @@ MEASURED_IMAGES = 1000
 OVERHEAD_S = 5.0  # a job's start on the GPU: Python, torch, CUDA context, loading (not fitted: too few jobs)
 BACKWARD_COST = 2.0  # a backward image costs twice a forward one (the usual rule; not measured separately)
 LOOP_IMAGES = {"tokenflip": 1, "tokensearch": 50}  # attacks that loop over images, this many at a time
+CHUNKED = {"tokensearch"}  # attacks whose forward passes go in chunks of models.FORWARD_BATCH (64 on the CPU)
 """Images per network pass of the attacks that do not batch every image (``tokenflip``: one by one in the sample
 of 2026-12-04, before it stepped chunks of images together; ``tokensearch``:
 ``tokencert.flipsearch.adversarial.SearchSettings.batch``)."""
@@ -102,11 +105,24 @@ def certificate_summaries(sample: Path) -> dict[tuple[str, str], dict[str, Any]]
             for p in sorted((sample / "mnist" / cert.folder).glob("*.json"))}
 
 
-def work_of(summary: dict[str, Any]) -> tuple[float, float, float, float]:
-    """(forward images, backward images) per sampled image, the network passes, and the sampled images."""
+def work_of(summary: dict[str, Any], attack: str = "") -> tuple[float, float, float, float]:
+    """(forward images, backward images) per sampled image, the network passes, and the sampled images. The
+    passes of an attack in :data:`CHUNKED` are its passes on a GPU (:func:`gpu_passes`), not the sample's."""
     w, n = summary["work"], summary["n_images"]
     passes = w.get("forward_calls", 0) + w.get("backward_calls", 0)
+    if attack in CHUNKED and w.get("backward_calls", 0):
+        passes = gpu_passes(w["forward_images"], w["backward_calls"], n, LOOP_IMAGES[attack])
     return w["forward_images"] / n, w["backward_images"] / n, passes, n
+
+
+def gpu_passes(forward_images: float, steps: int, sampled: int, loop: int) -> float:
+    """A search's network passes on a GPU, from a CPU sample whose candidates went through the network
+    ``models.FORWARD_BATCH["cpu"]`` (64) at a time: each of its ``steps`` (one gradient pass each) sends
+    ``forward_images / steps`` candidates for the sample's loop of ``min(sampled, loop)`` images; a full loop of
+    ``loop`` images sends proportionally more, in passes of the GPU's batch (:func:`models.forward_batches`).
+    Per loop as big as the plan's, so :func:`scaled_passes` scales it by the loops."""
+    per_step = forward_images / steps * loop / min(sampled, loop)
+    return steps * (1 + len(forward_batches(math.ceil(per_step), torch.device("cuda"))))
 
 
 def scaled_passes(attack: str, passes: float, sampled: int, images: int) -> float:
@@ -242,7 +258,7 @@ def project(plan: Plan, sample_plan: Plan, sample: Path) -> dict[str, Any]:
         for model, attack in [] if "attacks" in differ else plan.attacked:
             if model not in dplan.recipes:
                 continue
-            works = alike(sampled, {m: work_of(s) for (m, a), s in attacks.items() if a == attack},
+            works = alike(sampled, {m: work_of(s, a) for (m, a), s in attacks.items() if a == attack},
                           dplan.recipes[model])
             if not works:
                 missing.append(f"{d}/{model}/{attack}")

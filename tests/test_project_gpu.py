@@ -85,6 +85,18 @@ def test_passes_scale_with_the_loops_over_images_only() -> None:
     assert project_gpu.scaled_passes("tokensearch", 40.0, 60, 1000) == 40.0 * 20 / 2
 
 
+def test_a_chunked_search_counts_the_gpu_s_passes_of_a_full_loop() -> None:
+    """tokensearch sent its candidates 64 at a time on the sample's CPU: on a GPU a step of a full loop (50
+    images, 60 candidates each: 3,000) takes 3 forward passes of 1,024 and its gradient pass, whether the sample
+    had one short loop or two full ones; other attacks keep the sample's passes."""
+    assert project_gpu.gpu_passes(100 * 10 * 60, 100, 10, 50) == 100 * 4
+    assert project_gpu.gpu_passes(200 * 50 * 60, 200, 100, 50) == 200 * 4
+    work = {"n_images": 10, "work": {"forward_images": 60000.0, "backward_images": 1000.0, "forward_calls": 940,
+                                     "backward_calls": 100}}
+    assert project_gpu.work_of(work, "tokensearch")[2] == 400
+    assert project_gpu.work_of(work, "pgd")[2] == 1040
+
+
 def test_an_unsampled_classifier_takes_its_kind_s_measurements() -> None:
     """Its own classifier's where sampled; else those of the same objective and input kind; else of the
     same input kind."""
