@@ -12,7 +12,9 @@ with few combinations left is enumerated on the deployed network (a combination 
 and whose exact cost is within ``rho`` is realised and becomes the new ``U``), and any other node is
 split on its cheapest free patch (its own token, or each reachable one). A proof at ``rho`` closes the
 bracket; a node budget that runs out leaves the largest ``rho`` proved so far (by bisection between
-the proved and the open), so the interval is sound either way.
+the proved and the open, from the flip-set certificate on the same costs: within the box, so it is this
+problem's bound, not :mod:`tokencert.setcert`'s certificate for any perturbation), so the interval is sound
+either way.
 """
 
 from __future__ import annotations
