@@ -140,8 +140,9 @@ class _Certifier:
             if window[0] >= over[0] and window[1] >= over[1]:  # contains a window with too many combinations
                 windows[k] = None
                 continue
-            options = self.options.setdefault(i, _Options(self.geo.radii[i]))
-            windows[k] = _window(self.geo, i, *window, self.limit, self.known[i], options)
+            if i not in self.options:  # sorted once per image, not per query
+                self.options[i] = _Options(self.geo.radii[i])
+            windows[k] = _window(self.geo, i, *window, self.limit, self.known[i], self.options[i])
             if windows[k] is None and window < over:
                 self.overflow[i] = window
         bound = [k for k, w in windows.items() if w is None]
