@@ -87,10 +87,12 @@ MEASURED_IMAGES = 1000
 OVERHEAD_S = 5.0  # a job's start on the GPU: Python, torch, CUDA context, loading (not fitted: too few jobs)
 BACKWARD_COST = 2.0  # a backward image costs twice a forward one (the usual rule; not measured separately)
 LOOP_IMAGES = {"tokenflip": 1, "tokensearch": 50}  # attacks that loop over images, this many at a time
-CHUNKED = {"tokensearch"}  # attacks whose forward passes go in chunks of models.FORWARD_BATCH (64 on the CPU)
 """Images per network pass of the attacks that do not batch every image (``tokenflip``: one by one in the sample
 of 2026-12-04, before it stepped chunks of images together; ``tokensearch``:
 ``tokencert.flipsearch.adversarial.SearchSettings.batch``)."""
+CHUNKED = {"tokensearch"}
+"""Attacks whose forward passes go in chunks of ``models.FORWARD_BATCH`` (64 on the sample's CPU): their passes
+are re-counted for the GPU (:func:`gpu_passes`)."""
 
 
 def attack_summaries(sample: Path) -> dict[tuple[str, str], dict[str, Any]]:
