@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+# OpenMP reads it when torch loads, so before any test module imports torch (as the Snakefile does for jobs):
+# with spinning workers the quick tier had not finished after 900 s beside a 2-core workflow (at nice 5);
+# with passive ones it took 69 s beside one job (~60 s idle)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pathlib import Path  # noqa: E402
 
 import pytest
 
