@@ -150,6 +150,8 @@ def sampled_ceiling(net: nn.Module, vocab: Vocabulary, geo: Geometry, samples: t
     finally:
         for hook in hooks:
             hook.remove()
+    # linear_margin_bounds takes no intermediate bounds: its propagate is swapped for one that records the
+    # sampled ranges, so the ceiling runs the package's own back-substitution and knapsack, not a copy
     real = linear_module.propagate
 
     def ranges(*args: object) -> tuple:
