@@ -50,31 +50,14 @@ from tokencert.setcert import (
     interval,
     linear_margin_bounds,
 )
-from tokencert.setcert import linear as linear_module
-from tokencert.setcert.ibp import _first_layer, logit_differences, top_sum
-from tokencert.setcert.linear import _backward, _knapsack_minimum, _patch_changes
+from tokencert.setcert.ibp import first_layer, logit_differences
+from tokencert.setcert.linear import budgeted_minimum, relaxed_margins
 from tokencert.vocab import Vocabulary
 
 OUT = Path(__file__).resolve().parent / "out"
 FRACTIONS = (0.2, 0.35, 0.5, 2 / 3)  # of the upper end; 2/3: the issue's 1.5x bracket
 STRONG = SearchSettings(beam=128, expand=32, depth=64, per_patch=64, refine=4)
 SPECS = 1024  # pre-activations back-substituted together (memory: SPECS x input size, float64)
-
-
-def _input_bound(leaves: list[nn.Module], k: int, coef: torch.Tensor, trace: dict, vocab: Vocabulary,
-                 geo: Geometry, reach: torch.Tensor, center: torch.Tensor, budget: torch.Tensor,
-                 radius: torch.Tensor) -> torch.Tensor:
-    """Lower bound (1 x S) of ``coef . input of leaves[k]`` over the token combinations within ``radius``:
-    back-substituted to the tokens, then the per-patch minimum under the flip budget and the knapsack."""
-    const: torch.Tensor | float = 0.0
-    trace = {key: list(entries) for key, entries in trace.items()}  # _backward consumes its entries
-    for module in reversed(leaves[:k]):
-        coef, shift = _backward(module, coef, trace)
-        const = const + shift
-    changes = torch.stack(list(_patch_changes(coef, vocab, geo, reach, torch.arange(1))), dim=1)
-    change = -top_sum(changes.min(dim=3).values.clamp(max=0).neg(), budget)
-    change = torch.maximum(change, _knapsack_minimum(changes, geo.radii, radius))
-    return const + (coef * center.unsqueeze(1)).flatten(2).sum(2) + change
 
 
 @torch.no_grad()
@@ -88,13 +71,19 @@ def full_crown_margin(net: nn.Module, vocab: Vocabulary, geo: Geometry, center: 
     dev_lo, dev_hi, reach = deviation_box(geo, rad)
     budget = flip_budget(geo.patch_radii, rad)
     leaves = layers(net)
-    lo, hi, first = _first_layer(leaves, center, dev_lo, dev_hi, budget, tuple(center.shape[1:]), vocab)
+    lo, hi, first = first_layer(leaves, center, dev_lo, dev_hi, budget, tuple(center.shape[1:]), vocab)
     trace: dict = {}
     x = center
     for module in leaves[:first]:  # the leading affine layers: their input shapes
         trace[id(module)] = [(x, x)]
         x = module(x)
-    args = (trace, vocab, geo, reach, center, budget, rad)
+
+    def minimum(k: int, coef: torch.Tensor, const: torch.Tensor | float = 0.0) -> torch.Tensor:
+        """Lower bound (1 x S) of ``coef . input of leaves[k] + const`` within the radius."""
+        entries = {key: list(pairs) for key, pairs in trace.items()}  # budgeted_minimum consumes its entries
+        return budgeted_minimum(leaves[:k], coef, const, entries, vocab, geo, reach, torch.arange(1), center, budget,
+                                rad)
+
     for k in range(first, len(leaves) - 1):
         if isinstance(leaves[k], nn.ReLU):
             size = lo[0].numel()
@@ -104,13 +93,13 @@ def full_crown_margin(net: nn.Module, vocab: Vocabulary, geo: Geometry, center: 
                 eye = torch.zeros(len(rows), size, dtype=torch.float64)
                 eye[torch.arange(len(rows)), rows] = 1
                 eye = eye.view(1, len(rows), *lo.shape[1:])
-                low.append(_input_bound(leaves, k, eye, *args))
-                high.append(-_input_bound(leaves, k, -eye, *args))
+                low.append(minimum(k, eye))
+                high.append(-minimum(k, -eye))
             lo = torch.maximum(lo, torch.cat(low, dim=1).view_as(lo))
             hi = torch.minimum(hi, torch.cat(high, dim=1).view_as(hi))
         lo, hi = interval(leaves[k], lo, hi, trace)
     coef, const = logit_differences(leaves[-1], torch.tensor([label]))
-    out = const + _input_bound(leaves, len(leaves) - 1, coef, *args)
+    out = minimum(len(leaves) - 1, coef, const)
     out[0, label] = torch.inf
     return out[0]
 
@@ -138,8 +127,9 @@ def reachable_samples(flips: Flips, radii: torch.Tensor, image: int, radius: flo
 @torch.no_grad()
 def sampled_ceiling(net: nn.Module, vocab: Vocabulary, geo: Geometry, samples: torch.Tensor, label: int,
                     radius: float) -> torch.Tensor:
-    """:func:`linear_margin_bounds` for one image with every intermediate bound replaced by the range of the
-    layer's input over the token images ``samples`` (the first: the image's own tokens). UNSOUND: an inner
+    """The linear bound of :func:`linear_margin_bounds` (without IBP's) for one image with every intermediate
+    bound replaced by the range of the layer's input over the token images ``samples`` (the first: the image's
+    own tokens; +inf at ``label``). UNSOUND: an inner
     approximation of the true ranges, so what per-neuron bounds could reach at best (indicative)."""
     acts: dict[int, torch.Tensor] = {}
     leaves = layers(net)
@@ -150,26 +140,14 @@ def sampled_ceiling(net: nn.Module, vocab: Vocabulary, geo: Geometry, samples: t
     finally:
         for hook in hooks:
             hook.remove()
-    # linear_margin_bounds takes no intermediate bounds: its propagate is swapped for one that records the
-    # sampled ranges, so the ceiling runs the package's own back-substitution and knapsack, not a copy
-    real = linear_module.propagate
-
-    def ranges(*args: object) -> tuple:
-        trace = args[-1]
-        found, _, _, first = real(*args)
-        for k in range(first, len(found)):
-            lo, hi = acts[k].min(0, keepdim=True).values, acts[k].max(0, keepdim=True).values
-            trace[id(found[k])] = [(lo, hi)]
-        return found, lo, hi, first
-
+    trace = {id(m): [(acts[k].min(0, keepdim=True).values, acts[k].max(0, keepdim=True).values)]
+             for k, m in enumerate(leaves)}
     rad = torch.tensor([radius], dtype=torch.float64)
-    dev_lo, dev_hi, reach = deviation_box(geo, rad)
-    linear_module.propagate = ranges
-    try:
-        return linear_margin_bounds(net, vocab, geo, reach, samples[:1], dev_lo, dev_hi,
-                                    flip_budget(geo.patch_radii, rad), torch.tensor([label]), radius=rad)[0]
-    finally:
-        linear_module.propagate = real
+    reach = deviation_box(geo, rad)[2]
+    out = relaxed_margins(leaves, 0, trace, vocab, geo, reach, torch.arange(1), samples[:1],
+                          flip_budget(geo.patch_radii, rad), torch.tensor([label]), radius=rad)[0]
+    out[label] = torch.inf
+    return out
 
 
 def _classifier(args: argparse.Namespace, model_path: str, vocab_path: str) -> list[dict]:

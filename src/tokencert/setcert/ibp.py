@@ -80,7 +80,7 @@ def interval(module: nn.Module, lo: torch.Tensor, hi: torch.Tensor, trace: Trace
     raise ValueError(f"unsupported layer {type(module).__name__} for flip-set certificates")
 
 
-def _first_layer(leaves: list[nn.Module], center: torch.Tensor, dev_lo: torch.Tensor, dev_hi: torch.Tensor,
+def first_layer(leaves: list[nn.Module], center: torch.Tensor, dev_lo: torch.Tensor, dev_hi: torch.Tensor,
                  budget: torch.Tensor, shape: tuple[int, int, int], vocab: Vocabulary,
                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Bounds after the first linear layer with at most ``budget[n]`` changed patches per image.
@@ -184,7 +184,7 @@ def propagate(net: nn.Module, vocab: Vocabulary, center: torch.Tensor, dev_lo: t
     """The budgeted first layer, then IBP up to the last layer: (layers, bounds of the last layer's
     input, index after the first linear layer)."""
     leaves = layers(net)
-    lo, hi, i = _first_layer(leaves, center, dev_lo, dev_hi, budget, tuple(center.shape[1:]), vocab)
+    lo, hi, i = first_layer(leaves, center, dev_lo, dev_hi, budget, tuple(center.shape[1:]), vocab)
     if not isinstance(leaves[-1], nn.Linear):
         raise ValueError("flip-set certificates need a network that ends in a Linear layer, "
                          f"not {type(leaves[-1]).__name__}")

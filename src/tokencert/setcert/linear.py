@@ -45,27 +45,51 @@ def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach
     classes = torch.sort(need.to(torch.uint8), dim=1, descending=True, stable=True).indices
     classes = classes[:, :int(need.sum(dim=1).max())]  # the needed classes first, padded with others
     trace = {key: [(a[rows], b[rows]) for a, b in entries] for key, entries in trace.items()}
-    x = center[rows]
-    for module in leaves[:min(i, len(leaves) - 1)]:  # the leading affine layers: their input shapes
+    linear = relaxed_margins(leaves, i, trace, vocab, geo, reach, rows, center[rows], budget[rows], labels[rows],
+                             classes, None if radius is None else radius[rows])
+    linear = linear.masked_fill(~need.gather(1, classes), -math.inf)
+    out = ibp.clone()
+    out[rows] = torch.maximum(ibp[rows], torch.full_like(ibp[rows], -math.inf).scatter(1, classes, linear))
+    return out
+
+
+def relaxed_margins(leaves: list[nn.Module], first: int, trace: Trace, vocab: Vocabulary, geo: Geometry,
+                    reach: torch.Tensor, rows: torch.Tensor, center: torch.Tensor, budget: torch.Tensor,
+                    labels: torch.Tensor, classes: torch.Tensor | None = None,
+                    radius: torch.Tensor | None = None) -> torch.Tensor:
+    """The linear bounds (N x S) of the margins ``z_y - z_j`` of the images ``rows`` (``center``, ``budget``,
+    ``labels``, ``radius``: theirs) for the classes ``classes`` (N x S; every class when ``None``), on the
+    bounds ``trace`` holds for the input of every layer from ``leaves[first]`` on (:func:`propagate`'s, or
+    any others: they are consumed). The layers before ``first`` are affine (the first linear one and what
+    leads to it); their input shapes are recorded here."""
+    x = center
+    for module in leaves[:min(first, len(leaves) - 1)]:
         trace.setdefault(id(module), []).append((x, x))
         x = module(x)
-    coef, const = logit_differences(leaves[-1], labels[rows], classes)
-    for module in reversed(leaves[:-1]):
+    coef, const = logit_differences(leaves[-1], labels, classes)
+    return budgeted_minimum(leaves[:-1], coef, const, trace, vocab, geo, reach, rows, center, budget, radius)
+
+
+def budgeted_minimum(modules: list[nn.Module], coef: torch.Tensor, const: torch.Tensor | float, trace: Trace,
+                     vocab: Vocabulary, geo: Geometry, reach: torch.Tensor, rows: torch.Tensor, center: torch.Tensor,
+                     budget: torch.Tensor, radius: torch.Tensor | None = None) -> torch.Tensor:
+    """A lower bound (N x S) of ``coef . y + const``, ``y`` the output of ``modules`` (in order) on the token
+    combinations the images ``rows`` can reach: back-substituted through ``modules`` (on the bounds of
+    ``trace``, consumed) to the tokenized image, whose linear function is minimised exactly per patch over
+    the reachable tokens under at most ``budget`` changed patches and, with ``radius``, also under the summed
+    squared costs (:func:`_knapsack_minimum`). ``center``, ``budget``, ``radius``: the rows' own."""
+    for module in reversed(modules):
         coef, shift = _backward(module, coef, trace)
         const = const + shift
     per_patch = _patch_changes(coef, vocab, geo, reach, rows)
     if radius is None:  # one patch's N x S x K changes at a time: each patch's best reachable change
         minima = torch.stack([c.min(dim=2).values.clamp(max=0) for c in per_patch], dim=1)
-        change = -top_sum(minima.neg(), budget[rows])
+        change = -top_sum(minima.neg(), budget)
     else:  # the knapsack bound needs every patch's changes at once (N x P x S x K)
         changes = torch.stack(list(per_patch), dim=1)
-        change = -top_sum(changes.min(dim=3).values.clamp(max=0).neg(), budget[rows])
-        change = torch.maximum(change, _knapsack_minimum(changes, geo.radii[rows], radius[rows]))
-    linear = const + (coef * center[rows].unsqueeze(1)).flatten(2).sum(2) + change
-    linear = linear.masked_fill(~need.gather(1, classes), -math.inf)
-    out = ibp.clone()
-    out[rows] = torch.maximum(ibp[rows], torch.full_like(ibp[rows], -math.inf).scatter(1, classes, linear))
-    return out
+        change = -top_sum(changes.min(dim=3).values.clamp(max=0).neg(), budget)
+        change = torch.maximum(change, _knapsack_minimum(changes, geo.radii[rows], radius))
+    return const + (coef * center.unsqueeze(1)).flatten(2).sum(2) + change
 
 
 def _patch_changes(coef: torch.Tensor, vocab: Vocabulary, geo: Geometry, reach: torch.Tensor,
