@@ -400,6 +400,41 @@ def test_linear_bound_is_exact_for_an_affine_network() -> None:
     assert looser > 0
 
 
+def test_knapsack_bound_against_every_combination_within_the_cost() -> None:
+    """With ``radius=`` the linear bound of an affine network (exact per combination) is never above the
+    margin of any token combination whose squared radii sum within ``radius^2`` (all enumerated), never
+    below the bound with the flip budget alone, and strictly above it somewhere (the costs bind)."""
+    vocab = tiny_vocab(4, 5)
+    torch.manual_seed(7)
+    net = nn.Sequential(Normalize([0.5], [0.25]), nn.Conv2d(1, 3, 3, padding=1), nn.AvgPool2d(2), nn.Flatten(),
+                        nn.Linear(12, 3)).eval().double()
+    images = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    geo = geometry(images, vocab)
+    center = unpatchify(geo.own(), 2, "joint", 1, 4)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    tighter = 0
+    for r in (0.1, 0.2, 0.35, 0.6):
+        radius = torch.full((6,), r, dtype=torch.float64)
+        lo, hi, reach = deviation_box(geo, radius)
+        args = (geo, reach, center, lo, hi, flip_budget(geo.patch_radii, radius), labels)
+        costed = linear_margin_bounds(net, vocab, *args, radius=radius)
+        counted = linear_margin_bounds(net, vocab, *args)
+        assert (costed >= counted).all()
+        tighter += int((costed > counted + 1e-9).sum())
+        for n in range(6):
+            options = [(p, [(j, float(geo.radii[n, p, j]) ** 2) for j in torch.argsort(geo.radii[n, p]).tolist()
+                            if geo.radii[n, p, j] <= r]) for p in range(geo.radii.shape[1])]
+            combos = combinations(options, r * r, 10**6)
+            batch = geo.own()[n].unsqueeze(0).repeat(len(combos), 1, 1)
+            for b, (combo, _) in enumerate(combos):
+                for p, j in combo:
+                    batch[b, p] = geo.tables[p, j]
+            exact = margins(net, vocab, batch, int(labels[n]), (1, 4, 4))
+            other = torch.arange(3) != labels[n]
+            assert (costed[n][other] <= exact[other] + 1e-9).all(), (r, n)
+    assert tighter > 0
+
+
 def test_linear_bound_certifies_more_than_intervals() -> None:
     """On the exhaustive cases (every acceptance checked against the truth above) the linear bound
     accepts everything IBP accepts, and more."""
