@@ -107,6 +107,15 @@ def certificate_summaries(sample: Path) -> dict[tuple[str, str], dict[str, Any]]
             for p in sorted((sample / "mnist" / cert.folder).glob("*.json"))}
 
 
+def alone(attacks: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """``attacks``, checked to have run alone (no ``attacks.cascade``) where the GPU timed the same jobs: a
+    cascade's later attacks see only the images the earlier ones left, so their work would miscalibrate."""
+    if any("cascade" in attacks[key] for timed in MEASURED.values() for key in timed if key in attacks):
+        raise SystemExit("the GPU-timed jobs ran alone: fit them on a sample without attacks.cascade "
+                         "(--timed-sample)")
+    return attacks
+
+
 def work_of(summary: dict[str, Any], attack: str = "") -> tuple[float, float, float, float]:
     """(forward images, backward images) per sampled image, the network passes, and the sampled images. The
     passes of an attack in :data:`CHUNKED` are its passes on a GPU (:func:`gpu_passes`), not the sample's."""
@@ -228,13 +237,15 @@ def settings_differ(plan: Plan, sample_plan: Plan, section: str) -> list[str]:
                   if k not in ("n_images", "models") and ours.get(k) != theirs.get(k))
 
 
-def project(plan: Plan, sample_plan: Plan, sample: Path) -> dict[str, Any]:
+def project(plan: Plan, sample_plan: Plan, sample: Path, timed: Path | None = None) -> dict[str, Any]:
     """GPU and CPU seconds of every job of ``plan`` by stage and dataset, from the ``sample`` run of
-    ``sample_plan`` (MNIST)."""
+    ``sample_plan`` (MNIST). The latencies and calibrations are fitted on the work of the GPU-timed jobs in
+    ``timed`` (a sample of the same plan without a cascade, as they ran; default ``sample``)."""
     sampled = sample_plan.datasets["mnist"].recipes
     attacks = attack_summaries(sample)
     certs = certificate_summaries(sample)
-    fits = {d: fit_latency(attacks, d, sampled) for d in plan.datasets if d in MEASURED}
+    fitted = alone(attacks if timed is None else attack_summaries(timed))
+    fits = {d: fit_latency(fitted, d, sampled) for d in plan.datasets if d in MEASURED}
     per_epoch = training_seconds(sample)
     factors = {m: v / per_epoch[BASELINE] for m, v in per_epoch.items()}  # against standard pixel training
     gpu: dict[str, float] = defaultdict(float)
@@ -312,13 +323,15 @@ def markdown(result: dict[str, Any], configs: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=Path, required=True, help="results/ of the sample run")
+    parser.add_argument("--timed-sample", type=Path, help="results/ of a sample without attacks.cascade, where "
+                        "the GPU-timed jobs' work is read (default: --sample)")
     parser.add_argument("--configfile", nargs="*", default=["config/paper.yaml"], help="the plan projected")
     parser.add_argument("--sample-configfile", nargs="*", default=["config/paper.yaml", "benchmarks/paper_sample.yaml"],
                         help="the plan the sample ran")
     args = parser.parse_args()
     plan, sample_plan = (resolve_plan(load_params(ROOT / "params.yaml", *(ROOT / c for c in files)))
                          for files in (args.configfile, args.sample_configfile))
-    result = project(plan, sample_plan, args.sample)
+    result = project(plan, sample_plan, args.sample, args.timed_sample)
     out = HERE / "out"
     write_json(out / "project_gpu.json", {"configs": args.configfile, **result})
     text = markdown(result, args.configfile)

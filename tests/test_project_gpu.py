@@ -78,6 +78,15 @@ def test_fit_needs_a_timed_job_in_the_sample() -> None:
         project_gpu.fit_latency({("baseline", "square"): summary(1.0, 1.0, 10)}, "mnist", recipes())
 
 
+def test_the_fit_refuses_a_cascade_s_work() -> None:
+    """The GPU timed each job alone: a cascaded sample's work for them (fewer images) is refused."""
+    alone = {("baseline", "pgd"): summary(1.0, 1.0, 10), ("baseline", "square"): summary(1.0, 0.0, 10)}
+    assert project_gpu.alone(alone) is alone
+    cascaded = {**alone, ("baseline", "pgd"): {**summary(0.5, 0.5, 10), "cascade": {"after": "fab"}}}
+    with pytest.raises(SystemExit, match="without attacks.cascade"):
+        project_gpu.alone(cascaded)
+
+
 def test_passes_scale_with_the_loops_over_images_only() -> None:
     assert project_gpu.scaled_passes("pgd", 500.0, 10, 1000) == 500.0
     assert project_gpu.scaled_passes("tokenflip", 40.0, 10, 1000) == 40.0 * 100
