@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from tests.tiny_problems import tiny_case
 from tokencert.flipsearch.candidates import candidate_flips
+from tokencert.models import layers
 from tokencert.setcert import Geometry, combinations, float64_copy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -54,8 +57,15 @@ def test_full_crown_is_sound_and_not_vacuous(k: int, seed: int) -> None:
 
 
 def test_sampled_ceiling_is_below_every_sampled_margin() -> None:
+    """The ceiling (sampled intermediate ranges) never exceeds the margin of a combination it sampled, and is
+    the same with in-place ReLUs (as in the study's CNN), whose inputs the ranges must see before they are
+    overwritten."""
     model, labels, flips, radii = case(8, 3)
     net = float64_copy(model)
+    inplace = copy.deepcopy(net)
+    for k, module in enumerate(inplace):
+        if isinstance(module, nn.ReLU):
+            inplace[k] = nn.ReLU(inplace=True)
     rng = random.Random(0)
     for i in range(len(labels)):
         geo = Geometry(flips.assignment[i:i + 1], radii[i:i + 1], flips.tables)
@@ -63,5 +73,13 @@ def test_sampled_ceiling_is_below_every_sampled_margin() -> None:
         cost = radii[i].square().masked_fill(radii[i].isinf(), 0).gather(1, assignment.T).sum(dim=0)
         assert (cost <= 0.09 + 1e-12).all() and torch.equal(assignment[0], flips.assignment[i])
         samples = flips.token_images(assignment, model.vocab, (1, 4, 4))
-        bound = ceiling.sampled_ceiling(net, model.vocab, geo, samples, int(labels[i]), 0.3)
-        assert float(bound.min()) <= float(margin(net, flips, model.vocab, assignment, int(labels[i])).min()) + 1e-9
+        parts = ceiling.sampled_ceiling(net, model.vocab, geo, samples, int(labels[i]), 0.3)
+        worst = float(margin(net, flips, model.vocab, assignment, int(labels[i])).min())
+        assert all(float(part.min()) <= worst + 1e-9 for part in parts)
+        same = ceiling.sampled_ceiling(inplace, model.vocab, geo, samples, int(labels[i]), 0.3)
+        assert all(torch.equal(a, b) for a, b in zip(same, parts, strict=True))
+        with torch.no_grad():
+            plain = ceiling.sampled_ranges(layers(net), net, samples)
+            overwritten = ceiling.sampled_ranges(layers(inplace), inplace, samples)
+        assert all(torch.equal(a, b) for pa, pb in zip(plain, overwritten, strict=True) for a, b in zip(pa, pb))
+        assert float(plain[3][0].min()) < 0  # a ReLU's input, before the ReLU
