@@ -53,7 +53,7 @@ from tokencert.setcert import (
     linear_margin_bounds,
 )
 from tokencert.setcert.ibp import first_layer, interval_margin, logit_differences
-from tokencert.setcert.linear import budgeted_minimum, relaxed_margins
+from tokencert.setcert.linear import budgeted_minimum, record_inputs, relaxed_margins
 from tokencert.vocab import Vocabulary
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -75,10 +75,7 @@ def full_crown_margin(net: nn.Module, vocab: Vocabulary, geo: Geometry, center: 
     leaves = layers(net)
     lo, hi, first = first_layer(leaves, center, dev_lo, dev_hi, budget, tuple(center.shape[1:]), vocab)
     trace: dict = {}
-    x = center
-    for module in leaves[:first]:  # the leading affine layers: their input shapes
-        trace[id(module)] = [(x, x)]
-        x = module(x)
+    record_inputs(leaves[:first], center, trace)  # the leading affine layers
 
     def minimum(k: int, coef: torch.Tensor, const: torch.Tensor | float = 0.0) -> torch.Tensor:
         """Lower bound (1 x S) of ``coef . input of leaves[k] + const`` within the radius."""

@@ -16,6 +16,7 @@ from tests.tiny_problems import tiny_case
 from tokencert.flipsearch.candidates import candidate_flips
 from tokencert.models import layers
 from tokencert.setcert import Geometry, combinations, float64_copy
+from tokencert.setcert.certifier import _Options
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 ceiling = pytest.importorskip("bound_ceiling")
@@ -43,9 +44,7 @@ def test_full_crown_is_sound_and_not_vacuous(k: int, seed: int) -> None:
         center = flips.token_images(geo.assignment, model.vocab, (1, 4, 4))
         for radius in (0.05, 0.2, 0.5):
             bound = ceiling.full_crown_margin(net, model.vocab, geo, center, int(labels[i]), radius)
-            options = [(p, [(j, float(radii[i, p, j]) ** 2) for j in torch.argsort(radii[i, p]).tolist()
-                            if radii[i, p, j] <= radius]) for p in range(radii.shape[1])]
-            combos = combinations([o for o in options if o[1]], radius * radius, 10**6)
+            combos = combinations(_Options(radii[i]).within(radius), radius * radius, 10**6)
             assignment = flips.assignment[i].repeat(len(combos), 1)
             for b, (combo, _) in enumerate(combos):
                 for p, j in combo:

@@ -422,9 +422,7 @@ def test_knapsack_bound_against_every_combination_within_the_cost() -> None:
         assert (costed >= counted).all()
         tighter += int((costed > counted + 1e-9).sum())
         for n in range(6):
-            options = [(p, [(j, float(geo.radii[n, p, j]) ** 2) for j in torch.argsort(geo.radii[n, p]).tolist()
-                            if geo.radii[n, p, j] <= r]) for p in range(geo.radii.shape[1])]
-            combos = combinations(options, r * r, 10**6)
+            combos = combinations(_Options(geo.radii[n]).within(r), r * r, 10**6)
             batch = geo.own()[n].unsqueeze(0).repeat(len(combos), 1, 1)
             for b, (combo, _) in enumerate(combos):
                 for p, j in combo:

@@ -62,12 +62,17 @@ def relaxed_margins(leaves: list[nn.Module], first: int, trace: Trace, vocab: Vo
     bounds ``trace`` holds for the input of every layer from ``leaves[first]`` on (:func:`propagate`'s, or
     any others: they are consumed). The layers before ``first`` are affine (the first linear one and what
     leads to it); their input shapes are recorded here."""
-    x = center
-    for module in leaves[:min(first, len(leaves) - 1)]:
-        trace.setdefault(id(module), []).append((x, x))
-        x = module(x)
+    record_inputs(leaves[:min(first, len(leaves) - 1)], center, trace)
     coef, const = logit_differences(leaves[-1], labels, classes)
     return budgeted_minimum(leaves[:-1], coef, const, trace, vocab, geo, reach, rows, center, budget, radius)
+
+
+def record_inputs(modules: list[nn.Module], x: torch.Tensor, trace: Trace) -> None:
+    """Records in ``trace`` the input of each of ``modules`` (affine layers in order, from ``x``) as its own
+    bounds: :func:`_backward` needs only their shapes."""
+    for module in modules:
+        trace.setdefault(id(module), []).append((x, x))
+        x = module(x)
 
 
 def budgeted_minimum(modules: list[nn.Module], coef: torch.Tensor, const: torch.Tensor | float, trace: Trace,
