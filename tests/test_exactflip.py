@@ -147,6 +147,30 @@ def test_searches_pass_their_images_in_forward_batches(monkeypatch) -> None:
     assert torch.equal(alone.images, found.images) and torch.equal(alone.norm, found.norm)
 
 
+def test_search_judges_each_flip_set_once(monkeypatch) -> None:
+    """The eps walk's searches and the refinement meet flip sets again: the network judges each set once per
+    search, and the result is what judging every set every time gives."""
+    from tokencert.flipsearch.search import Search, margins
+
+    model, images, labels = tiny_case(4, 0, 8, 50)
+    seen = []
+    model.net.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].shape[0]))
+    walk = {"eps_grid": [0.25, 0.5, 0.75, 1.0], "settings": SearchSettings(beam=4, expand=4, per_patch=3, refine=2)}
+    once = token_search(model, images, labels, 10.0, **walk)
+    judged_once = sum(seen)
+
+    def every_time(self, beam):
+        return margins(self.net, self.flips.token_images(beam.assignment, self.vocab, self.shape),
+                       self.labels[beam.image])
+
+    monkeypatch.setattr(Search, "_margins", every_time)
+    seen.clear()
+    again = token_search(model, images, labels, 10.0, **walk)
+    assert torch.equal(once.norm, again.norm) and torch.equal(once.images, again.images)
+    assert torch.isfinite(once.norm).all()  # the walk found them at several eps (norms 0.42-0.88)
+    assert judged_once < sum(seen)
+
+
 def exhaustive_minimum(model: DiscreteClassifier, image: torch.Tensor, label: int) -> float:
     """The smallest adversarial norm by enumerating every token assignment with brute-force exact costs."""
     vocab = model.vocab

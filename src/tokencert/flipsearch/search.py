@@ -7,7 +7,8 @@ predicted margin and the ``expand`` best per unit cost become children, whose ma
 computes exactly; the ``beam`` children of lowest margin per image go on. A child with a negative
 margin is adversarial; its image keeps the cheapest one. With ``first`` the search stops an image at its
 first adversarial set (a budget decided); otherwise the budget drops below every one found (minimum
-norm), until no affordable flip remains or ``depth`` flips are set.
+norm), until no affordable flip remains or ``depth`` flips are set. The network judges each flip set once
+per :class:`Search`: the eps walk's searches and the refinement meet many sets again.
 """
 
 from __future__ import annotations
@@ -79,14 +80,25 @@ class Search:
         n, width = flips.cost.shape
         gen = torch.Generator().manual_seed(seed)
         self.keys = torch.randint(-2**62, 2**62, (n, width), generator=gen)  # a flip set's key: sum of its flips'
+        self.judged: dict[tuple[int, int, int], float] = {}  # margin by (image, key, flips) of every set judged
+
+    def _margins(self, beam: Beam) -> torch.Tensor:
+        """The margins of ``beam``'s flip sets: the network's for those not judged before in this search."""
+        sets = list(zip(beam.image.tolist(), beam.key.tolist(), beam.chosen.sum(dim=1).tolist(), strict=True))
+        new = [s for s, state in enumerate(sets) if state not in self.judged]
+        if new:
+            rows = torch.tensor(new)
+            fresh = margins(self.net, self.flips.token_images(beam.assignment[rows], self.vocab, self.shape),
+                            self.labels[beam.image[rows]])
+            self.judged.update(zip((sets[s] for s in new), fresh.tolist(), strict=True))
+        return torch.tensor([self.judged[state] for state in sets], dtype=torch.float64)
 
     def _root(self, rows: torch.Tensor) -> Beam:
         n = len(rows)
         width = self.flips.cost.shape[1]
         beam = Beam(rows, torch.zeros(n, width, dtype=torch.bool), self.flips.assignment[rows].clone(),
                     torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.long))
-        beam.margin = margins(self.net, self.flips.token_images(beam.assignment, self.vocab, self.shape),
-                              self.labels[rows])
+        beam.margin = self._margins(beam)
         return beam
 
     def _children(self, beam: Beam, budget: torch.Tensor) -> Beam:
@@ -123,8 +135,7 @@ class Search:
         pair = torch.stack([child.image, child.key], dim=1)
         _, first = _unique_first(pair)
         child = child.take(first)
-        child.margin = margins(self.net, f.token_images(child.assignment, self.vocab, self.shape),
-                               self.labels[child.image])
+        child.margin = self._margins(child)
         return child
 
     def run(self, rows: torch.Tensor, budget: torch.Tensor, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
