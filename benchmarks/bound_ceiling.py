@@ -80,8 +80,7 @@ def full_crown_margin(net: nn.Module, vocab: Vocabulary, geo: Geometry, center: 
     def minimum(k: int, coef: torch.Tensor, const: torch.Tensor | float = 0.0) -> torch.Tensor:
         """Lower bound (1 x S) of ``coef . input of leaves[k] + const`` within the radius."""
         entries = {key: list(pairs) for key, pairs in trace.items()}  # budgeted_minimum consumes its entries
-        return budgeted_minimum(leaves[:k], coef, const, entries, vocab, geo, reach, torch.arange(1), center, budget,
-                                rad)
+        return budgeted_minimum(leaves[:k], coef, const, entries, vocab, geo, reach, center, budget, rad)
 
     for k in range(first, len(leaves) - 1):
         if isinstance(leaves[k], nn.ReLU):
@@ -144,20 +143,19 @@ def sampled_ranges(leaves: list[nn.Module], net: nn.Module, samples: torch.Tenso
 
 
 @torch.no_grad()
-def sampled_ceiling(net: nn.Module, vocab: Vocabulary, geo: Geometry, samples: torch.Tensor, label: int,
-                    radius: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two parts of the flip-set bound (:func:`linear_margin_bounds`: the larger counts) for one image with
-    every intermediate bound replaced by the range of the layer's input over the token images ``samples`` (the
-    first: the image's own tokens): the linear bound, and the last layer's interval bound over its input's
-    range (+inf at ``label``). UNSOUND: an inner approximation of the true ranges, so what per-neuron bounds
-    could reach at best (indicative)."""
+def sampled_ceiling(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach: torch.Tensor, samples: torch.Tensor,
+                    label: int, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two parts of the flip-set bound (:func:`linear_margin_bounds`: the larger counts) for one image
+    (``reach``: its tokens reachable within ``radius``) with every intermediate bound replaced by the range of
+    the layer's input over the token images ``samples`` (the first: the image's own tokens): the linear bound,
+    and the last layer's interval bound over its input's range (+inf at ``label``). UNSOUND: an inner
+    approximation of the true ranges, so what per-neuron bounds could reach at best (indicative)."""
     leaves = layers(net)
     ranges = sampled_ranges(leaves, net, samples)
     rad = torch.tensor([radius], dtype=torch.float64)
-    reach = deviation_box(geo, rad)[2]
     labels = torch.tensor([label])
     linear = relaxed_margins(leaves, 0, {id(m): [ranges[k]] for k, m in enumerate(leaves)}, vocab, geo, reach,
-                             torch.arange(1), samples[:1], flip_budget(geo.patch_radii, rad), labels, radius=rad)[0]
+                             samples[:1], flip_budget(geo.patch_radii, rad), labels, radius=rad)[0]
     linear[label] = torch.inf
     return linear, interval_margin(leaves, *ranges[-1], len(leaves) - 1, labels)[0]
 
@@ -199,7 +197,7 @@ def _classifier(args: argparse.Namespace, model_path: str, vocab_path: str) -> l
             samples = flips.token_images(reachable_samples(flips, radii, i, r, args.samples, rng), model.vocab,
                                          tuple(x.shape[1:]))
             row["crown_ibp"][f"{fraction:.3f}"] = float(bound.min())
-            linear, last = sampled_ceiling(net, model.vocab, geo, samples, label, r)
+            linear, last = sampled_ceiling(net, model.vocab, geo, reach, samples, label, r)
             row["ceiling"][f"{fraction:.3f}"] = float(torch.maximum(linear, last).min())
             row["ceiling_linear"][f"{fraction:.3f}"] = float(linear.min())
         began = time.perf_counter()

@@ -15,7 +15,7 @@ from torch import nn
 from tests.tiny_problems import tiny_case
 from tokencert.flipsearch.candidates import candidate_flips
 from tokencert.models import layers
-from tokencert.setcert import Geometry, combinations, float64_copy
+from tokencert.setcert import Geometry, combinations, deviation_box, float64_copy
 from tokencert.setcert.certifier import _Options
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -72,10 +72,11 @@ def test_sampled_ceiling_is_below_every_sampled_margin() -> None:
         cost = radii[i].square().masked_fill(radii[i].isinf(), 0).gather(1, assignment.T).sum(dim=0)
         assert (cost <= 0.09 + 1e-12).all() and torch.equal(assignment[0], flips.assignment[i])
         samples = flips.token_images(assignment, model.vocab, (1, 4, 4))
-        parts = ceiling.sampled_ceiling(net, model.vocab, geo, samples, int(labels[i]), 0.3)
+        reach = deviation_box(geo, torch.tensor([0.3], dtype=torch.float64))[2]
+        parts = ceiling.sampled_ceiling(net, model.vocab, geo, reach, samples, int(labels[i]), 0.3)
         worst = float(margin(net, flips, model.vocab, assignment, int(labels[i])).min())
         assert all(float(part.min()) <= worst + 1e-9 for part in parts)
-        same = ceiling.sampled_ceiling(inplace, model.vocab, geo, samples, int(labels[i]), 0.3)
+        same = ceiling.sampled_ceiling(inplace, model.vocab, geo, reach, samples, int(labels[i]), 0.3)
         assert all(torch.equal(a, b) for a, b in zip(same, parts, strict=True))
         with torch.no_grad():
             plain = ceiling.sampled_ranges(layers(net), net, samples)

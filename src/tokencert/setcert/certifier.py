@@ -115,7 +115,7 @@ class _Certifier:
 
     @torch.no_grad()
     def bounds_certify(self, rows: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
-        geo = Geometry(self.geo.assignment[rows], self.geo.radii[rows], self.geo.tables)
+        geo = self.geo.take(rows)
         lo, hi, reach = deviation_box(geo, radius)
         budget = flip_budget(geo.patch_radii, radius)
         args = (self.center[rows], lo, hi, budget, self.y[rows])

@@ -25,6 +25,10 @@ class Geometry:
     def patch_radii(self) -> torch.Tensor:
         return self.radii.min(dim=2).values
 
+    def take(self, rows: torch.Tensor) -> Geometry:
+        """The geometry of the images ``rows``."""
+        return Geometry(self.assignment[rows], self.radii[rows], self.tables)
+
     def own(self) -> torch.Tensor:
         """N x P x d tokens the classifier sees."""
         rows = torch.arange(self.tables.shape[0])

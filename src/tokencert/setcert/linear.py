@@ -45,8 +45,8 @@ def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach
     classes = torch.sort(need.to(torch.uint8), dim=1, descending=True, stable=True).indices
     classes = classes[:, :int(need.sum(dim=1).max())]  # the needed classes first, padded with others
     trace = {key: [(a[rows], b[rows]) for a, b in entries] for key, entries in trace.items()}
-    linear = relaxed_margins(leaves, i, trace, vocab, geo, reach, rows, center[rows], budget[rows], labels[rows],
-                             classes, None if radius is None else radius[rows])
+    linear = relaxed_margins(leaves, i, trace, vocab, geo.take(rows), reach[rows], center[rows], budget[rows],
+                             labels[rows], classes, None if radius is None else radius[rows])
     linear = linear.masked_fill(~need.gather(1, classes), -math.inf)
     out = ibp.clone()
     out[rows] = torch.maximum(ibp[rows], torch.full_like(ibp[rows], -math.inf).scatter(1, classes, linear))
@@ -54,17 +54,17 @@ def linear_margin_bounds(net: nn.Module, vocab: Vocabulary, geo: Geometry, reach
 
 
 def relaxed_margins(leaves: list[nn.Module], first: int, trace: Trace, vocab: Vocabulary, geo: Geometry,
-                    reach: torch.Tensor, rows: torch.Tensor, center: torch.Tensor, budget: torch.Tensor,
-                    labels: torch.Tensor, classes: torch.Tensor | None = None,
-                    radius: torch.Tensor | None = None) -> torch.Tensor:
-    """The linear bounds (N x S) of the margins ``z_y - z_j`` of the images ``rows`` (``center``, ``budget``,
-    ``labels``, ``radius``: theirs) for the classes ``classes`` (N x S; every class when ``None``), on the
+                    reach: torch.Tensor, center: torch.Tensor, budget: torch.Tensor, labels: torch.Tensor,
+                    classes: torch.Tensor | None = None, radius: torch.Tensor | None = None) -> torch.Tensor:
+    """The linear bounds (N x S) of the margins ``z_y - z_j`` of N images (``geo``, ``reach``, ``center``,
+    ``budget``, ``labels``, ``radius``: one row each) for the classes ``classes`` (N x S; every class when
+    ``None``), on the
     bounds ``trace`` holds for the input of every layer from ``leaves[first]`` on (:func:`propagate`'s, or
     any others: they are consumed). The layers before ``first`` are affine (the first linear one and what
     leads to it); their input shapes are recorded here."""
     record_inputs(leaves[:min(first, len(leaves) - 1)], center, trace)
     coef, const = logit_differences(leaves[-1], labels, classes)
-    return budgeted_minimum(leaves[:-1], coef, const, trace, vocab, geo, reach, rows, center, budget, radius)
+    return budgeted_minimum(leaves[:-1], coef, const, trace, vocab, geo, reach, center, budget, radius)
 
 
 def record_inputs(modules: list[nn.Module], x: torch.Tensor, trace: Trace) -> None:
@@ -76,39 +76,39 @@ def record_inputs(modules: list[nn.Module], x: torch.Tensor, trace: Trace) -> No
 
 
 def budgeted_minimum(modules: list[nn.Module], coef: torch.Tensor, const: torch.Tensor | float, trace: Trace,
-                     vocab: Vocabulary, geo: Geometry, reach: torch.Tensor, rows: torch.Tensor, center: torch.Tensor,
-                     budget: torch.Tensor, radius: torch.Tensor | None = None) -> torch.Tensor:
+                     vocab: Vocabulary, geo: Geometry, reach: torch.Tensor, center: torch.Tensor, budget: torch.Tensor,
+                     radius: torch.Tensor | None = None) -> torch.Tensor:
     """A lower bound (N x S) of ``coef . y + const``, ``y`` the output of ``modules`` (in order) on the token
-    combinations the images ``rows`` can reach: back-substituted through ``modules`` (on the bounds of
-    ``trace``, consumed) to the tokenized image, whose linear function is minimised exactly per patch over
-    the reachable tokens under at most ``budget`` changed patches and, with ``radius``, also under the summed
-    squared costs (:func:`_knapsack_minimum`). ``center``, ``budget``, ``radius``: the rows' own."""
+    combinations N images can reach (``geo``, ``reach``, ``center``, ``budget``, ``radius``: one row each):
+    back-substituted through ``modules`` (on the bounds of ``trace``, consumed) to the tokenized image, whose
+    linear function is minimised exactly per patch over the reachable tokens under at most ``budget`` changed
+    patches and, with ``radius``, also under the summed squared costs (:func:`_knapsack_minimum`)."""
     for module in reversed(modules):
         coef, shift = _backward(module, coef, trace)
         const = const + shift
-    per_patch = _patch_changes(coef, vocab, geo, reach, rows)
+    per_patch = _patch_changes(coef, vocab, geo, reach)
     if radius is None:  # one patch's N x S x K changes at a time: each patch's best reachable change
         minima = torch.stack([c.min(dim=2).values.clamp(max=0) for c in per_patch], dim=1)
         change = -top_sum(minima.neg(), budget)
     else:  # the knapsack bound needs every patch's changes at once (N x P x S x K)
         changes = torch.stack(list(per_patch), dim=1)
         change = -top_sum(changes.min(dim=3).values.clamp(max=0).neg(), budget)
-        change = torch.maximum(change, _knapsack_minimum(changes, geo.radii[rows], radius))
+        change = torch.maximum(change, _knapsack_minimum(changes, geo.radii, radius))
     return const + (coef * center.unsqueeze(1)).flatten(2).sum(2) + change
 
 
 def _patch_changes(coef: torch.Tensor, vocab: Vocabulary, geo: Geometry, reach: torch.Tensor,
-                   rows: torch.Tensor) -> Iterator[torch.Tensor]:
+                   ) -> Iterator[torch.Tensor]:
     """Per patch, per image, spec and token (N x S x K) the change of ``coef . image`` when that patch alone
     takes the token (``inf`` where it is not reachable; 0 for its own token), one patch at a time."""
     n, specs = coef.shape[:2]
     grad = patchify(coef.reshape(n * specs, *coef.shape[2:]), vocab.patch_size, vocab.mode)
     grad = grad.view(n, specs, *grad.shape[1:])  # N x S x P x d
-    own = geo.own()[rows]
+    own = geo.own()
     for p in range(grad.shape[2]):
         change = torch.einsum("nsd,kd->nsk", grad[:, :, p], geo.tables[p]) - torch.einsum(
             "nsd,nd->ns", grad[:, :, p], own[:, p]).unsqueeze(2)
-        yield change.masked_fill(~reach[rows, p].unsqueeze(1), math.inf)
+        yield change.masked_fill(~reach[:, p].unsqueeze(1), math.inf)
 
 
 KNAPSACK_MULTIPLIERS = torch.logspace(-6, 6, 49, dtype=torch.float64)
