@@ -36,13 +36,14 @@ class _Options:
                              strict=True))) for p in self.order if counts[p]]
 
 
-def _window(geo: Geometry, index: int, radius: float, upper: float, limit: int, known: set[tuple[Change, ...]],
-            options: _Options) -> list[tuple[tuple[Change, ...], float]] | None:
-    """The token combinations a perturbation can reach from ``radius`` up to ``upper`` (the window: these
-    sets stay the same up to the next breakpoint): at most the budget's patches, each to a token reachable
-    at ``radius``, with summed squared radii up to ``upper^2``; those not in ``known`` (already classified
-    correctly), cheapest first, with their sums. ``None`` when they are more than ``limit``."""
-    budget = int(flip_budget(geo.patch_radii[index:index + 1], radius)[0])
+def _window(options: _Options, radius: float, upper: float, limit: int, known: set[tuple[Change, ...]],
+            ) -> list[tuple[tuple[Change, ...], float]] | None:
+    """The token combinations a perturbation of the image of ``options`` can reach from ``radius`` up to
+    ``upper`` (the window: these sets stay the same up to the next breakpoint): at most the budget's
+    patches, each to a token reachable at ``radius``, with summed squared radii up to ``upper^2``; those not
+    in ``known`` (already classified correctly), cheapest first, with their sums. ``None`` when they are
+    more than ``limit``."""
+    budget = int(flip_budget(options.radii[:, :1].T, radius)[0])  # its patch radii: each patch's cheapest token
     combos = combinations(options.within(radius), upper * upper * (1 + COST_SLACK), limit, budget)
     if combos is None:
         return None
@@ -142,7 +143,7 @@ class _Certifier:
                 continue
             if i not in self.options:  # sorted once per image, not per query
                 self.options[i] = _Options(self.geo.radii[i])
-            windows[k] = _window(self.geo, i, *window, self.limit, self.known[i], self.options[i])
+            windows[k] = _window(self.options[i], *window, self.limit, self.known[i])
             if windows[k] is None and window < over:
                 self.overflow[i] = window
         bound = [k for k, w in windows.items() if w is None]
