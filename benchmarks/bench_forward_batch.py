@@ -19,16 +19,13 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
-from bench_tokenflip import problem, write_speedups
+from bench_tokenflip import token_cases, token_cases_args, write_speedups
 
 import tokencert.models as models
 from tokencert.attacks.tokenflip import tokenflip
-from tokencert.evaluation import eval_set, load_model
 from tokencert.flipsearch import SearchSettings, token_search
-from tokencert.runtime import use_threads
 
 
 def _search(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,24 +65,10 @@ def compare(name: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each batch size")
     parser.add_argument("--reference", type=int, default=1024, help="the reference's images per forward pass")
-    parser.add_argument("--classifier", nargs=2, action="append", default=[], metavar=("MODEL", "VOCAB"),
-                        help="a trained token classifier of the study and its vocabulary")
-    parser.add_argument("--data", help="the dataset directory of --classifier (e.g. data/mnist5k)")
-    args = parser.parse_args()
-    if args.classifier and not args.data:
-        parser.error("--classifier needs --data")
-    use_threads(args.threads)
-    rows = compare("random CNN, K = 1,024", *problem("MNIST", "cnn", args.images), args.rounds, args.reference)
-    if args.classifier:
-        data = eval_set(args.data, args.images, 0, "pixel", torch.device("cpu"))
-        for model_path, vocab_path in args.classifier:
-            model = load_model(model_path, vocab_path, Path(args.data).name, torch.device("cpu"))
-            rows += compare(Path(model_path).parent.name, model, data.images, data.labels, args.rounds,
-                            args.reference)
+    args = token_cases_args(parser)
+    rows = [row for case in token_cases(args) for row in compare(*case, args.rounds, args.reference)]
     write_speedups("bench_forward_batch", {"threads": args.threads, "rounds": args.rounds}, rows,
                    {"classifier": "classifier", "attack": "attack", "images": "images"},
                    f"{args.reference:,} per pass", "the two forward batch sizes gave different results")

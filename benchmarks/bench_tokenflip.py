@@ -18,12 +18,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from bench_certify import HERE
 
 import tokencert.attacks.tokenflip as flip
+from tokencert.evaluation import eval_set, load_model
 from tokencert.io import write_json, write_text
 from tokencert.models import DiscreteClassifier, build_model, channels_last
 from tokencert.runtime import use_threads
@@ -46,6 +49,32 @@ def problem(shape: str, network: str, images: int) -> tuple[DiscreteClassifier, 
            else channels_last(build_model(arch, channels, 10, [0.5] * channels, [0.25] * channels, side)))
     model = DiscreteClassifier(net.eval(), vocab).eval()
     return model, x, model(x).argmax(1)
+
+
+def token_cases_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The options of a benchmark over :func:`token_cases` (``--threads``, ``--images``, ``--classifier``,
+    ``--data``, beside the caller's own), parsed, with the threads set."""
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--classifier", nargs=2, action="append", default=[], metavar=("MODEL", "VOCAB"),
+                        help="a trained token classifier of the study and its vocabulary")
+    parser.add_argument("--data", help="the dataset directory of --classifier (e.g. data/mnist5k)")
+    args = parser.parse_args()
+    if args.classifier and not args.data:
+        parser.error("--classifier needs --data")
+    use_threads(args.threads)
+    return args
+
+
+def token_cases(args: argparse.Namespace) -> Iterator[tuple[str, DiscreteClassifier, torch.Tensor, torch.Tensor]]:
+    """(name, classifier, images, labels): the random MNIST-shaped CNN with K = 1,024 Gaussian tokens, then
+    every ``--classifier`` on ``--images`` stratified test images of ``--data``."""
+    yield "random CNN, K = 1,024", *problem("MNIST", "cnn", args.images)
+    if args.classifier:
+        data = eval_set(args.data, args.images, 0, "pixel", torch.device("cpu"))
+        for model_path, vocab_path in args.classifier:
+            model = load_model(model_path, vocab_path, Path(args.data).name, torch.device("cpu"))
+            yield Path(model_path).parent.name, model, data.images, data.labels
 
 
 def write_speedups(name: str, meta: dict, rows: list[dict], columns: dict[str, str], reference: str,

@@ -19,16 +19,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
-from bench_tokenflip import problem, write_speedups
+from bench_tokenflip import token_cases, token_cases_args, write_speedups
 
 import tokencert.flipsearch.adversarial as adversarial
-from tokencert.evaluation import eval_set, load_model
 from tokencert.flipsearch import SearchSettings, token_search
 from tokencert.flipsearch.search import Beam, Search, margins
-from tokencert.runtime import use_threads
 
 EPS = [0.5, 1.0, 1.58, 4.0]
 
@@ -77,22 +74,9 @@ def compare(name: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each search")
-    parser.add_argument("--classifier", nargs=2, action="append", default=[], metavar=("MODEL", "VOCAB"),
-                        help="a trained token classifier of the study and its vocabulary")
-    parser.add_argument("--data", help="the dataset directory of --classifier (e.g. data/mnist5k)")
-    args = parser.parse_args()
-    if args.classifier and not args.data:
-        parser.error("--classifier needs --data")
-    use_threads(args.threads)
-    rows = [compare("random CNN, K = 1,024", *problem("MNIST", "cnn", args.images), args.rounds)]
-    if args.classifier:
-        data = eval_set(args.data, args.images, 0, "pixel", torch.device("cpu"))
-        for model_path, vocab_path in args.classifier:
-            model = load_model(model_path, vocab_path, Path(args.data).name, torch.device("cpu"))
-            rows.append(compare(Path(model_path).parent.name, model, data.images, data.labels, args.rounds))
+    args = token_cases_args(parser)
+    rows = [compare(*case, args.rounds) for case in token_cases(args)]
     write_speedups("bench_tokensearch", {"threads": args.threads, "rounds": args.rounds, "eps": EPS}, rows,
                    {"classifier": "classifier", "images": "images", "images judged": "judged",
                     "every time, images judged": "reference_judged"},
