@@ -58,10 +58,9 @@ def relaxed_margins(leaves: list[nn.Module], first: int, trace: Trace, vocab: Vo
                     classes: torch.Tensor | None = None, radius: torch.Tensor | None = None) -> torch.Tensor:
     """The linear bounds (N x S) of the margins ``z_y - z_j`` of N images (``geo``, ``reach``, ``center``,
     ``budget``, ``labels``, ``radius``: one row each) for the classes ``classes`` (N x S; every class when
-    ``None``), on the
-    bounds ``trace`` holds for the input of every layer from ``leaves[first]`` on (:func:`propagate`'s, or
-    any others: they are consumed). The layers before ``first`` are affine (the first linear one and what
-    leads to it); their input shapes are recorded here."""
+    ``None``), on the bounds ``trace`` holds for the input of every layer from ``leaves[first]`` on
+    (:func:`propagate`'s, or any others: they are consumed). The layers before ``first`` are affine (the first
+    linear one and what leads to it); their input shapes are recorded here."""
     record_inputs(leaves[:min(first, len(leaves) - 1)], center, trace)
     coef, const = logit_differences(leaves[-1], labels, classes)
     return budgeted_minimum(leaves[:-1], coef, const, trace, vocab, geo, reach, center, budget, radius)
