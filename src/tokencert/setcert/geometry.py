@@ -68,7 +68,7 @@ def breakpoints(geo: Geometry, index: int) -> torch.Tensor:
     """The sorted radii at which the reachable sets or the flip budget of image ``index`` change."""
     radii = geo.radii[index]
     pair = radii[torch.isfinite(radii)]
-    budget = _budget_thresholds(geo.patch_radii[index])
+    budget = _budget_thresholds(radii.min(dim=1).values)  # its patch radii, not the whole batch's sliced
     return torch.unique(torch.cat([pair, budget, torch.zeros(1, dtype=torch.float64)]))
 
 
