@@ -171,6 +171,40 @@ def test_search_judges_each_flip_set_once(monkeypatch) -> None:
     assert judged_once < sum(seen)
 
 
+def test_descent_finds_cheaper_sets_and_never_loses_one(monkeypatch) -> None:
+    """Descent rounds (an adversarial set within DESCENT of the best, from the root) lower norms a narrow search
+    left high, never raise one and never go below the enumerated minimum; every round after the first searches
+    only the images the round before improved."""
+    from tokencert.flipsearch.search import Search
+
+    model, images, labels = tiny_case(3, 4, 40, 54)
+    narrow = {"beam": 1, "expand": 1, "per_patch": 3, "refine": 3}
+    plain = token_search(model, images, labels, 10.0, settings=SearchSettings(**narrow, descent=0))
+    calls: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
+    run = Search.run
+
+    def spy(self, rows, budget, first):
+        calls.append((rows.clone(), budget[rows].clone(), first))
+        return run(self, rows, budget, first)
+
+    monkeypatch.setattr(Search, "run", spy)
+    deeper = token_search(model, images, labels, 10.0, settings=SearchSettings(**narrow, descent=8))
+    assert deeper.verified and (deeper.norm <= plain.norm).all() and (deeper.norm < plain.norm).sum() >= 3
+    for i in torch.nonzero(deeper.norm < plain.norm).flatten().tolist():
+        assert deeper.norm[i] >= exhaustive_minimum(model, images[i], int(labels[i])) * (1 - 1e-9)
+        assert int(model(deeper.images[i:i + 1]).argmax(1)[0]) != int(labels[i])
+    # the walk's one search (eps = max_eps), the refine rounds, the descent rounds: within a phase an image is
+    # searched again only under a lower budget (an unchanged one finds the same sets)
+    refine = [call for call in calls[1:] if not call[2]]
+    descent = calls[1 + len(refine):]
+    assert len(refine) == 3 and len(descent) >= 2 and all(call[2] for call in descent)
+    for phase in (refine, descent):
+        for (rows, budget, _), (later, lower, _) in itertools.pairwise(phase):
+            before = dict(zip(rows.tolist(), budget.tolist(), strict=True))
+            assert all(i in before and b < before[i] for i, b in zip(later.tolist(), lower.tolist(), strict=True))
+    assert len(descent[-1][0]) < len(descent[0][0])
+
+
 def exhaustive_minimum(model: DiscreteClassifier, image: torch.Tensor, label: int) -> float:
     """The smallest adversarial norm by enumerating every token assignment with brute-force exact costs."""
     vocab = model.vocab

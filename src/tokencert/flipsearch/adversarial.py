@@ -1,11 +1,11 @@
 """The exact multi-flip attack: candidate flips with exact costs, the eps walk of budgeted searches, then
-minimum-norm refinement; every adversarial set realised as a float32 image and verified on the deployed
+minimum-norm refinement and descent; every adversarial set realised as a float32 image and verified on the deployed
 model (prediction, the intended tokens, the norm)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -19,6 +19,10 @@ from .candidates import Flips, candidate_flips
 from .search import Search
 
 NORM_SLACK = 1e-9  # a realised image's norm may exceed its summed exact costs by rounding only
+DESCENT = 0.8
+"""A descent round looks for an adversarial set within this fraction of the image's best norm: a search
+from the root under a smaller budget explores cheaper flips than one that only lowers its budget as it
+finds sets (``discrete-gauss``, 100 images: 0.8 and 0.6 gave the same median, 0.8 the lower mean)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,8 @@ class Settings:
 @dataclass(frozen=True)
 class SearchSettings(Settings):
     """``beam`` states per image, ``expand`` children per state and criterion, ``depth`` flips at most,
-    ``per_patch`` candidate tokens per patch, ``refine`` minimum-norm rounds after the eps walk,
+    ``per_patch`` candidate tokens per patch, ``refine`` minimum-norm rounds after the eps walk and
+    ``descent`` rounds after those (each on the images the round before improved),
     ``batch`` images searched together."""
 
     beam: int = 8
@@ -41,6 +46,7 @@ class SearchSettings(Settings):
     depth: int = 32
     per_patch: int = 16
     refine: int = 1
+    descent: int = 0
     batch: int = 50
 
 
@@ -60,8 +66,9 @@ def token_search(model: DiscreteClassifier, x: torch.Tensor, y: torch.Tensor, ma
                  eps_grid: list[float] | None = None, seed: int = 0) -> Adversarial:
     """The cheapest adversarial token-flip sets found for float images ``x`` (N x C x H x W in [0,1]) with
     labels ``y``: with ``eps_grid``, one search per eps in increasing order on the images no smaller
-    verified example decides, then ``settings.refine`` minimum-norm rounds (every image broken so far,
-    budget just below its best); norms up to ``max_eps``."""
+    verified example decides, then ``settings.refine`` minimum-norm rounds (budget just below the image's
+    best) and ``settings.descent`` rounds (an adversarial set within :data:`DESCENT` of it) on the images
+    broken so far; norms up to ``max_eps``."""
     if not isinstance(model, DiscreteClassifier):
         raise TypeError(f"token search needs a token classifier (DiscreteClassifier), got {type(model).__name__}")
     out = Adversarial(torch.full((x.shape[0],), math.inf, dtype=torch.float64), x.detach().cpu().clone(), True)
@@ -94,18 +101,26 @@ def _search_batch(model: DiscreteClassifier, x: torch.Tensor, y: torch.Tensor, m
             if ok and size < norm[i]:
                 norm[i], out.images[offset + i] = size, adv
 
+    def rounds(count: int, budget: Callable[[], torch.Tensor], first: bool) -> None:
+        """Up to ``count`` searches under ``budget()``, each on the broken images the one before improved (an
+        unchanged budget finds the same sets)."""
+        improved = torch.ones(n, dtype=torch.bool)
+        for _ in range(count):
+            rows = torch.nonzero((norm > 0) & torch.isfinite(norm) & improved).flatten()
+            if rows.numel() == 0:
+                return
+            before = norm.clone()
+            best, chosen = search.run(rows, budget(), first=first)
+            record(best, chosen, rows)
+            improved = norm < before
+
     for eps in grid:
         rows = torch.nonzero(norm > eps).flatten()
         if rows.numel():
             best, chosen = search.run(rows, torch.full((n,), eps * eps, dtype=torch.float64), first=True)
             record(best, chosen, rows)
-    for _ in range(settings.refine):
-        rows = torch.nonzero((norm > 0) & torch.isfinite(norm)).flatten()
-        if rows.numel() == 0:
-            break
-        budget = torch.where(torch.isfinite(norm), norm.square() * (1 - 1e-9), torch.full_like(norm, max_eps ** 2))
-        best, chosen = search.run(rows, budget, first=False)
-        record(best, chosen, rows)
+    rounds(settings.refine, lambda: norm.square() * (1 - 1e-9), first=False)
+    rounds(settings.descent, lambda: (norm * DESCENT).square(), first=True)
 
 
 def _verify(model: DiscreteClassifier, flips: Flips, image: int, x: torch.Tensor, y: torch.Tensor,
