@@ -129,12 +129,19 @@ def test_a_classifier_can_have_its_own_certificate_settings():
 
 
 def test_an_override_for_a_classifier_the_study_lacks_is_a_note():
-    """A config stacked on ``params.yaml`` may drop the classifier an override names: a start-up note,
-    not an error (a classifier the study has, but the certificate skips, is refused: test_bad_params)."""
+    """A config stacked on ``params.yaml`` may drop the classifier an override names, or stop attacking it
+    where the certificate needs attacks: a start-up note, not an error (a classifier of a kind the certificate
+    never runs on is refused: test_bad_params)."""
     config = tc.load_params(REPO / "params.yaml")
     config["classifiers"]["recipes"] = {}
     plan = tc.resolve_plan(config)
     assert "note: exactflip.models.flipset names no classifier of this study: the override is unused" in plan.notes
+    config["attacks"]["models"] = ["baseline"]
+    config["exactflip"]["models"]["discrete-learned"] = {"n_images": 2}
+    notes = tc.resolve_plan(config).notes
+    for name in ("discrete-gauss", "discrete-learned"):
+        assert (f"note: exactflip.models.{name}: {name} is not attacked in this study, so exactflip does not run on "
+                "it: the override is unused") in notes
 
 
 def test_the_bracket_joins_on_test_index_and_refuses_a_certificate_above_a_verified_attack():

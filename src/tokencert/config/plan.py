@@ -131,19 +131,25 @@ class Plan:
 
 
 def certificate_overrides(plan: Plan) -> list[str]:
-    """Check every ``<folder>.models.<classifier>``: a classifier of the study its certificate does not
-    run on is refused (the override could never apply); one the study does not have is a note, as a
-    config stacked on ``params.yaml`` may drop the classifier its overrides name."""
+    """Check every ``<folder>.models.<classifier>``: a classifier of the study its certificate can never
+    run on (another kind) is refused; one the study does not have, or does not attack where the certificate
+    needs attacks, is a note, as a config stacked on ``params.yaml`` may drop or stop attacking the
+    classifier its overrides name."""
     notes = []
     for cert in CERTIFICATES.values():
         runs = sorted({m for d in plan.datasets for m in plan.certified_models(d, cert)})
+        kind = {m for d in plan.datasets.values() for m, r in d.recipes.items()
+                if applies(cert, r.vocab is not None, r.lipschitz, True)}
         for name in (plan.config.get(cert.folder) or {}).get(PER_MODEL) or {}:
             key = f"{cert.folder}.{PER_MODEL}.{name}"
             if name not in plan.models:
                 notes.append(f"note: {key} names no classifier of this study: the override is unused")
-            elif name not in runs:
+            elif name not in kind:
                 raise ConfigError(f"params: {key}: certificate {cert.name} does not run on {name} (it runs on: "
                                   f"{', '.join(runs) or 'none'})")
+            elif name not in runs:
+                notes.append(f"note: {key}: {name} is not attacked in this study, so {cert.name} does not run on "
+                             "it: the override is unused")
     return notes
 
 
