@@ -22,7 +22,8 @@ NORM_SLACK = 1e-9  # a realised image's norm may exceed its summed exact costs b
 DESCENT = 0.8
 """A descent round looks for an adversarial set within this fraction of the image's best norm: a search
 from the root under a smaller budget explores cheaper flips than one that only lowers its budget as it
-finds sets (``discrete-gauss``, 100 images: 0.8 and 0.6 gave the same median, 0.8 the lower mean)."""
+finds sets (``discrete-gauss``, 100 images, descent after 4 minimum-norm rounds: 0.8 and 0.6 the same
+median, 0.8 the lower mean)."""
 
 
 @dataclass(frozen=True)
