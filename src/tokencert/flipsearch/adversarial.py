@@ -47,7 +47,7 @@ class SearchSettings(Settings):
     depth: int = 32
     per_patch: int = 16
     refine: int = 1
-    descent: int = 0
+    descent: int = 8
     batch: int = 50
 
 
