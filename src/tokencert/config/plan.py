@@ -123,11 +123,12 @@ class Plan:
         position = order.index(attack)
         return order[position - 1] if position else None
 
-    def certified_models(self, dataset: str, cert: Certificate) -> list[str]:
-        """The classifiers of ``dataset`` that certificate ``cert`` runs on."""
+    def certified_models(self, dataset: str, cert: Certificate, *, if_attacked: bool = False) -> list[str]:
+        """The classifiers of ``dataset`` that certificate ``cert`` runs on (``if_attacked``: would run on, were
+        every classifier attacked)."""
         attacked = self.attacked_models()
         return [m for m, r in self.datasets[dataset].recipes.items()
-                if applies(cert, r.vocab is not None, r.lipschitz, m in attacked)]
+                if applies(cert, r.vocab is not None, r.lipschitz, if_attacked or m in attacked)]
 
 
 def certificate_overrides(plan: Plan) -> list[str]:
@@ -138,8 +139,7 @@ def certificate_overrides(plan: Plan) -> list[str]:
     notes = []
     for cert in CERTIFICATES.values():
         runs = sorted({m for d in plan.datasets for m in plan.certified_models(d, cert)})
-        kind = {m for d in plan.datasets.values() for m, r in d.recipes.items()
-                if applies(cert, r.vocab is not None, r.lipschitz, True)}
+        kind = {m for d in plan.datasets for m in plan.certified_models(d, cert, if_attacked=True)}
         for name in (plan.config.get(cert.folder) or {}).get(PER_MODEL) or {}:
             key = f"{cert.folder}.{PER_MODEL}.{name}"
             if name not in plan.models:
