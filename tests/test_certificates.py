@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -142,6 +144,25 @@ def test_an_override_for_a_classifier_the_study_lacks_is_a_note():
     for name in ("discrete-gauss", "discrete-learned"):
         assert (f"note: exactflip.models.{name}: {name} is not attacked in this study, so exactflip does not run on "
                 "it: the override is unused") in notes
+
+
+def test_a_stacked_config_drops_an_override_with_null(tmp_path: Path) -> None:
+    """``<folder>.models.<classifier>: null`` in a config stacked on ``params.yaml`` drops that classifier's
+    overrides (they merge key by key, so restating the section's values was the only way before): the section
+    applies, the schema takes it, and no note is printed for it. Something else than a mapping or null is
+    still refused, naming the key."""
+    stacked = tmp_path / "drop.yaml"
+    stacked.write_text("exactflip:\n  nodes: 7\n  models: {discrete-gauss: null}\n")
+    config = tc.load_params(REPO / "params.yaml", stacked)
+    plan = tc.resolve_plan(config)
+    cert = CERTIFICATES["exactflip"]
+    assert cert.settings(plan.config, "discrete-gauss") == cert.settings(plan.config)
+    assert cert.settings(plan.config)["nodes"] == 7 and cert.settings(plan.config)["start_limit"] == 512
+    assert cert.settings(plan.config, "flipset")["start_limit"] == 8192  # the others' overrides stay
+    assert not any("discrete-gauss" in note for note in plan.notes)
+    stacked.write_text("exactflip:\n  models: {discrete-gauss: 3}\n")
+    with pytest.raises(tc.ConfigError, match=r"exactflip\.models\.discrete-gauss"):
+        tc.load_params(REPO / "params.yaml", stacked)
 
 
 def test_the_bracket_joins_on_test_index_and_refuses_a_certificate_above_a_verified_attack():

@@ -47,10 +47,11 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     for cert in CERTIFICATES.values():  # each certificate's params section (a plugin's: its own schema)
         section = schema["properties"].setdefault(cert.folder, {"type": "object", **dict(cert.schema or {})})
         keys = {k: v for k, v in section.get("properties", {}).items() if k != PER_MODEL}
-        override = {"type": "object", **({"additionalProperties": False, "properties": keys} if keys else {})}
+        override = {"type": ["object", "null"], **({"additionalProperties": False, "properties": keys} if keys else {})}
         section.setdefault("properties", {})[PER_MODEL] = {
             "type": "object", "additionalProperties": override,
-            "description": "per-classifier overrides of this section's keys: models.<classifier>.<key>"}
+            "description": "per-classifier overrides of this section's keys: models.<classifier>.<key> "
+                           "(null: none, e.g. a stacked config dropping params.yaml's)"}
     return schema
 
 

@@ -135,12 +135,14 @@ def certificate_overrides(plan: Plan) -> list[str]:
     """Check every ``<folder>.models.<classifier>``: a classifier of the study its certificate can never
     run on (another kind) is refused; one the study does not have, or does not attack where the certificate
     needs attacks, is a note, as a config stacked on ``params.yaml`` may drop or stop attacking the
-    classifier its overrides name."""
+    classifier its overrides name; ``null`` (a stacked config dropping ``params.yaml``'s overrides) is neither."""
     notes = []
     for cert in CERTIFICATES.values():
         runs = sorted({m for d in plan.datasets for m in plan.certified_models(d, cert)})
         kind = {m for d in plan.datasets for m in plan.certified_models(d, cert, if_attacked=True)}
-        for name in (plan.config.get(cert.folder) or {}).get(PER_MODEL) or {}:
+        for name, own in ((plan.config.get(cert.folder) or {}).get(PER_MODEL) or {}).items():
+            if own is None:  # dropped by a stacked config
+                continue
             key = f"{cert.folder}.{PER_MODEL}.{name}"
             if name not in plan.models:
                 notes.append(f"note: {key} names no classifier of this study: the override is unused")
